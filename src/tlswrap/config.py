@@ -1,0 +1,369 @@
+"""The stunnel 5 configuration format, parsed into an immutable model.
+
+General theory of operation: the file is global options, then ``[service]`` sections of
+``key = value`` lines. Whole-line comments start with ``;`` or ``#``. Option names are
+case-insensitive, as in stunnel. A service option written in the global part is the default for
+every service (stunnel's rule). Every option is declared once in ``OPTIONS`` with the function that
+parses its value, so adding an option is one line there plus a field on the model.
+
+This module is pure: it takes text and a file name and returns values. Every parsed option keeps
+its line number (``Service.lines``), so a later semantic error -- a certificate that does not load,
+a cipher string OpenSSL refuses -- can still say ``FILE:LINE:``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+LOG_LEVELS = {
+    "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
+}
+SYSLOG_FACILITIES = {
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
+    "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+}
+TLS_VERSIONS = {"all": None, "tlsv1": "TLSv1", "tlsv1.1": "TLSv1.1", "tlsv1.2": "TLSv1.2",
+                "tlsv1.3": "TLSv1.3", "sslv3": "SSLv3"}
+TLS_ORDER = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+
+@dataclass(frozen=True)
+class Address:
+    """A TCP endpoint (``host`` may be a name, resolved when used) or a unix socket ``path``."""
+
+    host: str | None = None
+    port: int | str = 0
+    path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        return self.path is not None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return self.path
+        host = self.host or "*"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One ``[section]``: where to listen, the TLS settings, where to relay."""
+
+    name: str
+    accept: Address | None = None
+    connect: tuple[Address, ...] = ()
+    exec: str | None = None
+    exec_args: tuple[str, ...] | None = None
+    cert: str | None = None
+    key: str | None = None
+    ca_file: str | None = None
+    ciphers: str | None = None
+    ciphersuites: str | None = None
+    version_min: str | None = "TLSv1.2"
+    version_max: str | None = None
+    curves: str | None = None
+    timeout_busy: float = 10.0
+    timeout_close: float = 60.0
+    timeout_connect: float = 10.0
+    timeout_idle: float = 43200.0
+    libwrap: bool = True
+    # option name (lower case) -> line it was set on; for later FILE:LINE errors
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def line_of(self, option: str) -> int | None:
+        return self.lines.get(option.lower())
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    foreground: bool = False
+    pid: str | None = None
+    output: str | None = None
+    syslog: bool | None = None  # None: syslog unless in the foreground (stunnel's default)
+    debug: int = 5
+    facility: str = "daemon"
+    hosts_allow: str = "/etc/hosts.allow"
+    hosts_deny: str = "/etc/hosts.deny"
+    setuid: str | None = None
+    setgid: str | None = None
+    workers: int = 1
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    filename: str
+    globals: GlobalOptions
+    services: tuple[Service, ...]
+
+    def error(self, msg: str, option: str | None = None, service: Service | None = None) -> ConfigError:
+        """A ConfigError pointing at the line where ``option`` was set (in ``service`` or global)."""
+        line = None
+        if option is not None:
+            if service is not None:
+                line = service.line_of(option)
+            if line is None:
+                line = self.globals.lines.get(option.lower())
+        return ConfigError(self.filename, line, msg, service.name if service else None)
+
+
+# ---------------------------------------------------------------- value parsers
+# Each takes the raw value and returns the parsed one or raises ValueError(message).
+
+def parse_bool(value: str) -> bool:
+    v = value.lower()
+    if v in ("yes", "true", "on", "1"):
+        return True
+    if v in ("no", "false", "off", "0"):
+        return False
+    raise ValueError(f"expected yes or no, got {value!r}")
+
+
+def parse_foreground(value: str) -> bool:
+    # stunnel also knows "quiet" (foreground, no stderr echo of syslog lines)
+    return True if value.lower() == "quiet" else parse_bool(value)
+
+
+def parse_seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if not n >= 0 or n == float("inf"):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    return n
+
+
+def parse_positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"expected a positive whole number, got {value!r}")
+    return int(value)
+
+
+def parse_port(value: str) -> int | str:
+    if value.isdigit():
+        port = int(value)
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range: {value!r}")
+        return port
+    if not value or not value.replace("-", "").isalnum():
+        raise ValueError(f"bad port: {value!r}")
+    return value  # a service name, looked up when bound
+
+
+def parse_address(value: str, default_host: str | None, allow_unix: bool) -> Address:
+    """``[HOST:]PORT``, ``[IPV6]:PORT``, ``:::PORT`` or, where allowed, a unix socket path."""
+    value = value.strip()
+    if value.startswith("/"):
+        if not allow_unix:
+            raise ValueError(f"a unix socket is not allowed here: {value!r}")
+        return Address(path=value)
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or value[end + 1:end + 2] != ":":
+            raise ValueError(f"bad address {value!r}: expected [IPV6]:PORT")
+        host, port = value[1:end], value[end + 2:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad IPv6 address {host!r} in {value!r}") from None
+    elif ":" in value:
+        host, port = value.rsplit(":", 1)
+        if not host:
+            raise ValueError(f"bad address {value!r}: empty host")
+    else:
+        host, port = default_host, value
+    if host is not None and ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad IPv6 address {host!r} in {value!r}") from None
+    return Address(host=host, port=parse_port(port))
+
+
+def parse_accept(value: str) -> Address:
+    return parse_address(value, default_host="0.0.0.0", allow_unix=False)
+
+
+def parse_connect(value: str) -> Address:
+    return parse_address(value, default_host="localhost", allow_unix=True)
+
+
+def parse_version(value: str) -> str | None:
+    try:
+        return TLS_VERSIONS[value.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown TLS version {value!r}: use TLSv1.2, TLSv1.3 or all") from None
+
+
+def parse_debug(value: str) -> tuple[str | None, int]:
+    facility, _, level = value.rpartition(".")
+    facility = facility.lower() or None
+    if facility is not None and facility not in SYSLOG_FACILITIES:
+        raise ValueError(f"unknown syslog facility {facility!r}")
+    lv = level.lower()
+    if lv.isdigit() and int(lv) <= 7:
+        return facility, int(lv)
+    if lv in LOG_LEVELS:
+        return facility, LOG_LEVELS[lv]
+    raise ValueError(f"unknown debug level {level!r}: use 0-7 or emerg..debug")
+
+
+def parse_text(value: str) -> str:
+    if not value:
+        raise ValueError("empty value")
+    return value
+
+
+def parse_args(value: str) -> tuple[str, ...]:
+    return tuple(value.split())
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str               # stunnel's spelling, for messages
+    scope: str              # "global" or "service"
+    attr: str               # field on GlobalOptions / Service
+    parse: Callable[[str], Any]
+    repeat: bool = False    # values accumulate into a tuple
+
+
+OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
+    Option("foreground", "global", "foreground", parse_foreground),
+    Option("pid", "global", "pid", lambda v: v or None),
+    Option("output", "global", "output", parse_text),
+    Option("syslog", "global", "syslog", parse_bool),
+    Option("debug", "global", "debug", parse_debug),
+    Option("hostsAllow", "global", "hosts_allow", parse_text),
+    Option("hostsDeny", "global", "hosts_deny", parse_text),
+    Option("setuid", "global", "setuid", parse_text),
+    Option("setgid", "global", "setgid", parse_text),
+    Option("workers", "global", "workers", parse_positive_int),
+    Option("accept", "service", "accept", parse_accept),
+    Option("connect", "service", "connect", parse_connect, repeat=True),
+    Option("exec", "service", "exec", parse_text),
+    Option("execArgs", "service", "exec_args", parse_args),
+    Option("cert", "service", "cert", parse_text),
+    Option("key", "service", "key", parse_text),
+    Option("CAfile", "service", "ca_file", parse_text),
+    Option("ciphers", "service", "ciphers", parse_text),
+    Option("ciphersuites", "service", "ciphersuites", parse_text),
+    Option("curves", "service", "curves", parse_text),
+    Option("sslVersionMin", "service", "version_min", parse_version),
+    Option("sslVersionMax", "service", "version_max", parse_version),
+    Option("TIMEOUTbusy", "service", "timeout_busy", parse_seconds),
+    Option("TIMEOUTclose", "service", "timeout_close", parse_seconds),
+    Option("TIMEOUTconnect", "service", "timeout_connect", parse_seconds),
+    Option("TIMEOUTidle", "service", "timeout_idle", parse_seconds),
+    Option("libwrap", "service", "libwrap", parse_bool),
+]}
+
+
+class _Section:
+    """Options collected for one section (or the global part) before the model is built."""
+
+    def __init__(self, name: str | None, lineno: int):
+        self.name = name
+        self.lineno = lineno
+        self.values: dict[str, Any] = {}
+        self.lines: dict[str, int] = {}
+
+    def set(self, opt: Option, value: Any, lineno: int) -> None:
+        if opt.repeat:
+            self.values[opt.attr] = self.values.get(opt.attr, ()) + (value,)
+        else:
+            self.values[opt.attr] = value
+        self.lines[opt.name.lower()] = lineno
+
+
+def parse_config(text: str, filename: str = "<config>") -> Config:
+    """Parse stunnel-format ``text``; raise ConfigError(filename, line, message) on any mistake."""
+    glob = _Section(None, 0)
+    sections: list[_Section] = []
+    current = glob
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in ";#":
+            continue
+        if line.startswith("["):
+            if not line.endswith("]") or len(line) < 3:
+                raise ConfigError(filename, lineno, f"bad section header {line!r}")
+            name = line[1:-1].strip()
+            if not name or any(c.isspace() or c in "[]" for c in name):
+                raise ConfigError(filename, lineno, f"bad service name {name!r}")
+            if any(s.name == name for s in sections):
+                raise ConfigError(filename, lineno, f"service [{name}] is defined twice")
+            current = _Section(name, lineno)
+            sections.append(current)
+            continue
+        key, eq, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key:
+            raise ConfigError(filename, lineno, f"expected 'option = value', got {line!r}",
+                              current.name)
+        opt = OPTIONS.get(key.lower())
+        if opt is None:
+            raise ConfigError(filename, lineno, f"unknown option {key!r}", current.name)
+        if opt.scope == "global" and current is not glob:
+            raise ConfigError(filename, lineno,
+                              f"{opt.name!r} is a global option: put it before the first "
+                              "[service] section", current.name)
+        if opt.attr == "debug" and current is glob:
+            try:
+                facility, level = parse_debug(value)
+            except ValueError as exc:
+                raise ConfigError(filename, lineno, f"{opt.name} = {value}: {exc}") from None
+            current.set(opt, level, lineno)
+            if facility:
+                current.values["facility"] = facility
+            continue
+        try:
+            parsed = opt.parse(value)
+        except ValueError as exc:
+            raise ConfigError(filename, lineno, f"{opt.name} = {value}: {exc}",
+                              current.name) from None
+        current.set(opt, parsed, lineno)
+
+    gvalues = {k: v for k, v in glob.values.items() if k in _GLOBAL_FIELDS}
+    globals_ = GlobalOptions(**gvalues, lines={k: v for k, v in glob.lines.items()
+                                               if OPTIONS[k].scope == "global"})
+    defaults = {k: v for k, v in glob.values.items() if k in _SERVICE_FIELDS}
+    default_lines = {k: v for k, v in glob.lines.items() if OPTIONS[k].scope == "service"}
+    services = tuple(_build_service(s, defaults, default_lines, filename) for s in sections)
+    if not services:
+        raise ConfigError(filename, None, "no [service] section: nothing to do")
+    return Config(filename, globals_, services)
+
+
+_GLOBAL_FIELDS = {f.name for f in dataclasses.fields(GlobalOptions)} - {"lines"}
+_SERVICE_FIELDS = {f.name for f in dataclasses.fields(Service)} - {"lines", "name"}
+
+
+def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[str, int],
+                   filename: str) -> Service:
+    values = {**defaults, **sec.values}
+    lines = {**default_lines, **sec.lines}
+
+    def fail(msg: str, option: str | None = None) -> ConfigError:
+        return ConfigError(filename, lines.get(option, sec.lineno) if option else sec.lineno,
+                           msg, sec.name)
+
+    if values.get("connect") and values.get("exec"):
+        raise fail("use either 'connect' or 'exec', not both", "exec")
+    if not values.get("connect") and not values.get("exec"):
+        raise fail("no 'connect' (or 'exec'): where should the plaintext go?")
+    if "exec_args" in values and "exec" not in values:
+        raise fail("'execArgs' without 'exec'", "execargs")
+    if not values.get("cert"):
+        raise fail("no 'cert': a TLS server needs a certificate")
+    vmin, vmax = values.get("version_min", "TLSv1.2"), values.get("version_max")
+    if vmin and vmax and TLS_ORDER.index(vmin) > TLS_ORDER.index(vmax):
+        raise fail(f"sslVersionMin {vmin} is above sslVersionMax {vmax}", "sslversionmin")
+    return Service(name=sec.name or "", lines=lines, **values)

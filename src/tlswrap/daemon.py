@@ -1,0 +1,239 @@
+"""The standalone daemon: validate everything, bind, drop privileges, serve, drain on SIGTERM.
+
+Start-up order (each step can fail with a FILE:LINE message, and nothing is left listening):
+parse the config -> build every TLS context (certificates and keys read here, while still root)
+-> bind every listener -> drop to setgid/setuid -> detach unless in the foreground -> serve.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Iterable
+
+import trio
+
+from . import __version__
+from .backend import Target
+from .config import Config, Service, parse_config
+from .errors import ConfigError, TlswrapError
+from .logsetup import NOTICE, setup_logging
+from .service import Runtime
+from .tlscontext import key_file_warning, server_context
+
+log = logging.getLogger("tlswrap.daemon")
+
+DRAIN_SECONDS = 10.0  # how long live connections may finish after SIGTERM before they are cut
+ACCEPT_BATCH = 64     # accepts in a row before letting other tasks run
+_TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def load_config(path: str) -> Config:
+    """Read and parse a config file (the pure parser does the work)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, f"not UTF-8 text: {exc.reason}") from None
+    return parse_config(text, path)
+
+
+def prepare(config: Config) -> list[Runtime]:
+    """Compile every service: TLS context, backend targets. ConfigError on any problem."""
+    runtimes = []
+    for svc in config.services:
+        ctx = server_context(config, svc)
+        targets = tuple(Target.from_address(a) for a in svc.connect)
+        runtimes.append(Runtime(svc, ctx, targets))
+    return runtimes
+
+
+def bind_listener(config: Config, svc: Service) -> socket.socket:
+    addr = svc.accept
+    assert addr is not None and addr.host is not None
+    try:
+        port = addr.port if isinstance(addr.port, int) else socket.getservbyname(addr.port, "tcp")
+    except OSError:
+        raise config.error(f"accept = {addr}: unknown service name {addr.port!r}",
+                           "accept", svc) from None
+    try:
+        infos = socket.getaddrinfo(addr.host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise config.error(f"accept = {addr}: {exc.strerror}", "accept", svc) from None
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise config.error(f"accept = {addr}: cannot listen: {exc.strerror}",
+                           "accept", svc) from None
+    return sock
+
+
+def bind_all(config: Config, runtimes: Iterable[Runtime]) -> list[tuple[socket.socket, Runtime]]:
+    bound: list[tuple[socket.socket, Runtime]] = []
+    try:
+        for rt in runtimes:
+            if rt.service.accept is None:
+                raise config.error("no 'accept': where should this service listen?",
+                                   None, rt.service)
+            bound.append((bind_listener(config, rt.service), rt))
+    except BaseException:
+        for sock, _ in bound:
+            sock.close()
+        raise
+    return bound
+
+
+def drop_privileges(config: Config) -> None:
+    """setgid/setuid as configured; refuse to go on as root when a user was asked for."""
+    g = config.globals
+    if g.setgid is None and g.setuid is None:
+        return
+    import grp
+    import pwd
+
+    gid = uid = None
+    try:
+        if g.setgid is not None:
+            gid = int(g.setgid) if g.setgid.isdigit() else grp.getgrnam(g.setgid).gr_gid
+        if g.setuid is not None:
+            pw = pwd.getpwuid(int(g.setuid)) if g.setuid.isdigit() else pwd.getpwnam(g.setuid)
+            uid = pw.pw_uid
+            if gid is None:
+                gid = pw.pw_gid
+    except KeyError as exc:
+        raise config.error(f"no such user or group: {exc.args[0]}",
+                           "setuid" if g.setuid else "setgid") from None
+    try:
+        if gid is not None:
+            os.setgroups([gid])
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+    except PermissionError:
+        raise config.error("cannot change user/group (not started as root?)",
+                           "setuid" if g.setuid else "setgid") from None
+    if uid is not None and uid != 0 and (os.getuid() == 0 or os.geteuid() == 0):
+        raise TlswrapError("still running as root after setuid; refusing to serve")
+
+
+def daemonize(pid_file: str | None) -> None:
+    """Detach from the terminal (double fork); the parent exits 0 once the child is set up."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def write_pid(path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+async def accept_loop(lsock: socket.socket, rt: Runtime, nursery: trio.Nursery) -> None:
+    accept = lsock.accept
+    handle = rt.handle
+    batch = 0
+    while True:
+        try:
+            sock, peer = accept()
+        except BlockingIOError:
+            batch = 0
+            await trio.lowlevel.wait_readable(lsock)
+            continue
+        except OSError as exc:
+            if exc.errno in _TRANSIENT_ACCEPT:
+                log.error("[%s] accept: %s; pausing", rt.name, exc.strerror)
+                await trio.sleep(0.1)
+            elif exc.errno != errno.ECONNABORTED:
+                log.error("[%s] accept: %s", rt.name, exc)
+                await trio.sleep(0.1)
+            continue
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # the client may already be gone; the handler will find out
+        nursery.start_soon(handle, sock, peer)
+        batch += 1
+        if batch >= ACCEPT_BATCH:
+            batch = 0
+            await trio.lowlevel.checkpoint()
+
+
+async def serve(listeners: list[tuple[socket.socket, Runtime]],
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as conns:
+            async with trio.open_nursery() as accepting:
+                for lsock, rt in listeners:
+                    accepting.start_soon(accept_loop, lsock, rt, conns)
+                task_status.started()
+                async for signum in signals:
+                    log.log(NOTICE, "%s received: no new connections; draining",
+                            signal.Signals(signum).name)
+                    accepting.cancel_scope.cancel()
+                    break
+            for lsock, _ in listeners:
+                trio.lowlevel.notify_closing(lsock)
+                lsock.close()
+            conns.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+    log.log(NOTICE, "tlswrap stopped")
+
+
+def run(config_path: str) -> int:
+    """The ``tlswrap CONFIG`` entry: returns the exit status."""
+    config = load_config(config_path)
+    g = config.globals
+    runtimes = prepare(config)
+    listeners = bind_all(config, runtimes)
+    try:
+        syslog = g.syslog if g.syslog is not None else not g.foreground
+        setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
+                      facility=g.facility)
+        for rt in runtimes:
+            key = rt.service.key or rt.service.cert
+            warning = key_file_warning(key) if key else None
+            if warning:
+                log.warning("[%s] %s", rt.name, warning)
+        drop_privileges(config)
+        if not g.foreground:
+            daemonize(g.pid)
+        write_pid(g.pid)
+        for lsock, rt in listeners:
+            log.log(NOTICE, "[%s] listening on %s, relaying to %s", rt.name,
+                    rt.service.accept, ", ".join(str(a) for a in rt.service.connect)
+                    or rt.service.exec)
+        log.log(NOTICE, "tlswrap %s started with %d service(s)", __version__, len(listeners))
+        trio.run(serve, listeners)
+    finally:
+        for lsock, _ in listeners:
+            lsock.close()
+        if g.pid:
+            try:
+                os.unlink(g.pid)
+            except OSError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(sys.argv[1]))

@@ -1,0 +1,136 @@
+"""The per-connection pipeline: access check -> TLS handshake -> backend -> relay -> log line.
+
+The order is deliberate: a refused client costs no crypto, and a client that has not finished
+its handshake (under TIMEOUTbusy) never gets a backend connection it could leave hanging.
+Each connection catches its own errors: nothing that happens to one client reaches the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import trio
+from OpenSSL import SSL
+
+from .backend import BackendError, Target, open_backend
+from .config import Service
+from .relay import Relay
+from .sockstream import SocketStream
+from .tlsstream import TLSStream
+
+log = logging.getLogger("tlswrap.service")
+
+# An access check gets (service, client sockaddr, server sockaddr) and returns None to go on,
+# or the reason for refusing.
+AccessCheck = Callable[["Runtime", tuple, tuple], Awaitable["str | None"]]
+# A backend opener gets (runtime, connection info) and returns the plaintext stream.
+BackendOpener = Callable[["Runtime", "ConnInfo"], Awaitable[trio.abc.HalfCloseableStream]]
+
+
+def format_peer(sockaddr: tuple | str | None) -> str:
+    """``1.2.3.4:993`` or ``[2001:db8::1]:993``; IPv4-mapped IPv6 shows as IPv4."""
+    if not isinstance(sockaddr, tuple):
+        return str(sockaddr or "unknown")
+    host, port = sockaddr[0], sockaddr[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class ConnInfo:
+    """What is known about one connection, for the backend, the environment and the log."""
+
+    peer: tuple
+    local: tuple
+    tls: TLSStream | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Runtime:
+    """A service ready to serve: its config, compiled TLS context and backend targets."""
+
+    service: Service
+    context: SSL.Context
+    targets: tuple[Target, ...] = ()
+    access: AccessCheck | None = None
+    open_backend: BackendOpener | None = None
+    active: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    async def handle(self, sock: socket.socket, peer: tuple) -> None:
+        """Serve one accepted connection to its end; never raises (but Cancelled)."""
+        self.active += 1
+        started = time.monotonic()
+        client: TLSStream | None = None
+        backend: trio.abc.HalfCloseableStream | None = None
+        relay: Relay | None = None
+        who = f"[{self.name}] {format_peer(peer)}"
+        reason = "closed"
+        try:
+            log.info("%s accepted connection", who)
+            local = sock.getsockname()
+            if self.access is not None and self.service.libwrap:
+                refused = await self.access(self, peer, local)
+                if refused is not None:
+                    reason = refused
+                    return
+            svc = self.service
+            client = TLSStream(sock, self.context)
+            with trio.move_on_after(svc.timeout_busy) as scope:
+                await client.do_handshake()
+            if scope.cancelled_caught:
+                reason = f"TLS handshake timed out after {svc.timeout_busy:g}s"
+                return
+            info = ConnInfo(peer, local, client)
+            try:
+                if self.open_backend is not None:
+                    backend = await self.open_backend(self, info)
+                else:
+                    backend, _ = await open_backend(self.targets, svc.timeout_connect)
+            except BackendError as exc:
+                reason = f"backend unavailable: {exc}"
+                log.warning("%s backend unavailable: %s", who, exc)
+                return
+            relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
+            await relay.run()
+            reason = relay.reason or "closed"
+        except trio.BrokenResourceError as exc:
+            reason = str(exc)
+        except trio.Cancelled:
+            reason = "shut down"
+            raise
+        except Exception as exc:  # one connection's bug must not take the server down
+            reason = f"internal error: {exc!r}"
+            log.exception("%s internal error", who)
+        finally:
+            self.active -= 1
+            if backend is not None:
+                _close(backend)
+            if client is not None:
+                client.close()
+            else:
+                sock.close()
+            if log.isEnabledFor(logging.INFO):
+                tls = client.describe() if client is not None else "no TLS"
+                up = relay.to_backend if relay else 0
+                down = relay.to_client if relay else 0
+                log.info("%s closed: %s, %d bytes to backend, %d bytes to client, %.3fs, %s",
+                         who, tls, up, down, time.monotonic() - started, reason)
+
+
+def _close(stream: trio.abc.AsyncResource) -> None:
+    if isinstance(stream, SocketStream):
+        stream.close()
+    else:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()

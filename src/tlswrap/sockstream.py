@@ -1,0 +1,145 @@
+"""A lean trio Stream over a non-blocking stdlib socket.
+
+General theory of operation: every operation is first tried at once on the non-blocking socket;
+only when the kernel says "would block" does the task park in ``trio.lowlevel.wait_readable`` /
+``wait_writable``. A call that never had to wait still passes through a checkpoint (trio's
+contract: every public async method is a checkpoint), using the cheap pair
+``checkpoint_if_cancelled`` before / ``cancel_shielded_checkpoint`` after, so that data once read
+is never lost to a cancellation.
+
+``SocketStream`` is the plaintext side (TCP, unix socket, a child's socketpair). The TLS stream
+(``tlsstream.TLSStream``) reuses the same waiting and conflict detection.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import trio
+
+DEFAULT_RECEIVE_SIZE = 65536
+
+# Errors that mean the peer went away: routine, not a bug.
+_BROKEN_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT,
+                  errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOTCONN}
+
+
+class _Busy:
+    """Raises BusyResourceError when two tasks use one direction of a stream at once."""
+
+    __slots__ = ("_held", "_msg")
+
+    def __init__(self, msg: str):
+        self._held = False
+        self._msg = msg
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._msg)
+        self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._held = False
+
+
+class SocketStream(trio.abc.HalfCloseableStream):
+    """A HalfCloseableStream over a connected non-blocking stdlib socket it owns."""
+
+    def __init__(self, sock: socket.socket):
+        sock.setblocking(False)
+        self.socket = sock
+        self._fd = sock.fileno()
+        self._closed = False
+        self._send_busy = _Busy("another task is already sending on this stream")
+        self._recv_busy = _Busy("another task is already receiving on this stream")
+
+    async def _wait_readable(self) -> None:
+        await _wait(trio.lowlevel.wait_readable, self._fd)
+
+    async def _wait_writable(self) -> None:
+        await _wait(trio.lowlevel.wait_writable, self._fd)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was closed")
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        with self._recv_busy:
+            self._check_open()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            size = max_bytes or DEFAULT_RECEIVE_SIZE
+            waited = False
+            while True:
+                try:
+                    data = self.socket.recv(size)
+                    break
+                except BlockingIOError:
+                    await self._wait_readable()
+                    waited = True
+                except OSError as exc:
+                    raise _broken(exc) from exc
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with self._send_busy:
+            self._check_open()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            waited = False
+            with memoryview(data) as view:
+                total = len(view)
+                sent = 0
+                while sent < total:
+                    try:
+                        sent += self.socket.send(view[sent:])
+                    except BlockingIOError:
+                        await self._wait_writable()
+                        waited = True
+                    except OSError as exc:
+                        raise _broken(exc) from exc
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_busy:
+            self._check_open()
+            await self._wait_writable()
+
+    async def send_eof(self) -> None:
+        with self._send_busy:
+            self._check_open()
+            await trio.lowlevel.checkpoint()
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    raise _broken(exc) from exc
+
+    def close(self) -> None:
+        """Close at once (synchronous; safe to call more than once)."""
+        if not self._closed:
+            self._closed = True
+            trio.lowlevel.notify_closing(self._fd)
+            self.socket.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+
+async def _wait(waiter, fd: int) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await waiter(fd)
+    except trio.BusyResourceError:
+        # The other direction of a TLS stream is parked on the same fd (TLS may need to write
+        # while reading). Rare: poll instead of failing.
+        await trio.sleep(0.005)
+    except trio.ClosedResourceError as exc:
+        raise trio.ClosedResourceError("the stream was closed while waiting") from exc
+
+
+def _broken(exc: OSError) -> trio.BrokenResourceError:
+    kind = "peer reset or vanished" if exc.errno in _BROKEN_ERRNOS else "socket error"
+    return trio.BrokenResourceError(f"{kind}: {exc.strerror or exc}")

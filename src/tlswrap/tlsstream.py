@@ -1,0 +1,173 @@
+"""A trio Stream over an OpenSSL connection attached to the non-blocking socket itself.
+
+General theory of operation: pyOpenSSL's ``Connection`` reads and writes the socket directly (no
+memory BIOs, no extra copies; DESIGN.md measured about 2x the throughput of trio.SSLStream this
+way). Each call is tried at once; OpenSSL's WANT_READ / WANT_WRITE park the task on the fd, in
+either direction (TLS 1.3 may need to write while reading). The stream honours trio's Stream
+contract:
+
+- ``receive_some`` returns ``b""`` if, and only if, the peer sent close_notify. A peer that drops
+  the TCP connection without it raises ``BrokenResourceError`` with ``truncated`` set, so the
+  relay can still treat it as the end of that direction (mail clients do this all the time).
+- ``send_eof`` sends close_notify and keeps the read side open: the half-close mail needs.
+- ``aclose`` is idempotent, sends close_notify at most once and never waits for it, and always
+  closes the socket.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+from OpenSSL import SSL
+
+from .sockstream import SocketStream, _broken
+
+_WantRead = SSL.WantReadError
+_WantWrite = SSL.WantWriteError
+
+
+class TLSStream(SocketStream):
+    """Server or client side of TLS over a connected non-blocking socket."""
+
+    def __init__(self, sock: socket.socket, context: SSL.Context, server_side: bool = True):
+        super().__init__(sock)
+        self.conn = SSL.Connection(context, sock)
+        if server_side:
+            self.conn.set_accept_state()
+        else:
+            self.conn.set_connect_state()
+        self.handshake_done = False
+        self.eof_sent = False
+        self.truncated = False  # the peer closed TCP without close_notify
+
+    async def do_handshake(self) -> None:
+        """Complete the handshake (put a deadline around it)."""
+        conn = self.conn
+        while True:
+            try:
+                conn.do_handshake()
+                break
+            except _WantRead:
+                await self._wait_readable()
+            except _WantWrite:
+                await self._wait_writable()
+            except SSL.Error as exc:
+                raise trio.BrokenResourceError(f"TLS handshake failed: {_describe(exc)}") from exc
+            except OSError as exc:
+                raise _broken(exc) from exc
+        self.handshake_done = True
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        with self._recv_busy:
+            self._check_open()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            recv = self.conn.recv
+            size = max_bytes or 65536
+            waited = False
+            while True:
+                try:
+                    data = recv(size)
+                    break
+                except _WantRead:
+                    await self._wait_readable()
+                    waited = True
+                except _WantWrite:
+                    await self._wait_writable()
+                    waited = True
+                except SSL.ZeroReturnError:
+                    data = b""
+                    break
+                except SSL.SysCallError as exc:
+                    self.truncated = True
+                    raise trio.BrokenResourceError(_syscall_text(exc)) from exc
+                except SSL.Error as exc:
+                    raise trio.BrokenResourceError(f"TLS error: {_describe(exc)}") from exc
+                except OSError as exc:
+                    raise _broken(exc) from exc
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with self._send_busy:
+            self._check_open()
+            if self.eof_sent:
+                raise trio.ClosedResourceError("close_notify was already sent")
+            await trio.lowlevel.checkpoint_if_cancelled()
+            send = self.conn.send
+            waited = False
+            with memoryview(data) as view:
+                total = len(view)
+                sent = 0
+                while sent < total:
+                    try:
+                        sent += send(view[sent:])
+                    except _WantWrite:
+                        await self._wait_writable()
+                        waited = True
+                    except _WantRead:
+                        await self._wait_readable()
+                        waited = True
+                    except SSL.SysCallError as exc:
+                        raise trio.BrokenResourceError(_syscall_text(exc)) from exc
+                    except SSL.Error as exc:
+                        raise trio.BrokenResourceError(f"TLS error: {_describe(exc)}") from exc
+                    except OSError as exc:
+                        raise _broken(exc) from exc
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_eof(self) -> None:
+        """Send close_notify; the peer may go on sending until its own close_notify."""
+        with self._send_busy:
+            self._check_open()
+            await trio.lowlevel.checkpoint()
+            if self.eof_sent:
+                return
+            self.eof_sent = True
+            while True:
+                try:
+                    self.conn.shutdown()
+                    return
+                except _WantWrite:
+                    await self._wait_writable()
+                except _WantRead:  # not expected for a first shutdown; nothing more to do
+                    return
+                except (SSL.Error, OSError) as exc:
+                    raise trio.BrokenResourceError(f"sending close_notify: {exc}") from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self.handshake_done and not self.eof_sent and not self.truncated:
+            self.eof_sent = True
+            try:  # one non-blocking try: aclose never waits for the peer
+                self.conn.shutdown()
+            except (SSL.Error, OSError):
+                pass
+        super().close()
+
+    def describe(self) -> str:
+        """Protocol, cipher and key-exchange group, for the log line."""
+        if not self.handshake_done:
+            return "no TLS"
+        conn = self.conn
+        return (f"{conn.get_protocol_version_name()} {conn.get_cipher_name()} "
+                f"{conn.get_group_name() or '-'}")
+
+
+def _describe(exc: SSL.Error) -> str:
+    """The OpenSSL reason strings of an error, e.g. 'unsupported protocol'."""
+    parts = []
+    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+        if isinstance(item, tuple) and item:
+            parts.append(str(item[-1]))
+    return ", ".join(parts) or str(exc) or type(exc).__name__
+
+
+def _syscall_text(exc: SSL.SysCallError) -> str:
+    if exc.args and exc.args[0] == -1:
+        return "peer closed the connection without close_notify"
+    return f"peer reset or vanished: {exc.args[1] if len(exc.args) > 1 else exc}"
