@@ -8,6 +8,7 @@ reload. Every address of every ``connect`` line is tried in order, each under TI
 from __future__ import annotations
 
 import errno
+import os
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ async def connect_one(family: int, sockaddr: object, timeout: float) -> SocketSt
                 await trio.lowlevel.wait_writable(sock)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                raise OSError(err, errno.errorcode.get(err, str(err)))
+                raise OSError(err, os.strerror(err))
         return SocketStream(sock)
     except BaseException:
         sock.close()
