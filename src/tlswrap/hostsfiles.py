@@ -1,0 +1,247 @@
+"""The I/O shell around :mod:`tlswrap.hostsaccess`: files, caching, and the C resolver.
+
+Everything here blocks; the daemon runs it in a worker thread under a timeout.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import ipaddress
+import logging
+import os
+import pwd
+import socket
+import threading
+from collections.abc import Callable
+
+from tlswrap.errors import ConfigError
+from tlswrap.hostsaccess import PARANOID, Option, Rules, parse_hosts
+from tlswrap.hostsoptions import fold, split_at
+
+__all__ = [
+    "HostsFiles", "check_option", "find_inet_addr", "hostname_for", "read_hosts",
+    "read_patterns",
+]
+
+log = logging.getLogger("tlswrap.hostsfiles")
+Warn = Callable[[str], None]
+_Identity = tuple[int, int, int, int]
+
+
+def _strerror(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def read_hosts(path: str, name: str | None = None) -> Rules:
+    """Read and parse one hosts file as tcpd does: missing = empty, unreadable = error.
+
+    ``name``: the file name to report (default: ``path``).
+    """
+    name = path if name is None else name
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return Rules.empty(name)
+    except OSError as exc:
+        return Rules.unreadable(name, _strerror(exc))
+    return parse_hosts(text, name)
+
+
+def read_patterns(path: str) -> list[str]:
+    """The patterns of a ``/path`` list in a rule: whitespace-separated words."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read().split()
+
+
+def _identity(path: str) -> _Identity | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+class _Cached:
+    """One file: the last good rules, re-read only when the file's identity changes."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.rules: Rules | None = None
+        self.seen: _Identity | None | bool = False  # identity of the last attempt
+
+    def load(self, strict: bool) -> Rules:
+        try:
+            ident = _identity(self.path)
+        except OSError as exc:
+            return self._failed(f"cannot stat {self.path}: {_strerror(exc)}", strict, None)
+        if self.rules is not None and ident == self.seen:
+            return self.rules
+        if not strict and ident == self.seen:  # same broken file as last time
+            return self.rules if self.rules is not None else read_hosts(self.path)
+        self.seen = ident
+        if ident is None:
+            if self.rules is not None and self.rules.entries:
+                log.warning("%s disappeared: treating it as empty, as tcpd does", self.path)
+            self.rules = Rules.empty(self.path)
+            return self.rules
+        rules = read_hosts(self.path)
+        if rules.problems:
+            filename, lineno, msg = rules.problems[0]
+            return self._failed(f"{filename}:{lineno}: {msg}", strict, rules, lineno, msg)
+        self.rules = rules
+        return rules
+
+    def _failed(self, text: str, strict: bool, rules: Rules | None, lineno: int | None = None,
+                msg: str | None = None) -> Rules:
+        if strict:
+            raise ConfigError(self.path, lineno, msg or text)
+        if self.rules is not None:
+            log.error("%s; keeping the rules read before", text)
+            return self.rules
+        log.error("%s; no earlier rules to keep, using it as tcpd would", text)
+        return rules if rules is not None else Rules.unreadable(self.path, text)
+
+
+class HostsFiles:
+    """hosts.allow and hosts.deny, re-read at once when they change (checked at each call).
+
+    A change is seen through (st_mtime_ns, st_size, st_ino, st_dev). At run time a file that
+    becomes unreadable or gets a syntax error keeps the last good rules (an error is logged at
+    each reload attempt); a file that disappears counts as empty, like in tcpd.
+    """
+
+    def __init__(self, allow_path: str = "/etc/hosts.allow", deny_path: str = "/etc/hosts.deny"):
+        self.allow_path = allow_path
+        self.deny_path = deny_path
+        self._allow = _Cached(allow_path)
+        self._deny = _Cached(deny_path)
+        self._lock = threading.Lock()
+
+    def load_strict(self) -> tuple[Rules, Rules]:
+        """Start-up load: raise ConfigError(file, line, msg) on the first syntax error."""
+        with self._lock:
+            return self._allow.load(True), self._deny.load(True)
+
+    def rules(self) -> tuple[Rules, Rules]:
+        """The current (allow, deny) rules, re-read if either file changed."""
+        with self._lock:
+            return self._allow.load(False), self._deny.load(False)
+
+
+# --- the resolver, through the C library (so /etc/hosts and NSS apply) ------------------------
+
+def _sockaddr(addr: str) -> tuple[int, tuple]:
+    ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:  # sock_hostname() looks up mapped clients as IPv4
+            return socket.AF_INET, (str(ip.ipv4_mapped), 0)
+        info = socket.getaddrinfo(addr, None, socket.AF_INET6, socket.SOCK_STREAM, 0,
+                                  socket.AI_NUMERICHOST)
+        return socket.AF_INET6, info[0][4]
+    return socket.AF_INET, (str(ip), 0)
+
+
+def _same(family: int, a: tuple, b: tuple) -> bool:
+    if family == socket.AF_INET6:
+        return (ipaddress.ip_address(a[0].split("%")[0]) == ipaddress.ip_address(b[0].split("%")[0])
+                and a[3] == b[3])
+    return ipaddress.ip_address(a[0]) == ipaddress.ip_address(b[0])
+
+
+def hostname_for(addr: str, warn: Warn | None = None) -> str | None:
+    """tcpd's sock_hostname(): the verified name of ``addr``, PARANOID, or None (unknown).
+
+    Reverse lookup with NI_NAMEREQD, then the name must not be numeric, must resolve forward
+    to the same canonical name (``localhost`` excepted) and list ``addr`` among its addresses.
+    """
+    say = warn or (lambda m: log.warning("%s", m))
+    try:
+        family, sa = _sockaddr(addr)
+        name = socket.getnameinfo(sa, socket.NI_NAMEREQD)[0]
+    except (OSError, ValueError):
+        return None
+    try:
+        socket.getaddrinfo(name, None, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    else:
+        say(f"host name/name mismatch: reverse lookup results in non-FQDN {name}")
+        return PARANOID
+    try:
+        res = socket.getaddrinfo(name, None, family, socket.SOCK_STREAM, 0,
+                                 socket.AI_PASSIVE | socket.AI_CANONNAME)
+    except OSError:
+        fam = "AF_INET" if family == socket.AF_INET else "AF_INET6"
+        say(f"can't verify hostname: getaddrinfo({name}, {fam}) failed")
+        return PARANOID
+    canon = res[0][3] if res else ""
+    if (not canon or fold(canon) != fold(name)) and fold(name) != "localhost":
+        say(f"host name/name mismatch: {name} != {canon[:128]}")
+        return PARANOID
+    if any(r[0] == family and _same(family, r[4], sa) for r in res):
+        return name
+    numeric = socket.getnameinfo(sa, socket.NI_NUMERICHOST)[0]
+    say(f"host name/address mismatch: {numeric} != {canon[:128]}")
+    return PARANOID
+
+
+def find_inet_addr(host: str, warn: Warn | None = None) -> list[tuple[int, str]] | None:
+    """scaffold.c find_inet_addr(): every (family, numeric address) of ``host``, or None."""
+    say = warn or (lambda m: log.warning("%s", m))
+    flags = socket.AI_PASSIVE
+    try:
+        res = socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM, 0, flags | socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        try:
+            res = socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM, 0,
+                                     flags | socket.AI_CANONNAME)
+        except (OSError, UnicodeError):
+            say(f"{host}: host not found")
+            return None
+        canon = res[0][3]
+        if not canon:
+            say(f"{host}: hostname alias")
+            say("(cannot obtain official name)")
+        elif fold(host) != fold(canon):
+            say(f"{host}: hostname alias")
+            say(f"(official name: {canon[:128]})")
+    return [(r[0], socket.getnameinfo(r[4], socket.NI_NUMERICHOST)[0]) for r in res
+            if r[0] in (socket.AF_INET, socket.AF_INET6)]
+
+
+def check_option(option: Option) -> str | None:
+    """The system checks tcpd makes when it runs ``user``/``group``: the names must exist.
+
+    Returns tcpd's error message, or None. (tcpd then switches ids; the daemon does that.)
+    """
+    if option.name == "user" and option.value is not None:
+        user, group = split_at(option.value, ".")
+        if group is not None and not _group_exists(group):
+            return f'unknown group: "{group}"'
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return f'unknown user: "{user}"'
+    elif option.name == "group" and option.value is not None:
+        if not _group_exists(option.value):
+            return f'unknown group: "{option.value}"'
+    return None
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def banner_path_error(directory: str) -> str | None:
+    """tcpd warns ``DIR: strerror`` when a banners directory cannot be stat()ed."""
+    try:
+        os.stat(directory)
+    except OSError as exc:
+        return f"{directory}: {os.strerror(exc.errno or errno.EIO)}"
+    return None

@@ -1,0 +1,209 @@
+"""``tlswrap match``: what tcpd would do with one request, as tcpdmatch(8) prints it.
+
+    tlswrap match [-d] [--allow FILE] [--deny FILE] DAEMON[@SERVER] [USER@]CLIENT
+
+A dry run: spawn, twist and aclexec are shown, never executed. Exit status 0 whenever a
+verdict is printed, 1 for a usage error or a name that cannot be looked up. Imports nothing
+heavy (no trio, no OpenSSL) so it starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from tlswrap import hostsfiles
+from tlswrap.hostsaccess import (UNKNOWN, Decision, Option, Request, Rules, _eq, _known,
+                                 _not_inaddr, decide, dot_quad_addr, expand_percent)
+from tlswrap.hostsoptions import split_at
+
+USAGE = """\
+usage: tlswrap match [-d] [--allow FILE] [--deny FILE] daemon[@host] [user@]host
+	-d: use allow/deny files in current directory
+	--allow FILE, --deny FILE: use these files
+"""
+
+
+def _parse_args(argv: list[str]) -> tuple[str, str, str, str] | None:
+    allow, deny = "/etc/hosts.allow", "/etc/hosts.deny"
+    args: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            args.extend(it)
+        elif arg == "-d":
+            allow, deny = "hosts.allow", "hosts.deny"
+        elif arg in ("--allow", "--deny", "-i"):
+            value = next(it, None)
+            if value is None:
+                return None
+            if arg == "--allow":
+                allow = value
+            elif arg == "--deny":
+                deny = value
+        elif arg.startswith(("--allow=", "--deny=")):
+            key, _, value = arg.partition("=")
+            if key == "--allow":
+                allow = value
+            else:
+                deny = value
+        elif arg.startswith("-") and len(arg) > 1:
+            return None
+        else:
+            args.append(arg)
+    if len(args) != 2:
+        return None
+    return allow, deny, args[0], args[1]
+
+
+def _inet6_numeric(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None, socket.AF_INET6, socket.SOCK_STREAM, 0,
+                           socket.AI_PASSIVE | socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return False
+    return True
+
+
+def _link_local(family: int, addr: str) -> bool:
+    import ipaddress
+
+    return family == socket.AF_INET6 and ipaddress.ip_address(addr.split("%")[0]).is_link_local
+
+
+def run(argv: list[str], out: TextIO, cwd: str | None = None) -> int:
+    """The command itself; ``cwd`` resolves relative file names (tests run it in-process)."""
+    parsed = _parse_args(argv)
+    if parsed is None:
+        sys.stderr.write(USAGE)
+        return 1
+    allow_path, deny_path, daemon_arg, client_arg = parsed
+
+    def say(line: str) -> None:
+        out.write(line + "\n")
+
+    def warn(msg: str) -> None:
+        say(f"warning: {msg}")
+
+    def where(path: str) -> str:
+        return os.path.join(cwd, path) if cwd else path
+
+    daemon, server = split_at(daemon_arg, "@")
+    server = UNKNOWN if server is None else server
+    if daemon.startswith("/"):
+        short = daemon.rsplit("/", 1)[1]
+        warn(f"{daemon}: daemon name normalized to: {short}")
+        daemon = short
+    user_part, client = split_at(client_arg, "@")
+    user = user_part if client is not None else UNKNOWN
+    client = client if client is not None else client_arg
+
+    base = Request(daemon, user=user or None, pid=os.getpid())
+    if not _not_inaddr(server) or _known(server):
+        found = hostsfiles.find_inet_addr(server, warn)
+        if found is None:
+            return 1
+        for _family, addr in found:
+            name = hostsfiles.hostname_for(addr, warn)
+            if name is None:
+                warn(f"host address {addr}->name lookup failed")
+            base.server_addr, base.server_name, base.server_port = addr, name, 0
+        if len(found) > 1:
+            sys.stderr.write(f"Error: {server} has more than one address\n"
+                             "Please specify an address instead\n")
+            return 1
+    else:
+        base.server_name = server
+
+    allow = _read(allow_path, where)
+    deny = _read(deny_path, where)
+    requests: list[Request] = []
+    if dot_quad_addr(client) is not None or _inet6_numeric(client):
+        requests.append(_copy(base, client_addr=client))
+    elif _not_inaddr(client) and not _known(client):
+        requests.append(_copy(base, client_name=client))
+    else:
+        found = hostsfiles.find_inet_addr(client, warn)
+        if found is None:
+            return 1
+        for i, (family, addr) in enumerate(found):
+            if _link_local(family, addr):
+                name: object = lambda a=addr: hostsfiles.hostname_for(a, warn)
+            else:
+                name = hostsfiles.hostname_for(addr, warn)
+                if name is None:
+                    warn(f"host address {addr}->name lookup failed")
+            req = _copy(base, client_addr=addr, client_name=name, client_port=0)
+            _match(req, allow, deny, say, out, where)
+            if i + 1 < len(found):
+                say("")
+        return 0
+    for req in requests:
+        _match(req, allow, deny, say, out, where)
+    return 0
+
+
+def _read(path: str, where: Callable[[str], str]) -> Rules:
+    return hostsfiles.read_hosts(where(path), path)
+
+
+def _copy(base: Request, **changes) -> Request:
+    fields = {k: getattr(base, k) for k in ("daemon", "client_addr", "client_name", "server_addr",
+                                             "server_name", "user", "client_port",
+                                             "server_port", "pid")}
+    fields.update(changes)
+    return Request(**fields)
+
+
+def _match(req: Request, allow: Rules, deny: Rules, say: Callable[[str], None], out: TextIO,
+           where: Callable[[str], str]) -> Decision:
+    for label, template in (("client:   hostname", "%n"), ("client:   address ", "%a"),
+                            ("client:   username", "%u"), ("server:   hostname", "%N"),
+                            ("server:   address ", "%A"), ("server:   process ", "%d")):
+        text = expand_percent(template, req)
+        if not _eq(text, UNKNOWN):
+            say(f"{label} {text}")
+
+    def on_option(option: Option, warn: Callable[[str], None]) -> str | None:
+        if option.name == "banners" and option.value is not None:
+            _banner(option.value, req, out, warn, where)
+            return None
+        return hostsfiles.check_option(option)
+
+    decision = decide(allow, deny, req, read_patterns=lambda p: hostsfiles.read_patterns(where(p)),
+                      on_option=on_option, log=say)
+    say(f"access:   {decision.access}")
+    return decision
+
+
+def _banner(directory: str, req: Request, out: TextIO, warn: Callable[[str], None],
+            where: Callable[[str], str]) -> None:
+    """options.c banners_option(): copy DIR/DAEMON, newlines as CRLF, %-sequences expanded."""
+    try:
+        with open(where(f"{directory}/{req.daemon}"), "rb") as f:
+            data = f.read()
+    except OSError:
+        problem = hostsfiles.banner_path_error(where(directory))
+        if problem:
+            warn(problem.replace(where(directory), directory, 1))
+        return
+    text = data.decode("utf-8", "surrogateescape")
+    stripped = text.lstrip("\0")
+    out.write("\0" * (len(text) - len(stripped)))
+    for line in stripped.splitlines(keepends=True):
+        if line.endswith("\n"):
+            line = line[:-1] + "\r\n"
+        out.write(expand_percent(line, req, warn))
+    out.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``tlswrap match ARGS`` (argv excludes the word ``match``)."""
+    return run(sys.argv[1:] if argv is None else argv, sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
