@@ -1,0 +1,97 @@
+"""Hostile and broken clients never stop a legitimate client and never leak a descriptor."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import socket
+import ssl
+import struct
+
+from conftest import free_port, service_config, wait_for
+
+
+def client_hello() -> bytes:
+    """A real ClientHello, as the first flight of a TLS 1.3 client."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s
+
+
+def imap_ok(certs, port: int) -> bool:
+    with imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(),
+                           timeout=15) as m:
+        ok = m.login("demo", "x")[0] == "OK"
+        m.logout()
+    return ok
+
+
+def test_garbage_truncated_hellos_and_silent_clients(certs, demo_mailserver, tlswrap):
+    imap_port, _ = demo_mailserver
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{imap_port}",
+                                  extra="TIMEOUTbusy = 3", debug="notice"), [port])
+    assert imap_ok(certs, port)
+    wait_for(lambda: proc.fd_count() <= 20, 10, "warm-up connection to close")
+    idle = proc.fd_count()
+
+    hello = client_hello()
+    assert hello[:1] == b"\x16"
+    silent = [connect(port) for _ in range(500)]
+    broken = []
+    for i in range(200):
+        s = connect(port)
+        s.sendall(os.urandom(64) if i % 2 else b"a001 LOGIN user pass\r\n")
+        broken.append(s)
+    for i in range(200):
+        s = connect(port)
+        s.sendall(hello[: max(5, len(hello) * (i % 9 + 1) // 10)])
+        broken.append(s)
+
+    # While all of that is open, a real client is served.
+    assert imap_ok(certs, port)
+
+    for s in broken:  # non-TLS and truncated clients are dropped by the server
+        s.settimeout(15)
+        try:
+            while s.recv(4096):
+                pass
+        except (ConnectionResetError, TimeoutError):
+            pass
+    for s in silent + broken:
+        s.close()
+    assert proc.proc.poll() is None
+    try:
+        wait_for(lambda: proc.fd_count() == idle, 20, f"descriptors back to the idle count {idle}")
+    except AssertionError:
+        fds = {fd: os.readlink(f"/proc/{proc.proc.pid}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{proc.proc.pid}/fd")}
+        raise AssertionError(f"descriptors still open: {fds}") from None
+    assert imap_ok(certs, port)
+    proc.stop()
+    assert proc.proc.returncode == 0
+    assert "Traceback" not in proc.log()
+
+
+def test_client_reset_mid_session_does_not_disturb_others(certs, demo_mailserver, tlswrap):
+    imap_port, _ = demo_mailserver
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{imap_port}"), [port])
+    for _ in range(20):
+        raw = connect(port)
+        s = certs.client_context().wrap_socket(raw, server_hostname="localhost")
+        s.recv(100)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST
+    assert imap_ok(certs, port)
+    assert proc.proc.poll() is None

@@ -1,0 +1,99 @@
+"""TLS policy at the wire: versions, the post-quantum group, the chain."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+from OpenSSL import SSL
+
+from conftest import free_port, greet_echo, service_config
+
+
+@pytest.fixture
+def proxy_port(certs, thread_server, tlswrap):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}"), [port])
+    return port
+
+
+def _stdlib_handshake(certs, port: int, version: ssl.TLSVersion) -> str:
+    ctx = certs.client_context()
+    ctx.minimum_version = ctx.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert s.recv(100) == b"* OK echo ready\r\n"
+            return s.version()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls12_and_tls13_succeed(certs, proxy_port, version):
+    assert _stdlib_handshake(certs, proxy_port, version) == version.name.replace("_", ".")
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+@pytest.mark.parametrize("flag", ["-tls1", "-tls1_1"])
+def test_tls10_and_tls11_refused(proxy_port, flag):
+    # the system openssl still speaks TLS 1.0/1.1 at security level 0
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{proxy_port}", flag,
+                          "-cipher", "DEFAULT:@SECLEVEL=0"],
+                         input=b"", capture_output=True, timeout=20)
+    assert out.returncode != 0
+    assert b"* OK echo ready" not in out.stdout
+    assert b"Cipher is (NONE)" in out.stdout or b"alert" in out.stderr
+
+
+def _pyopenssl_group(port: int, groups: bytes) -> str | None:
+    from cryptography.hazmat.bindings.openssl.binding import Binding
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    assert Binding.lib.SSL_CTX_set1_curves_list(ctx._context, groups) == 1
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.settimeout(None)
+    conn = SSL.Connection(ctx, sock)
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+        return conn.get_group_name()
+    finally:
+        sock.close()
+
+
+def _has_mlkem() -> bool:
+    from cryptography.hazmat.bindings.openssl.binding import Binding
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ok = Binding.lib.SSL_CTX_set1_curves_list(ctx._context, b"X25519MLKEM768") == 1
+    Binding.lib.ERR_clear_error()
+    return ok
+
+
+@pytest.mark.skipif(not _has_mlkem(), reason="this OpenSSL has no X25519MLKEM768")
+def test_client_offering_x25519mlkem768_negotiates_it(proxy_port):
+    assert _pyopenssl_group(proxy_port, b"X25519MLKEM768:X25519") == "X25519MLKEM768"
+
+
+def test_classic_client_gets_x25519(proxy_port):
+    assert _pyopenssl_group(proxy_port, b"X25519:P-256") == "x25519"
+
+
+def test_no_compression_and_no_renegotiation(proxy_port):
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+    sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+    sock.settimeout(None)
+    conn = SSL.Connection(ctx, sock)
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+        assert conn.recv(100) == b"* OK echo ready\r\n"
+        assert conn.renegotiate()  # the request is sent...
+        with pytest.raises(SSL.Error):
+            conn.do_handshake()  # ...and refused by the server
+            conn.recv(100)
+    finally:
+        sock.close()
