@@ -1,0 +1,7 @@
+"""``python -m tlswrap.wrapcert``: the same as the ``wrapcert`` command."""
+
+import sys
+
+from tlswrap.wrapcert.cli import main
+
+sys.exit(main())

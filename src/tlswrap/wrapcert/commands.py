@@ -1,0 +1,286 @@
+"""The ``wrapcert`` commands. Each takes the parsed arguments and the three standard streams and
+returns the exit status; user mistakes are raised as :class:`TlswrapError`."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from typing import Any, TextIO
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tlswrap.errors import TlswrapError
+from tlswrap.wrapcert import build, x509text
+from tlswrap.wrapcert.cli import CHECK_EXPIRING, CHECK_INVALID, CHECK_OK, _opts
+from tlswrap.wrapcert.extconf import ExtSpec
+from tlswrap.wrapcert.files import check_writable, find_private_key, read_bytes, same_file, write_atomic
+from tlswrap.wrapcert.request import Resolved, resolve
+
+PEM = serialization.Encoding.PEM
+KEY_MODE, CERT_MODE = 0o600, 0o644
+
+
+def _load_cert(path: str) -> x509.Certificate:
+    der = x509text.load_certificates(read_bytes(path), path)[0]
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise TlswrapError(f"{path}: cannot read the certificate: {exc}") from None
+
+
+def _existing_key(path: str) -> Any:
+    key = find_private_key(read_bytes(path), path)
+    if (reason := build.weak_key_reason(key.public_key())) is not None:
+        raise TlswrapError(f"{path}: {reason}")
+    return key
+
+
+def _with_san(specs: list[ExtSpec], san: tuple | None, name: x509.Name, stderr: TextIO) -> list[ExtSpec]:
+    """Apply --san, or add a SAN from the CN when the extensions have none."""
+    if san is not None:
+        specs = [s for s in specs if s.name != "subjectAltName"]
+        return specs + [ExtSpec("subjectAltName", False, san, "--san", None)]
+    if any(s.name == "subjectAltName" for s in specs):
+        return specs
+    auto = build.auto_san(name)
+    if not auto:
+        stderr.write(
+            "wrapcert: warning: no subjectAltName: the Common Name is not a host name or address, "
+            "and clients match host names against the SAN only; give --san DNS:name\n"
+        )
+        return specs
+    return specs + [ExtSpec("subjectAltName", False, tuple(auto), "<CN>", None)]
+
+
+def _with_ski(specs: list[ExtSpec]) -> list[ExtSpec]:
+    if any(s.name == "subjectKeyIdentifier" for s in specs):
+        return specs
+    return specs + [ExtSpec("subjectKeyIdentifier", False, "hash", "<default>", None)]
+
+
+def _outputs(out: str | None, keyout: str | None, force: bool, what: str) -> tuple[str, str | None, bool]:
+    if out is None:
+        raise TlswrapError(f"-out FILE is required (where the {what} goes)")
+    combined = keyout is None or same_file(keyout, out)
+    check_writable([out] if combined else [out, keyout], force)  # type: ignore[list-item]
+    return out, keyout, combined
+
+
+def _write(out: str, keyout: str | None, combined: bool, key_pem: bytes | None, body: bytes, force: bool) -> list[str]:
+    """Write key and certificate; returns lines saying what went where."""
+    if key_pem is None:
+        write_atomic(out, body, CERT_MODE, force)
+        return [f"certificate: {out}"]
+    if combined:
+        write_atomic(out, key_pem + body, KEY_MODE, force)
+        return [f"key and certificate: {out} (mode 0600)"]
+    assert keyout is not None
+    write_atomic(keyout, key_pem, KEY_MODE, force)
+    write_atomic(out, body, CERT_MODE, force)
+    return [f"key: {keyout} (mode 0600)", f"certificate: {out}"]
+
+
+def _summary(cert: x509.Certificate, where: list[str]) -> str:
+    text = x509text.show(cert.public_bytes(serialization.Encoding.DER), "sha256")
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = ", ".join(_gn(n) for n in san)
+    except x509.ExtensionNotFound:
+        names = "(none)"
+    lines = [f"key type: {build.key_description(cert.public_key())}", f"subjectAltName: {names}", *where]
+    return text + "".join(line + "\n" for line in lines)
+
+
+def _gn(name: x509.GeneralName) -> str:
+    kind = {x509.DNSName: "DNS", x509.IPAddress: "IP", x509.RFC822Name: "email"}.get(type(name), "URI")
+    return f"{kind}:{name.value}"
+
+
+def _key_for(r: Resolved, opts: Any) -> tuple[Any, bool]:
+    """(private key, whether it is new)."""
+    if opts.key is not None:
+        return _existing_key(opts.key), False
+    return build.generate_key(r.key_spec), True
+
+
+def cmd_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    opts = _opts(args)
+    r = resolve(opts, stdin, stderr)
+    keyout = opts.keyout or (r.settings.default_keyfile if r.settings else None)
+    if opts.key is not None and opts.keyout is None:
+        keyout = None
+    out, keyout, combined = _outputs(opts.out, keyout, opts.force, "certificate")
+    key, new_key = _key_for(r, opts)
+    name = build.make_name(r.subject)
+    if r.extensions is None:
+        specs = build.server_extensions(key, [])
+    else:
+        specs = _with_ski(r.extensions)
+    specs = _with_san(specs, r.san, name, stderr)
+    md = opts.md or (r.settings.md if r.settings else None)
+    cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 365, md)
+    key_pem = build.key_pem(key) if new_key or opts.keyout else None
+    where = _write(out, keyout, combined and key_pem is not None, key_pem, cert.public_bytes(PEM), opts.force)
+    stdout.write(_summary(cert, where))
+    return 0
+
+
+def cmd_csr(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    opts = _opts(args)
+    r = resolve(opts, stdin, stderr, for_csr=True)
+    keyout = opts.keyout or (r.settings.default_keyfile if r.settings else None)
+    if opts.key is None and keyout is None:
+        raise TlswrapError("-keyout FILE is required: the key stays here, the request goes to the CA")
+    if opts.key is not None:
+        keyout = opts.keyout
+    out, keyout, combined = _outputs(opts.out, keyout, opts.force, "request")
+    key, _ = _key_for(r, opts)
+    name = build.make_name(r.subject)
+    specs = _with_san(list(r.extensions or []), r.san, name, stderr)
+    md = opts.md or (r.settings.md if r.settings else None)
+    req = build.build_csr(key, name, specs, md)
+    key_pem = build.key_pem(key) if keyout is not None else None
+    where = _write(out, keyout, combined and key_pem is not None, key_pem, req.public_bytes(PEM), opts.force)
+    stdout.write(f"subject={x509text.format_name(_name_content(req.subject))}\n")
+    stdout.write(f"key type: {build.key_description(key)}\n" + "".join(w + "\n" for w in where))
+    return 0
+
+
+def _name_content(name: x509.Name) -> bytes:
+    return x509text.read_tlv(name.public_bytes())[1]
+
+
+def cmd_ca_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    opts = _opts(args)
+    if opts.newkey is None and opts.key is None and not opts.pkeyopt:
+        opts.newkey = "ec:P-256"
+    r = resolve(opts, stdin, stderr)
+    if opts.keyout is None or (opts.out is not None and same_file(opts.keyout, opts.out)):
+        raise TlswrapError("a CA keeps its key apart from the certificate it hands out: give --key-out FILE")
+    out, keyout, _ = _outputs(opts.out, opts.keyout, opts.force, "CA certificate")
+    key, _ = _key_for(r, opts)
+    name = build.make_name(r.subject)
+    specs = build.ca_extensions() if r.extensions is None else _with_ski(r.extensions)
+    cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 3650, opts.md)
+    where = _write(out, keyout, False, build.key_pem(key), cert.public_bytes(PEM), opts.force)
+    stdout.write(_summary(cert, where))
+    return 0
+
+
+def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    opts = _opts(args)
+    ca_cert = _load_cert(args.ca)
+    ca_key = find_private_key(read_bytes(args.ca_key or args.ca), args.ca_key or args.ca)
+    if ca_key.public_key().public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo) != ca_cert.public_key().public_bytes(
+        PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise TlswrapError(f"{args.ca_key or args.ca}: the key does not match the CA certificate {args.ca}")
+    try:
+        if not ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise x509.ExtensionNotFound("", x509.BasicConstraints.oid)
+    except x509.ExtensionNotFound:
+        raise TlswrapError(f"{args.ca}: not a CA certificate (basicConstraints CA:TRUE missing)") from None
+    csr = None
+    if args.csr:
+        try:
+            csr = x509.load_pem_x509_csr(read_bytes(args.csr))
+        except ValueError as exc:
+            raise TlswrapError(f"{args.csr}: cannot read the request: {exc}") from None
+        if not csr.is_signature_valid:
+            raise TlswrapError(f"{args.csr}: the request's signature does not verify")
+    r = resolve(opts, stdin, stderr, need_subject=csr is None or opts.subj is not None)
+    keyout = None if csr is not None else opts.keyout
+    out, keyout, combined = _outputs(opts.out, keyout, opts.force, "certificate")
+    if csr is not None:
+        public, key_pem = csr.public_key(), None
+        name = build.make_name(r.subject) if r.subject else csr.subject
+        san = r.san
+        if san is None:
+            try:
+                ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                san = tuple(tuple(_gn(n).split(":", 1)) for n in ext)
+            except x509.ExtensionNotFound:
+                san = None
+    else:
+        key, _ = _key_for(r, opts)
+        public, key_pem, san = key.public_key(), build.key_pem(key), r.san
+        name = build.make_name(r.subject)
+    if (reason := build.weak_key_reason(public)) is not None:
+        raise TlswrapError(reason)
+    specs = build.server_extensions(public, []) if r.extensions is None else _with_ski(r.extensions)
+    specs = _with_san(specs, san, name, stderr)
+    if not any(s.name == "authorityKeyIdentifier" for s in specs):
+        specs.append(ExtSpec("authorityKeyIdentifier", False, ("", None), "<default>", None))
+    cert = build.issue(public, name, ca_key, ca_cert.subject, specs, opts.days or 365, opts.md)
+    body = cert.public_bytes(PEM) + (ca_cert.public_bytes(PEM) if args.chain else b"")
+    where = _write(out, keyout, combined and key_pem is not None, key_pem, body, opts.force)
+    stdout.write(_summary(cert, where))
+    return 0
+
+
+def cmd_show(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    digest = "sha256" if args.sha256 else "sha1"
+    for path in args.files:
+        certs = x509text.load_certificates(read_bytes(path), path)
+        for der in certs if args.all else certs[:1]:
+            try:
+                stdout.write(x509text.show(der, digest))
+            except x509text.DERError as exc:
+                raise TlswrapError(f"{path}: {exc}") from None
+    return 0
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def check_certificate(cert: x509.Certificate, key: Any | None, days: int, now: datetime.datetime) -> tuple[int, str]:
+    """(exit status, one-line reason) for ``wrapcert check``."""
+    if now < cert.not_valid_before_utc:
+        return CHECK_INVALID, f"not yet valid: valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+    if now > cert.not_valid_after_utc:
+        return CHECK_INVALID, f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
+    if (reason := build.weak_key_reason(cert.public_key())) is not None:
+        return CHECK_INVALID, reason
+    if key is not None and key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != _spki(cert):
+        return CHECK_INVALID, "key does not match the certificate"
+    try:
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return CHECK_INVALID, "no SAN: clients ignore the Common Name and will reject this certificate"
+    left = cert.not_valid_after_utc - now
+    whole = left.days
+    until = f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
+    if left <= datetime.timedelta(days=days):
+        return CHECK_EXPIRING, f"expiring in {whole} days (on {until})"
+    return CHECK_OK, f"valid for {whole} more days (until {until})"
+
+
+def cmd_check(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    cert = _load_cert(args.file)
+    if args.key:
+        key = find_private_key(read_bytes(args.key), args.key)
+    else:
+        key = find_private_key(read_bytes(args.file), args.file, required=False)
+    status, reason = check_certificate(cert, key, args.days, datetime.datetime.now(datetime.timezone.utc))
+    (stdout if status == CHECK_OK else stderr).write(f"{args.file}: {reason}\n")
+    return status
+
+
+def cmd_tlsa(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    der = x509text.load_certificates(read_bytes(args.file), args.file)[0]
+    digest = hashlib.sha256(x509text.parse_certificate(der).spki).hexdigest()
+    if args.host is None and args.port is None:
+        stdout.write(f"3 1 1 {digest}\n")
+        return 0
+    if args.host is None or args.port is None:
+        raise TlswrapError("give both --port and --host (or neither, for the bare record data)")
+    if not 0 < args.port < 65536:
+        raise TlswrapError(f"--port {args.port}: not a port number")
+    host = args.host if args.host.endswith(".") else args.host + "."
+    stdout.write(f"_{args.port}._{args.proto}.{host} IN TLSA 3 1 1 {digest}\n")
+    return 0
+
