@@ -76,18 +76,25 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     _check_readable(config, service, "cert", cert)
     try:
         ctx.use_certificate_chain_file(cert.encode())
-    except SSL.Error:
+    except SSL.Error as exc:
         raise _fail(config, service, "cert",
-                    f"cert = {cert}: no PEM certificate could be loaded from it") from None
+                    f"cert = {cert}: no PEM certificate could be loaded from it "
+                    f"({ssl_reason(exc)})") from None
     key_option = "key" if service.key else "cert"
     _check_readable(config, service, key_option, key)
+    with open(key, "rb") as f:
+        key_pem = f.read()
     try:
-        ctx.use_privatekey_file(key.encode())
-    except SSL.Error:
+        pkey = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem, b"")
+    except (crypto.Error, ValueError, TypeError):
         raise _fail(config, service, key_option,
                     f"{key_option} = {key}: no usable PEM private key in it "
                     "(encrypted keys are not supported)") from None
+    weak = _weakness(pkey)
+    if weak:
+        raise _fail(config, service, key_option, f"{key_option} = {key}: {weak}")
     try:
+        ctx.use_privatekey(pkey)
         ctx.check_privatekey()
     except SSL.Error:
         raise _fail(config, service, key_option,
@@ -107,6 +114,13 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     return ctx
 
 
+def _weakness(pkey: crypto.PKey) -> str | None:
+    """Why a key is too weak to serve with, or None."""
+    if pkey.type() in (crypto.TYPE_RSA, crypto.TYPE_DSA) and pkey.bits() < 2048:
+        return f"a {pkey.bits()}-bit key is too weak: use RSA 2048 or more, or EC P-256"
+    return None
+
+
 def _set_groups(config: Config, service: Service, ctx: SSL.Context, groups: str) -> None:
     # pyOpenSSL exposes no groups setter; SSL_CTX_set1_curves_list is the same call in OpenSSL.
     from cryptography.hazmat.bindings.openssl.binding import Binding
@@ -116,6 +130,15 @@ def _set_groups(config: Config, service: Service, ctx: SSL.Context, groups: str)
         Binding.lib.ERR_clear_error()
         raise _fail(config, service, "curves",
                     f"curves = {groups}: OpenSSL does not know these groups")
+
+
+def ssl_reason(exc: SSL.Error) -> str:
+    """The OpenSSL reason strings of an error, e.g. 'unsupported protocol'."""
+    parts = []
+    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+        if isinstance(item, tuple) and item:
+            parts.append(str(item[-1]))
+    return ", ".join(parts) or str(exc) or type(exc).__name__
 
 
 def certificate_summary(path: str) -> str:

@@ -22,6 +22,7 @@ import trio
 from OpenSSL import SSL
 
 from .sockstream import SocketStream, _broken
+from .tlscontext import ssl_reason
 
 _WantRead = SSL.WantReadError
 _WantWrite = SSL.WantWriteError
@@ -52,8 +53,11 @@ class TLSStream(SocketStream):
                 await self._wait_readable()
             except _WantWrite:
                 await self._wait_writable()
+            except SSL.SysCallError as exc:
+                raise trio.BrokenResourceError(
+                    f"TLS handshake failed: {_syscall_text(exc)}") from exc
             except SSL.Error as exc:
-                raise trio.BrokenResourceError(f"TLS handshake failed: {_describe(exc)}") from exc
+                raise trio.BrokenResourceError(f"TLS handshake failed: {ssl_reason(exc)}") from exc
             except OSError as exc:
                 raise _broken(exc) from exc
         self.handshake_done = True
@@ -83,7 +87,7 @@ class TLSStream(SocketStream):
                     self.truncated = True
                     raise trio.BrokenResourceError(_syscall_text(exc)) from exc
                 except SSL.Error as exc:
-                    raise trio.BrokenResourceError(f"TLS error: {_describe(exc)}") from exc
+                    raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
                 except OSError as exc:
                     raise _broken(exc) from exc
             if not waited:
@@ -113,7 +117,7 @@ class TLSStream(SocketStream):
                     except SSL.SysCallError as exc:
                         raise trio.BrokenResourceError(_syscall_text(exc)) from exc
                     except SSL.Error as exc:
-                        raise trio.BrokenResourceError(f"TLS error: {_describe(exc)}") from exc
+                        raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
                     except OSError as exc:
                         raise _broken(exc) from exc
             if not waited:
@@ -156,15 +160,6 @@ class TLSStream(SocketStream):
         conn = self.conn
         return (f"{conn.get_protocol_version_name()} {conn.get_cipher_name()} "
                 f"{conn.get_group_name() or '-'}")
-
-
-def _describe(exc: SSL.Error) -> str:
-    """The OpenSSL reason strings of an error, e.g. 'unsupported protocol'."""
-    parts = []
-    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
-        if isinstance(item, tuple) and item:
-            parts.append(str(item[-1]))
-    return ", ".join(parts) or str(exc) or type(exc).__name__
 
 
 def _syscall_text(exc: SSL.SysCallError) -> str:

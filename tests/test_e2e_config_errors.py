@@ -1,0 +1,139 @@
+"""Config mistakes at start-up: ``FILE:LINE: message`` on stderr, non-zero exit, no port left."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import free_port, port_open
+
+
+def run_tlswrap(config_path, timeout=20) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tlswrap", str(config_path)],
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def two_services(certs, p1, p2, second_extra: str) -> str:
+    return (f"foreground = yes\n"
+            f"[first]\naccept = 127.0.0.1:{p1}\nconnect = 127.0.0.1:1\n"
+            f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"
+            f"[second]\naccept = 127.0.0.1:{p2}\nconnect = 127.0.0.1:1\n{second_extra}")
+
+
+def check_fails(tmp_path, text: str, expected: str, ports=()) -> None:
+    cfg = tmp_path / "bad.conf"
+    cfg.write_text(text)
+    out = run_tlswrap(cfg)
+    assert out.returncode != 0
+    assert out.stderr.strip().startswith(f"tlswrap: {cfg}:"), out.stderr
+    assert expected in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    for port in ports:
+        assert not port_open(port), f"port {port} left listening"
+
+
+def test_unknown_option(tmp_path, certs):
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {certs.cert_file}\nfoo = 1\n"),
+                ":11: [second] unknown option 'foo'", [p1, p2])
+
+
+def test_bad_value(tmp_path, certs):
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {certs.cert_file}\n"
+                                                       "TIMEOUTbusy = -3\n"),
+                ":11: [second] TIMEOUTbusy = -3: expected a number of seconds", [p1, p2])
+
+
+def test_missing_cert(tmp_path, certs):
+    p1, p2 = free_port(), free_port()
+    missing = tmp_path / "nope.pem"
+    check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {missing}\n"),
+                f":10: [second] cert = {missing}: cannot read: No such file or directory", [p1, p2])
+
+
+def test_unreadable_key(tmp_path, certs):
+    key = tmp_path / "keydir"
+    key.mkdir()  # unreadable as a file, even for root
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2,
+                                       f"cert = {certs.cert_file}\nkey = {key}\n"),
+                f":11: [second] key = {key}: cannot read: Is a directory", [p1, p2])
+
+
+def test_cert_file_without_a_certificate(tmp_path, certs):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {junk}\n"),
+                f":10: [second] cert = {junk}: no PEM certificate could be loaded", [p1, p2])
+
+
+def test_key_does_not_match_cert(tmp_path, certs):
+    import trustme
+
+    other = trustme.CA().issue_cert("localhost")
+    other_key = tmp_path / "other.key"
+    other.private_key_pem.write_to_path(str(other_key))
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2,
+                                       f"cert = {certs.cert_file}\nkey = {other_key}\n"),
+                f":11: [second] key = {other_key}: the private key does not match the "
+                f"certificate in {certs.cert_file}", [p1, p2])
+
+
+def test_key_missing_from_cert_file(tmp_path, certs):
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {certs.cert_file}\n"),
+                f":10: [second] cert = {certs.cert_file}: no usable PEM private key", [p1, p2])
+
+
+def test_bad_cipher_list(tmp_path, certs):
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {certs.cert_file}\n"
+                                       f"key = {certs.key_file}\nciphers = NOPE-CIPHER\n"),
+                ":12: [second] ciphers = NOPE-CIPHER: OpenSSL accepts none of these", [p1, p2])
+
+
+def test_address_in_use_leaves_no_port_listening(tmp_path, certs):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    p1, p2 = free_port(), busy.getsockname()[1]
+    try:
+        check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {certs.cert_file}\n"
+                                           f"key = {certs.key_file}\n"),
+                    f":8: [second] accept = 127.0.0.1:{p2}: cannot listen: Address already in use",
+                    [p1])
+    finally:
+        busy.close()
+
+
+def test_missing_config_file(tmp_path):
+    out = run_tlswrap(tmp_path / "absent.conf")
+    assert out.returncode == 1
+    assert out.stderr == f"tlswrap: {tmp_path / 'absent.conf'}: cannot read config: " \
+                         "No such file or directory\n"
+
+
+def test_sigterm_drains_and_exits_zero(tmp_path, certs, tlswrap, thread_server):
+    from conftest import greet_echo, service_config
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}"), [port])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = certs.client_context().wrap_socket(raw, server_hostname="localhost")
+    assert s.recv(100) == b"* OK echo ready\r\n"
+    proc.proc.terminate()
+    # the live connection keeps working while new ones are refused
+    from conftest import wait_for
+    wait_for(lambda: not port_open(port), 10, "the listener to close")
+    s.sendall(b"still here\r\n")
+    assert s.recv(100) == b"still here\r\n"
+    s.close()
+    assert proc.proc.wait(15) == 0
