@@ -64,8 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("csr", help="a key and a certificate signing request for a CA", allow_abbrev=False)
     _req_options(p, 365)
     p = sub.add_parser("show", help="print a certificate like 'openssl x509 -subject -dates -fingerprint'", allow_abbrev=False)
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--sha256", action="store_true", help="SHA-256 fingerprint (default SHA1, as openssl)")
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("-in", dest="infiles", action="append", default=[], metavar="FILE", help=argparse.SUPPRESS)
+    p.add_argument("-subject", "-dates", "-fingerprint", "-noout", dest="ignored", action="store_true",
+                   help=argparse.SUPPRESS)  # so 'openssl x509 -subject ... -in F' works as 'wrapcert show ...'
+    for md in ("sha1", "sha256", "sha384", "sha512"):
+        p.add_argument(f"-{md}", f"--{md}", dest="digest", action="store_const", const=md,
+                       help="fingerprint digest (default SHA1, as openssl)" if md == "sha256" else argparse.SUPPRESS)
     p.add_argument("--all", action="store_true", help="every certificate of each file, not just the first")
     p = sub.add_parser("check", help="exit 0 if valid for more than N days (for cron and monitoring)", allow_abbrev=False,
                        description="Exit 0: valid; 1: expiring within --days; 2: invalid; 3: unreadable.")

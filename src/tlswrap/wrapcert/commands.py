@@ -220,12 +220,16 @@ def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def cmd_show(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    digest = "sha256" if args.sha256 else "sha1"
-    for path in args.files:
+    digest = args.digest or "sha1"
+    label = "SHA1" if args.digest is None else args.digest  # as openssl: "-sha256" -> "sha256"
+    paths = args.files + args.infiles
+    if not paths:
+        raise TlswrapError("show: give at least one certificate file")
+    for path in paths:
         certs = x509text.load_certificates(read_bytes(path), path)
         for der in certs if args.all else certs[:1]:
             try:
-                stdout.write(x509text.show(der, digest))
+                stdout.write(x509text.show(der, digest, label))
             except x509text.DERError as exc:
                 raise TlswrapError(f"{path}: {exc}") from None
     return 0

@@ -270,12 +270,16 @@ def fingerprint(der: bytes, digest: str = "sha1") -> str:
     return ":".join(f"{b:02X}" for b in hashlib.new(digest, der).digest())
 
 
-def show(der: bytes, digest: str = "sha1") -> str:
-    """The text of ``openssl x509 -subject -dates -fingerprint -noout`` for one certificate."""
+def show(der: bytes, digest: str = "sha1", label: str | None = None) -> str:
+    """The text of ``openssl x509 -subject -dates -fingerprint -noout`` for one certificate.
+
+    OpenSSL labels the fingerprint with the digest's name as the user spelled it: ``SHA1`` by
+    default, ``sha256`` after ``-sha256``; *label* overrides the upper-cased *digest*.
+    """
     cert = CertParts(der)
     return (
         f"subject={format_name(cert.subject)}\n"
         f"notBefore={format_time(*cert.not_before)}\n"
         f"notAfter={format_time(*cert.not_after)}\n"
-        f"{digest.upper()} Fingerprint={fingerprint(der, digest)}\n"
+        f"{label or digest.upper()} Fingerprint={fingerprint(der, digest)}\n"
     )
