@@ -1,0 +1,214 @@
+"""Acceptance: ``tlswrap match -d`` against Debian's ``tcpdmatch -d`` on generated rule files.
+
+Each case writes a random hosts.allow/hosts.deny pair into its own directory and asks both
+programs about one request; the whole output must agree. tcpdmatch's libwrap sends its
+verbose lines (``matched:``, ``option:``, warnings) to syslog through the fortified
+``__syslog_chk``, which tcpdmatch's own stdout logger does not catch; when a C compiler is
+available a tiny LD_PRELOAD shim sends them to stdout (what tcpdmatch means to do), and the
+full outputs are compared; without one only the lines tcpdmatch prints itself are compared.
+
+The seed is fixed when CI is set, random otherwise (printed; rerun with TLSWRAP_DIFF_SEED).
+TLSWRAP_DIFF_CASES sets the number of cases.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tlswrap import matchcli
+
+TCPDMATCH = shutil.which("tcpdmatch") or next(
+    (p for p in ("/usr/sbin/tcpdmatch", "/sbin/tcpdmatch") if os.path.exists(p)), None)
+pytestmark = pytest.mark.skipif(TCPDMATCH is None, reason="tcpdmatch (Debian tcpd) not installed")
+
+SHIM = r"""
+#include <stdarg.h>
+#include <stdio.h>
+void __vsyslog_chk(int p, int f, const char *fmt, va_list ap)
+{ vprintf(fmt, ap); printf("\n"); fflush(stdout); }
+void __syslog_chk(int p, int f, const char *fmt, ...)
+{ va_list ap; va_start(ap, fmt); __vsyslog_chk(p, f, fmt, ap); va_end(ap); }
+void vsyslog(int p, const char *fmt, va_list ap) { __vsyslog_chk(p, 0, fmt, ap); }
+void syslog(int p, const char *fmt, ...)
+{ va_list ap; va_start(ap, fmt); __vsyslog_chk(p, 0, fmt, ap); va_end(ap); }
+"""
+
+# Vocabulary: loopback and documentation addresses only; names that /etc/hosts knows
+# (localhost) or that fail to resolve without any network.
+ADDRS = ["10.0.0.1", "10.0.0.7", "192.0.2.1", "192.0.2.200", "127.0.0.1", "198.51.100.9",
+         "2001:db8::1", "2001:db8:0:1::5", "::1", "::ffff:10.0.0.1", "::ffff:192.0.2.1", "fe80::1"]
+CLIENTS = ADDRS + ["localhost", "unknown", "paranoid", "UNKNOWN"]
+SERVERS = ["", "", "@127.0.0.1", "@localhost", "@unknown", "@UNKNOWN", "@paranoid"]  # no DNS
+DAEMONS = ["imapd", "pop3d", "smtpd", "in.ftpd", "Imapd"]
+USERS = ["", "bob@", "root@", "unknown@"]
+HOSTPATS = [
+    "ALL", "all", "LOCAL", "KNOWN", "UNKNOWN", "PARANOID", "localhost", "LOCALHOST", ".localhost",
+    "localhost.", "local*", "mail.", "10.", "10.0.", "10.0.0.", "192.0.2.", "127.", "127.0.0.1",
+    "10.0.0.1", "10.0.0.7", "192.0.2.1", "192.0.2.200", "198.51.100.9", "10.0.0.0/8",
+    "10.0.0.0/255.0.0.0", "10.0.0.7/24", "10.0.0.7/255.255.255.0", "10.0.0.7/32",
+    "10.0.0.7/255.255.255.255", "10.0.0.0/255.0.255.0", "192.0.2.0/24", "192.0.2.128/25",
+    "0.0.0.0/0.0.0.0", "0.0.0.0/0", "127.0.0.0/8", "012.0.0.1", "0x0a.0.0.1", "10.0.0.1/",
+    "[2001:db8::1]", "[2001:DB8::1]", "[2001:db8::]/32", "[2001:db8::]/64", "[2001:db8::1]/128",
+    "[::]/0", "[::]/129", "[::1]", "[::ffff:10.0.0.1]", "[::ffff:0:0]/96", "[fe80::]/10",
+    "2001:db8::1", "::1", "2001:db8::", "*", "?", "10.*", "10.0.0.?", "*.0.0.1", "2001:db8:*",
+    "*:*", "*host", "l*l*", "10.*/8", ".0.0.1", ".1", "@netgroup", "@", "/nonexistent/file",
+    "/plist", "unknown", "paranoid", "bob@ALL", "BOB@10.0.0.1", "KNOWN@ALL", "UNKNOWN@ALL",
+    "b*@ALL", "root@LOCAL", "@ng@ALL", "[10.0.0.1]", "10.0.0.1.", "1.", "ALL@", ".",
+]
+DAEMONPATS = ["ALL", "imapd", "IMAPD", "pop3d", "smtpd", "in.ftpd", "in.", "*d", "?map?",
+              "i*", "imap*", "KNOWN", "UNKNOWN", "0", "143", "imapd@127.0.0.1", "imapd@localhost",
+              "ALL@UNKNOWN", "ALL@KNOWN", "imapd@unknown", "ALL@LOCAL", "ALL@127.", "ALL@[::1]",
+              "ALL@2001:db8::1", "ALL@192.0.2.0/24", "pop3d@ALL", "@x", "a@b@c", ".ftpd"]
+SEPS = [" ", ", ", ",", "\t", " , ", "  "]
+OPTIONS = [
+    "allow", "deny", "ALLOW", "DENY", "allow = ", "deny x", "spawn echo %a %h %n %c %s %u %d %r %R",
+    "spawn (echo %A %H %N) &", "spawn echo %x %%", "twist echo 421 %h", "twist /bin/echo %s",
+    "setenv FOO %a", "setenv  X   y  z  ", "setenv = A b", "severity mail.info",
+    "severity notice", "severity bogus", "severity mail.bogus", "severity Mail.INFO",
+    "keepalive", "keepalive 1", "linger 5", "linger -1", "linger x", "nice", "nice 5",
+    "nice -3", "nice x", "umask 022", "umask 0777", "umask 1000", "umask 9", "umask -0",
+    "rfc931", "rfc931 5", "rfc931 0", "rfc931 x", "banners /nonexistent", "banners /bnr",
+    "user nosuchuser", "user nobody.nosuchgroup", "group nosuchgroup", "aclexec /bin/false %a",
+    "bogus", "spawn", "twist", "", " ", "/bin/cmd", "spawn a\\:b", "spawn [a:b]", "Spawn=x",
+]
+
+
+def _hostlist(rng: random.Random) -> str:
+    items = [rng.choice(HOSTPATS) for _ in range(rng.randint(0, 3))]
+    if rng.random() < 0.3:
+        items += [rng.choice(["EXCEPT", "except", "Except"])]
+        items += [rng.choice(HOSTPATS) for _ in range(rng.randint(0, 2))]
+        if rng.random() < 0.3:
+            items += ["EXCEPT", rng.choice(HOSTPATS)]
+    return rng.choice(SEPS).join(items)
+
+
+def _daemonlist(rng: random.Random) -> str:
+    items = [rng.choice(DAEMONPATS) for _ in range(rng.randint(0, 2))]
+    if rng.random() < 0.2:
+        items += ["EXCEPT", rng.choice(DAEMONPATS)]
+    return rng.choice(SEPS).join(items)
+
+
+def _rule(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.04:
+        return rng.choice(["# ALL: ALL", "   # ALL: ALL", "", "   ", "# comment \\", "ALL ALL"])
+    line = _daemonlist(rng) + rng.choice([":", " : ", ":\t"]) + _hostlist(rng)
+    if rng.random() < 0.35:
+        opts = [rng.choice(OPTIONS) for _ in range(rng.randint(1, 3))]
+        line += " : " + rng.choice([" : ", ":"]).join(opts)
+    if rng.random() < 0.05:
+        line += rng.choice([":", " # 10.0.0.1", "\\\n 10.0.0.1", "\\\n"])
+    if rng.random() < 0.05 and " " in line:
+        at = line.index(" ")
+        line = line[:at] + "\\\n" + line[at + 1:]
+    return line
+
+
+def _table(rng: random.Random) -> str | None:
+    if rng.random() < 0.1:
+        return None  # missing file
+    text = "".join(_rule(rng) + "\n" for _ in range(rng.randint(0, 5)))
+    if text and rng.random() < 0.04:
+        text = text[:-1]  # last line without its newline
+    return text
+
+
+def _case(rng: random.Random) -> tuple[str | None, str | None, list[str]]:
+    daemon = rng.choice(DAEMONS) + rng.choice(SERVERS)
+    client = rng.choice(USERS) + rng.choice(CLIENTS)
+    return _table(rng), _table(rng), [daemon, client]
+
+
+def _setup(root: str, i: int, case) -> str:
+    d = os.path.join(root, str(i))
+    os.mkdir(d)
+    allow, deny, _ = case
+    for name, text in (("hosts.allow", allow), ("hosts.deny", deny)):
+        if text is not None:
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
+    with open(os.path.join(d, "plist"), "w") as f:
+        f.write("192.0.2.0/24 \n [2001:db8::]/32\tlocalhost\n")
+    return d
+
+
+def _normalize(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines():
+        if "no such process name in" in line or "service possibly not wrapped" in line:
+            continue
+        lines.append(line)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    d = tmp_path_factory.mktemp("shim")
+    (d / "shim.c").write_text(SHIM)
+    so = d / "shim.so"
+    r = subprocess.run([cc, "-shared", "-fPIC", "-o", str(so), str(d / "shim.c")],
+                       capture_output=True)
+    return str(so) if r.returncode == 0 else None
+
+
+def _oracle(d: str, args: list[str], shim: str | None) -> tuple[int, str]:
+    env = dict(os.environ)
+    if shim:
+        env["LD_PRELOAD"] = shim
+    r = subprocess.run([TCPDMATCH, "-d", *args], cwd=d, env=env, capture_output=True)
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+
+
+def _ours(d: str, args: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    rc = matchcli.run(["-d", *args], out, cwd=d)
+    return rc, out.getvalue()
+
+
+def _verdict_only(text: str) -> list[str]:
+    keep = ("client:", "server:", "access:", "")
+    return [line for line in _normalize(text) if line.startswith(keep)]
+
+
+def test_differential(shim, capsys):
+    seed_env = os.environ.get("TLSWRAP_DIFF_SEED")
+    seed = int(seed_env) if seed_env else (20240611 if os.environ.get("CI") else
+                                            random.randrange(1 << 32))
+    count = int(os.environ.get("TLSWRAP_DIFF_CASES", "10000"))
+    with capsys.disabled():
+        print(f"\ndifferential seed={seed} cases={count} shim={'yes' if shim else 'no'}")
+    rng = random.Random(seed)
+    cases = [_case(rng) for _ in range(count)]
+    failures = []
+    with tempfile.TemporaryDirectory() as root:
+        dirs = [_setup(root, i, c) for i, c in enumerate(cases)]
+        with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) * 2) as pool:
+            oracle = list(pool.map(lambda i: _oracle(dirs[i], cases[i][2], shim), range(count)))
+        for i, case in enumerate(cases):
+            rc_o, out_o = oracle[i]
+            rc_m, out_m = _ours(dirs[i], case[2])
+            want, got = _normalize(out_o), _normalize(out_m)
+            if not shim:
+                want, got = _verdict_only(out_o), _verdict_only(out_m)
+            if (rc_o, want) != (rc_m, got):
+                failures.append((i, case, rc_o, want, rc_m, got))
+    if failures:
+        i, case, rc_o, want, rc_m, got = failures[0]
+        pytest.fail(
+            f"{len(failures)} of {count} cases disagree (seed {seed}); first, case {i}:\n"
+            f"hosts.allow={case[0]!r}\nhosts.deny={case[1]!r}\nargs={case[2]}\n"
+            f"tcpdmatch (rc {rc_o}):\n" + "\n".join(want) +
+            f"\ntlswrap match (rc {rc_m}):\n" + "\n".join(got))
