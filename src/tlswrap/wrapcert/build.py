@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from tlswrap.errors import TlswrapError
-from tlswrap.wrapcert.dn import CN_OID, RDN
+from tlswrap.wrapcert.dn import CN_OID, COUNTRY_OID, RDN
 from tlswrap.wrapcert.extconf import ExtSpec
 from tlswrap.wrapcert.reqconf import MIN_RSA_BITS, KeySpec
 
@@ -83,6 +83,10 @@ def key_pem(key: PrivateKey) -> bytes:
 
 def make_name(rdns: Sequence[RDN]) -> x509.Name:
     """An x509 Name; string types follow OpenSSL's (C PrintableString, email IA5, rest UTF-8)."""
+    for rdn in rdns:
+        for oid, value in rdn:
+            if oid in (COUNTRY_OID, "1.3.6.1.4.1.311.60.2.1.3") and not (len(value) == 2 and value.isascii()):
+                raise TlswrapError(f"bad subject: country {value!r} must be a 2-letter code such as CA")
     try:
         return x509.Name(
             [x509.RelativeDistinguishedName([x509.NameAttribute(ObjectIdentifier(o), v) for o, v in rdn]) for rdn in rdns]

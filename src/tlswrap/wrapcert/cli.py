@@ -98,7 +98,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            prog = " ".join(["wrapcert", *[w for w in (getattr(args, "command", None), getattr(args, "ca_command", None)) if w]])
+            raise _UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{prog} --help')")
     except _UsageError as exc:
         print(f"wrapcert: {exc}", file=sys.stderr)
         return 2
