@@ -1,0 +1,114 @@
+"""The I/O shell: reading hosts files, reloading on change, keeping the last good rules."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from tlswrap.errors import ConfigError
+from tlswrap.hostsaccess import PARANOID, Request, decide
+from tlswrap.hostsfiles import HostsFiles, check_option, find_inet_addr, hostname_for, read_hosts
+
+
+def write(path, text: str, bump: int = 0) -> None:
+    path.write_text(text)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump))
+
+
+def verdict(files: HostsFiles, client: str = "10.0.0.1") -> bool:
+    allow, deny = files.rules()
+    return decide(allow, deny, Request("imapd", client)).granted
+
+
+def test_missing_files_are_empty(tmp_path):
+    files = HostsFiles(str(tmp_path / "a"), str(tmp_path / "d"))
+    allow, deny = files.load_strict()
+    assert allow.rules == () and deny.rules == ()
+    assert verdict(files)
+
+
+def test_reload_on_change(tmp_path):
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    write(deny, "ALL: ALL\n")
+    files = HostsFiles(str(allow), str(deny))
+    files.load_strict()
+    assert not verdict(files)
+    first = files.rules()
+    assert files.rules()[1] is first[1]  # unchanged: not re-read
+    write(allow, "imapd: 10.0.0.1\n")
+    assert verdict(files)
+    write(allow, "imapd: 10.0.0.2\n", bump=1_000_000)  # same size, new mtime
+    assert not verdict(files)
+
+
+def test_invalid_at_runtime_keeps_last_good(tmp_path, caplog):
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    write(deny, "ALL: ALL\n")
+    files = HostsFiles(str(allow), str(deny))
+    files.load_strict()
+    write(deny, "ALL: ALL: bogus\nsyntax error here\n", bump=1_000_000)
+    with caplog.at_level(logging.ERROR, logger="tlswrap.hostsfiles"):
+        assert not verdict(files, "10.0.0.9")
+    assert any(f"{deny}:1: bad option name" in r.getMessage() for r in caplog.records)
+    write(deny, "ALL: 10.0.0.1\n", bump=2_000_000)
+    assert verdict(files, "10.0.0.9")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_at_runtime_keeps_last_good(tmp_path, caplog):
+    deny = tmp_path / "hosts.deny"
+    write(deny, "ALL: ALL\n")
+    files = HostsFiles(str(tmp_path / "a"), str(deny))
+    files.load_strict()
+    deny.chmod(0)
+    write(deny, "ALL: 10.0.0.2\n", bump=1_000_000)
+    with caplog.at_level(logging.ERROR, logger="tlswrap.hostsfiles"):
+        assert not verdict(files)
+    assert caplog.records
+
+
+def test_unreadable_without_earlier_rules_denies(tmp_path):
+    (tmp_path / "hosts.deny").mkdir()  # reading a directory fails
+    files = HostsFiles(str(tmp_path / "a"), str(tmp_path / "hosts.deny"))
+    assert not verdict(files)
+
+
+def test_strict_load_errors_name_file_and_line(tmp_path):
+    allow = tmp_path / "hosts.allow"
+    write(allow, "ALL: 10.0.0.1\nimapd: ALL: spawn echo : umask 999\n")
+    with pytest.raises(ConfigError) as info:
+        HostsFiles(str(allow), str(tmp_path / "d")).load_strict()
+    assert str(info.value) == f'{allow}:2: bad umask value: "999"'
+    write(allow, "imapd ALL\n", bump=1)
+    with pytest.raises(ConfigError, match=r":1: missing \":\" separator"):
+        HostsFiles(str(allow), str(tmp_path / "d")).load_strict()
+
+
+def test_read_hosts_reports_given_name(tmp_path):
+    p = tmp_path / "x"
+    p.write_text("ALL: ALL\n")
+    assert read_hosts(str(p), "hosts.allow").rules[0].filename == "hosts.allow"
+
+
+def test_resolver_uses_c_library():
+    assert hostname_for("127.0.0.1") == "localhost"
+    assert hostname_for("::ffff:127.0.0.1") == "localhost"
+    assert find_inet_addr("localhost")[0][1] == "127.0.0.1"
+    assert find_inet_addr("10.0.0.1") == [(2, "10.0.0.1")]
+    warnings = []
+    assert find_inet_addr("no-such-host.invalid", warnings.append) is None
+    assert warnings == ["no-such-host.invalid: host not found"]
+    assert PARANOID == "paranoid"
+
+
+def test_check_option():
+    from tlswrap.hostsaccess import Option
+
+    assert check_option(Option("user", "user", "root", ("root", None))) is None
+    assert check_option(Option("user", "user", "nosuchuser")) == 'unknown user: "nosuchuser"'
+    assert check_option(Option("user", "user", "root.nosuchgroup")) == (
+        'unknown group: "nosuchgroup"')
+    assert check_option(Option("group", "group", "nosuchgroup")) == 'unknown group: "nosuchgroup"'
