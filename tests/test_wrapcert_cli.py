@@ -436,3 +436,57 @@ def test_prompt_dn_unit():
     assert err.getvalue() == PREAMBLE + "Country [CA]:Org [Ex]:Unit []:Name []:fixed\n"
     with pytest.raises(Exception, match="end of input"):
         prompt_dn(fields, Tty(""), io.StringIO(), interactive=True)
+
+
+# --- more openssl spellings -----------------------------------------------------------------
+
+
+@needs_openssl
+def test_newkey_ec_parameter_file(workdir, capsys):
+    openssl("ecparam", "-name", "secp384r1", "-out", "p384.pem")
+    assert main(["new", "-newkey", "ec:p384.pem", "-subj", "/CN=e.example", "-out", "e.pem"]) == 0
+    assert "key type: EC secp384r1" in capsys.readouterr().out
+    (workdir / "junk.pem").write_text("not parameters\n")
+    assert main(["new", "-newkey", "ec:junk.pem", "-subj", "/CN=e.example", "-out", "f.pem"]) == 1
+    assert capsys.readouterr().err == (
+        "wrapcert: junk.pem: not a named-curve EC parameter file for P-256, P-384 or P-521\n"
+    )
+
+
+def test_existing_key_is_reused(workdir, capsys):
+    assert main(["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "a.crt", "-keyout", "a.key"]) == 0
+    assert main(["new", "-key", "a.key", "-subj", "/CN=a.example", "-days", "30", "-out", "b.crt"]) == 0
+    a = x509.load_pem_x509_certificate((workdir / "a.crt").read_bytes())
+    b = x509.load_pem_x509_certificate((workdir / "b.crt").read_bytes())
+    assert a.public_key() == b.public_key()
+    assert b"PRIVATE KEY" not in (workdir / "b.crt").read_bytes()
+
+
+def test_addext_and_extensions_section(workdir, capsys):
+    (workdir / "x.cnf").write_text(
+        "[req]\ndistinguished_name = dn\nx509_extensions = plain\n[dn]\nCN = Name\n"
+        "[plain]\nnsCertType = server\n"
+        "[strict]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+        "extendedKeyUsage = serverAuth, clientAuth\n"
+    )
+    argv = ["new", "-config", "x.cnf", "-extensions", "strict", "-addext", "subjectAltName = DNS:s.example",
+            "-subj", "/CN=s.example", "-newkey", "ec", "-out", "s.pem"]  # fmt: skip
+    assert main(argv) == 0
+    cert = x509.load_pem_x509_certificate((workdir / "s.pem").read_bytes().split(b"-----END PRIVATE KEY-----")[1].strip())
+    names = {e.oid._name for e in cert.extensions}
+    assert names == {"basicConstraints", "keyUsage", "extendedKeyUsage", "subjectAltName", "subjectKeyIdentifier"}
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).critical
+
+
+def test_default_keyfile_from_config(workdir, capsys):
+    (workdir / "k.cnf").write_text("[req]\ndefault_keyfile = server.key\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = k.example\n")
+    assert main(["new", "-config", "k.cnf", "-newkey", "ec", "-out", "server.crt"]) == 0
+    assert stat.S_IMODE((workdir / "server.key").stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" not in (workdir / "server.crt").read_bytes()
+
+
+def test_encrypt_key_yes_is_explained(workdir, capsys):
+    (workdir / "e.cnf").write_text("[req]\nencrypt_key = yes\n")
+    assert main(["new", "-config", "e.cnf", "-subj", "/CN=x", "-out", "x.pem"]) == 1
+    assert capsys.readouterr().err.startswith("wrapcert: e.cnf:2: encrypt_key = yes is not supported")
+    assert main(["new", "-config", "e.cnf", "-nodes", "-newkey", "ec", "-subj", "/CN=x", "-out", "x.pem"]) == 0
