@@ -93,8 +93,13 @@ def _summary(cert: x509.Certificate, where: list[str]) -> str:
 
 
 def _gn(name: x509.GeneralName) -> str:
-    kind = {x509.DNSName: "DNS", x509.IPAddress: "IP", x509.RFC822Name: "email"}.get(type(name), "URI")
-    return f"{kind}:{name.value}"
+    """``DNS:x``, ``IP:1.2.3.4``, ... as in the config syntax."""
+    if isinstance(name, x509.RegisteredID):
+        return f"RID:{name.value.dotted_string}"
+    if isinstance(name, x509.DirectoryName):
+        return f"dirName:{name.value.rfc4514_string()}"
+    kinds = {x509.DNSName: "DNS", x509.IPAddress: "IP", x509.RFC822Name: "email", x509.UniformResourceIdentifier: "URI"}
+    return f"{kinds.get(type(name), 'otherName')}:{name.value}"
 
 
 def _key_for(r: Resolved, opts: Any) -> tuple[Any, bool]:
@@ -162,7 +167,8 @@ def cmd_ca_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     key, _ = _key_for(r, opts)
     name = build.make_name(r.subject)
     specs = build.ca_extensions() if r.extensions is None else _with_ski(r.extensions)
-    cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 3650, opts.md)
+    md = opts.md or (r.settings.md if r.settings else None)
+    cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 3650, md)
     where = _write(out, keyout, False, build.key_pem(key), cert.public_bytes(PEM), opts.force)
     stdout.write(_summary(cert, where))
     return 0
@@ -200,6 +206,8 @@ def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
             try:
                 ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
                 san = tuple(tuple(_gn(n).split(":", 1)) for n in ext)
+                if any(kind not in ("DNS", "IP", "email", "URI", "RID") for kind, _ in san):
+                    raise TlswrapError(f"{args.csr}: the request's subjectAltName has names wrapcert cannot copy")
             except x509.ExtensionNotFound:
                 san = None
     else:
@@ -212,7 +220,8 @@ def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     specs = _with_san(specs, san, name, stderr)
     if not any(s.name == "authorityKeyIdentifier" for s in specs):
         specs.append(ExtSpec("authorityKeyIdentifier", False, ("", None), "<default>", None))
-    cert = build.issue(public, name, ca_key, ca_cert.subject, specs, opts.days or 365, opts.md)
+    md = opts.md or (r.settings.md if r.settings else None)
+    cert = build.issue(public, name, ca_key, ca_cert.subject, specs, opts.days or 365, md)
     body = cert.public_bytes(PEM) + (ca_cert.public_bytes(PEM) if args.chain else b"")
     where = _write(out, keyout, combined and key_pem is not None, key_pem, body, opts.force)
     stdout.write(_summary(cert, where))
