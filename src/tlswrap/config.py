@@ -342,6 +342,19 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
     return Config(filename, globals_, services)
 
 
+def service_from_options(name: str, options: list[tuple[str, str]],
+                         filename: str = "command line") -> Service:
+    """Build one service from (option, value) pairs, parsed and checked as in a file."""
+    sec = _Section(name, 0)
+    for key, value in options:
+        opt = OPTIONS[key.lower()]
+        try:
+            sec.set(opt, opt.parse(value), 0)
+        except ValueError as exc:
+            raise ConfigError(filename, None, f"{opt.name} = {value}: {exc}", name) from None
+    return _build_service(sec, {}, {}, filename)
+
+
 _GLOBAL_FIELDS = {f.name for f in dataclasses.fields(GlobalOptions)} - {"lines"}
 _SERVICE_FIELDS = {f.name for f in dataclasses.fields(Service)} - {"lines", "name"}
 

@@ -17,12 +17,12 @@ from typing import Iterable
 
 import trio
 
-from . import __version__
+from . import __version__, systemd
 from .backend import Target
 from .config import Config, Service, parse_config
 from .errors import ConfigError, TlswrapError
 from .logsetup import NOTICE, setup_logging
-from .service import Runtime
+from .service import Runtime, format_peer
 from .tlscontext import key_file_warning, server_context
 
 log = logging.getLogger("tlswrap.daemon")
@@ -185,11 +185,14 @@ async def serve(listeners: list[tuple[socket.socket, Runtime]],
         async with trio.open_nursery() as conns:
             async with trio.open_nursery() as accepting:
                 for lsock, rt in listeners:
+                    rt.nursery = conns
                     accepting.start_soon(accept_loop, lsock, rt, conns)
                 task_status.started()
+                systemd.notify("READY=1")
                 async for signum in signals:
                     log.log(NOTICE, "%s received: no new connections; draining",
                             signal.Signals(signum).name)
+                    systemd.notify("STOPPING=1")
                     accepting.cancel_scope.cancel()
                     break
             for lsock, _ in listeners:
@@ -201,27 +204,68 @@ async def serve(listeners: list[tuple[socket.socket, Runtime]],
 
 def run(config_path: str) -> int:
     """The ``tlswrap CONFIG`` entry: returns the exit status."""
-    config = load_config(config_path)
+    return run_config(load_config(config_path))
+
+
+def _adopt(config: Config, runtimes: list[Runtime],
+           fds: list[tuple[int, str]]) -> list[tuple[socket.socket, Runtime]]:
+    """Give systemd's listening sockets to services: by FileDescriptorName, then in order."""
+    socks = {fd: socket.socket(fileno=fd) for fd, _ in fds}
+    for s in socks.values():
+        s.setblocking(False)
+    by_name = {name: fd for fd, name in fds if name}
+    unnamed = [fd for fd, name in fds if not name or name not in {r.name for r in runtimes}]
+    pairs: list[tuple[socket.socket, Runtime]] = []
+    leftover: list[Runtime] = []
+    for rt in runtimes:
+        fd = by_name.pop(rt.name, None)
+        if fd is None and unnamed:
+            fd = unnamed.pop(0)
+        if fd is None:
+            leftover.append(rt)
+        else:
+            pairs.append((socks[fd], rt))
+    for fd in unnamed:
+        log.warning("socket-activated descriptor %d matches no service; ignored", fd)
+    return pairs + bind_all(config, leftover)
+
+
+def run_config(config: Config) -> int:
+    """Serve ``config`` in whichever way this process was started:
+
+    - systemd ``Accept=no`` (LISTEN_FDS listening sockets): a daemon on those sockets;
+    - systemd ``Accept=yes`` (one connected socket as fd 3) or inetd ``nowait`` (the connection
+      on fd 0, when no service has ``accept``): serve that one connection and exit;
+    - otherwise a daemon on the configured ``accept`` addresses.
+    """
     g = config.globals
     runtimes = prepare(config)
-    listeners = bind_all(config, runtimes)
+    passed = systemd.listen_fds(os.environ, os.getpid())
+    systemd.forget_activation_env()
+    conn_fd = None
+    if len(passed) == 1 and not systemd.is_listening(passed[0][0]):
+        conn_fd = passed[0][0]
+    elif not passed and all(rt.service.accept is None for rt in runtimes):
+        conn_fd = 0
+    if conn_fd is not None:
+        if len(runtimes) != 1:
+            raise config.error(f"one connection to serve (inetd mode) but {len(runtimes)} "
+                               "services: keep one, or give each an 'accept'")
+        return serve_connection(config, runtimes[0], conn_fd)
+    listeners = _adopt(config, runtimes, passed) if passed else bind_all(config, runtimes)
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
                       facility=g.facility)
-        for rt in runtimes:
-            key = rt.service.key or rt.service.cert
-            warning = key_file_warning(key) if key else None
-            if warning:
-                log.warning("[%s] %s", rt.name, warning)
+        _warn_key_modes(runtimes)
         drop_privileges(config)
-        if not g.foreground:
+        if not g.foreground and not passed:
             daemonize(g.pid)
         write_pid(g.pid)
         for lsock, rt in listeners:
             log.log(NOTICE, "[%s] listening on %s, relaying to %s", rt.name,
-                    rt.service.accept, ", ".join(str(a) for a in rt.service.connect)
-                    or rt.service.exec)
+                    format_peer(lsock.getsockname()),
+                    ", ".join(str(a) for a in rt.service.connect) or rt.service.exec)
         log.log(NOTICE, "tlswrap %s started with %d service(s)", __version__, len(listeners))
         trio.run(serve, listeners)
     finally:
@@ -233,6 +277,57 @@ def run(config_path: str) -> int:
             except OSError:
                 pass
     return 0
+
+
+def _warn_key_modes(runtimes: list[Runtime]) -> None:
+    for rt in runtimes:
+        key = rt.service.key or rt.service.cert
+        warning = key_file_warning(key) if key else None
+        if warning:
+            log.warning("[%s] %s", rt.name, warning)
+
+
+def serve_connection(config: Config, rt: Runtime, fd: int) -> int:
+    """inetd ``nowait`` / systemd ``Accept=yes``: serve the connection on ``fd``, then exit.
+
+    The connection is moved off descriptors 0 and 1 (which become /dev/null), so that closing it
+    really closes it. Logs go to syslog, or ``output``; to stderr only in the foreground and when
+    stderr is not the connection itself (inetd hands the socket as 0, 1 and 2).
+    """
+    g = config.globals
+    conn = socket.socket(fileno=os.dup(fd))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for std in {0, 1, fd} | ({2} if _is_socket(2) else set()):
+        os.dup2(devnull, std)
+    os.close(devnull)
+    stderr_ok = g.foreground and not _is_socket(2)
+    syslog = g.syslog if g.syslog is not None else not stderr_ok
+    setup_logging(g.debug, stderr=stderr_ok, output=g.output, syslog=syslog,
+                  facility=g.facility, ident=rt.name)
+    drop_privileges(config)
+    try:
+        peer = conn.getpeername()
+    except OSError as exc:
+        log.warning("[%s] inetd connection already gone: %s", rt.name, exc.strerror)
+        conn.close()
+        return 0
+
+    async def one() -> None:
+        async with trio.open_nursery() as nursery:
+            rt.nursery = nursery
+            await rt.handle(conn, peer)
+
+    trio.run(one)
+    return 0
+
+
+def _is_socket(fd: int) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,6 @@ class ConfigError(TlswrapError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = self.filename if self.lineno is None else f"{self.filename}:{self.lineno}"
+        where = f"{self.filename}:{self.lineno}" if self.lineno else self.filename
         svc = f" [{self.service}]" if self.service else ""
         return f"{where}:{svc} {self.msg}"

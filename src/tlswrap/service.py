@@ -8,6 +8,7 @@ Each connection catches its own errors: nothing that happens to one client reach
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from OpenSSL import SSL
 
 from .backend import BackendError, Target, open_backend
 from .config import Service
+from .execbackend import ExecStream, exec_environment, spawn
 from .relay import Relay
 from .sockstream import SocketStream
 from .tlsstream import TLSStream
@@ -27,8 +29,6 @@ log = logging.getLogger("tlswrap.service")
 # An access check gets (service, client sockaddr, server sockaddr) and returns None to go on,
 # or the reason for refusing.
 AccessCheck = Callable[["Runtime", tuple, tuple], Awaitable["str | None"]]
-# A backend opener gets (runtime, connection info) and returns the plaintext stream.
-BackendOpener = Callable[["Runtime", "ConnInfo"], Awaitable[trio.abc.HalfCloseableStream]]
 
 
 def format_peer(sockaddr: tuple | str | None) -> str:
@@ -59,7 +59,7 @@ class Runtime:
     context: SSL.Context
     targets: tuple[Target, ...] = ()
     access: AccessCheck | None = None
-    open_backend: BackendOpener | None = None
+    nursery: trio.Nursery | None = None  # for helper tasks (a child's stderr reader)
     active: int = 0
 
     @property
@@ -92,11 +92,11 @@ class Runtime:
                 return
             info = ConnInfo(peer, local, client)
             try:
-                if self.open_backend is not None:
-                    backend = await self.open_backend(self, info)
+                if svc.exec is not None:
+                    backend = await self._spawn(info)
                 else:
                     backend, _ = await open_backend(self.targets, svc.timeout_connect)
-            except BackendError as exc:
+            except (BackendError, OSError) as exc:
                 reason = f"backend unavailable: {exc}"
                 log.warning("%s backend unavailable: %s", who, exc)
                 return
@@ -113,7 +113,9 @@ class Runtime:
             log.exception("%s internal error", who)
         finally:
             self.active -= 1
-            if backend is not None:
+            if isinstance(backend, ExecStream):
+                await backend.finish(self.service.timeout_close)
+            elif backend is not None:
                 _close(backend)
             if client is not None:
                 client.close()
@@ -125,6 +127,25 @@ class Runtime:
                 down = relay.to_client if relay else 0
                 log.info("%s closed: %s, %d bytes to backend, %d bytes to client, %.3fs, %s",
                          who, tls, up, down, time.monotonic() - started, reason)
+
+
+    async def _spawn(self, info: ConnInfo) -> ExecStream:
+        svc = self.service
+        assert svc.exec is not None and self.nursery is not None
+        argv = list(svc.exec_args) if svc.exec_args else [os.path.basename(svc.exec)]
+        dn = issuer = None
+        cert = info.tls.conn.get_peer_certificate() if info.tls is not None else None
+        if cert is not None:
+            dn, issuer = oneline(cert.get_subject()), oneline(cert.get_issuer())
+        env = exec_environment(os.environ, info.peer, info.local, dn, issuer,
+                               extra=info.extra)
+        return await spawn(svc.exec, argv, env, self.nursery, f"[{self.name}] {argv[0]}")
+
+
+def oneline(name) -> str:  # type: ignore[no-untyped-def]
+    """An X509Name as OpenSSL's X509_NAME_oneline: /C=CA/O=Example/CN=mail.example.org."""
+    return "".join(f"/{k.decode()}={v.decode(errors='replace')}"
+                   for k, v in name.get_components())
 
 
 def _close(stream: trio.abc.AsyncResource) -> None:

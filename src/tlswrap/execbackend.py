@@ -1,0 +1,140 @@
+"""The ``exec`` backend: run a program per connection with the plaintext on its stdin/stdout.
+
+The program gets one end of a socketpair as stdin and stdout, so it sees EOF and half-close like
+a network peer; its stderr goes to the log, line by line. Its environment carries both
+conventions mail programs look for: stunnel's (REMOTE_HOST, REMOTE_PORT, SSL_CLIENT_DN, ...) and
+UCSPI-TCP's (PROTO=TCP, TCPREMOTEIP, TCPLOCALPORT, ..., used by qmail and friends).
+
+When the connection ends the program's socket is closed; it then has TIMEOUTclose to exit before
+it is sent SIGTERM, and a second later SIGKILL. Every child is reaped and its status logged.
+Nothing else is inherited: Python opens every descriptor close-on-exec, and only 0, 1 and 2 are
+passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+from typing import Mapping
+
+import trio
+
+from .sockstream import SocketStream
+
+log = logging.getLogger("tlswrap.exec")
+
+# Variables a wrapper must not pass on from its own environment to a per-client program.
+_DROP = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
+
+
+def _host(sockaddr: tuple | str | None) -> tuple[str, str]:
+    if not isinstance(sockaddr, tuple):
+        return "", ""
+    host = sockaddr[0]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, str(sockaddr[1])
+
+
+def exec_environment(base: Mapping[str, str], peer: tuple, local: tuple,
+                     client_dn: str | None = None, issuer_dn: str | None = None,
+                     remote_host: str | None = None,
+                     extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a per-connection program (pure: everything comes in as values)."""
+    env = {k: v for k, v in base.items() if k not in _DROP}
+    rip, rport = _host(peer)
+    lip, lport = _host(local)
+    env.update({
+        "REMOTE_HOST": rip, "REMOTE_PORT": rport,
+        "PROTO": "TCP", "TCPREMOTEIP": rip, "TCPREMOTEPORT": rport,
+        "TCPLOCALIP": lip, "TCPLOCALPORT": lport,
+    })
+    if remote_host:
+        env["TCPREMOTEHOST"] = remote_host
+    if client_dn is not None:
+        env["SSL_CLIENT_DN"] = client_dn
+    if issuer_dn is not None:
+        env["SSL_CLIENT_I_DN"] = issuer_dn
+    if extra:
+        env.update(extra)
+    return env
+
+
+class ExecStream(SocketStream):
+    """The parent's end of the socketpair, plus the child process it talks to."""
+
+    def __init__(self, sock: socket.socket, process: trio.Process, label: str):
+        super().__init__(sock)
+        self.process = process
+        self.label = label
+
+    async def finish(self, grace: float) -> None:
+        """Close our end, give the child ``grace`` seconds to exit, then stop it; reap it."""
+        self.close()
+        proc = self.process
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(grace):
+                await proc.wait()
+            if proc.returncode is None:
+                log.warning("%s pid %d still running %gs after its client left; terminating",
+                            self.label, proc.pid, grace)
+                proc.send_signal(signal.SIGTERM)
+                with trio.move_on_after(1.0):
+                    await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        status = proc.returncode
+        level = logging.INFO if status == 0 else logging.WARNING
+        how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        log.log(level, "%s pid %d %s", self.label, proc.pid, how)
+
+
+async def _log_stderr(stream: trio.abc.ReceiveStream, label: str, pid: int) -> None:
+    buf = b""
+    async with stream:
+        while True:
+            try:
+                data = await stream.receive_some(4096)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                break
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                log.warning("%s pid %d: %s", label, pid, line.decode(errors="replace").rstrip())
+            if len(buf) > 4096:
+                log.warning("%s pid %d: %s", label, pid, buf.decode(errors="replace"))
+                buf = b""
+    if buf.strip():
+        log.warning("%s pid %d: %s", label, pid, buf.decode(errors="replace").rstrip())
+
+
+async def spawn(program: str, argv: list[str], env: dict[str, str], nursery: trio.Nursery,
+                label: str, umask: int | None = None, nice: int | None = None,
+                user: tuple[int, int] | None = None) -> ExecStream:
+    """Start ``program`` with ``argv`` (argv[0] included) on a fresh socketpair."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    options: dict = {}
+    if umask is not None:
+        options["umask"] = umask
+    if user is not None:
+        options.update(user=user[0], group=user[1], extra_groups=[])
+    if nice:
+        options["preexec_fn"] = lambda: os.nice(nice)
+    try:
+        process = await trio.lowlevel.open_process(
+            argv, executable=program, stdin=child.fileno(), stdout=child.fileno(),
+            stderr=subprocess.PIPE, env=env, close_fds=True, **options)
+    except OSError:
+        parent.close()
+        child.close()
+        raise
+    child.close()
+    assert process.stderr is not None
+    nursery.start_soon(_log_stderr, process.stderr, label, process.pid)
+    return ExecStream(parent, process, label)

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""A little IMAP on stdin/stdout, for exec tests: it reports the environment it was given.
+
+Commands: ENV (one untagged line per variable), SLEEP (never reads again), EXIT (exits at
+once without answering), BIG n (writes n bytes), LOGOUT.
+"""
+import os
+import sys
+import time
+
+VARS = ("PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", "TCPREMOTEHOST",
+        "REMOTE_HOST", "REMOTE_PORT", "SSL_CLIENT_DN", "SSL_CLIENT_I_DN", "LISTEN_FDS",
+        "GREETING_VAR")
+out = sys.stdout.buffer
+out.write(b"* OK stdio imapd ready pid=%d\r\n" % os.getpid())
+out.flush()
+for line in sys.stdin.buffer:
+    tag, _, cmd = line.strip().partition(b" ")
+    word, _, arg = cmd.upper().partition(b" ")
+    if word == b"CAPABILITY":
+        out.write(b"* CAPABILITY IMAP4rev1\r\n")
+    elif word == b"ENV":
+        for k in VARS:
+            if k in os.environ:
+                out.write(f"* ENV {k}={os.environ[k]}\r\n".encode())
+    elif word == b"SLEEP":
+        out.write(tag + b" OK sleeping\r\n")
+        out.flush()
+        time.sleep(3600)
+    elif word == b"EXIT":
+        sys.exit(3)
+    elif word == b"BIG":
+        out.write(b"x" * int(arg))
+    elif word == b"STDERR":
+        sys.stderr.write("a line on stderr\n")
+        sys.stderr.flush()
+    out.write(tag + b" OK done\r\n")
+    out.flush()
+    if word == b"LOGOUT":
+        break
