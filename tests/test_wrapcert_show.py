@@ -210,3 +210,42 @@ def test_openssl_spelling_is_accepted(corpus, capsys):
     assert capsys.readouterr().out.encode() == _openssl_show(path)
     assert main(["show"]) == 1
     assert capsys.readouterr().err == "wrapcert: show: give at least one certificate file\n"
+
+
+_KEY = ec.generate_private_key(ec.SECP256R1())
+_ALPHABET = ' #"\\,+;<>=/a\u00e9\u4e2d\U0001f512\t\x01'
+_TYPES = [_ASN1Type.UTF8String, _ASN1Type.BMPString, _ASN1Type.UniversalString]
+
+
+def _hypothesis_strategy():
+    from hypothesis import strategies as st
+
+    value = st.text(alphabet=_ALPHABET, min_size=1, max_size=6)
+    attr = st.tuples(st.sampled_from([NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME]), value, st.sampled_from(_TYPES))
+    # A BMPString holds no character beyond U+FFFF (openssl refuses the surrogate pairs).
+    attr = attr.filter(lambda a: a[2] != _ASN1Type.BMPString or all(ord(c) <= 0xFFFF for c in a[1]))
+    rdn = st.lists(attr, min_size=1, max_size=2, unique_by=lambda a: a[0])
+    return st.lists(rdn, min_size=1, max_size=3)
+
+
+def test_random_names_match_openssl(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+
+    d = tmp_path_factory.mktemp("random")
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_hypothesis_strategy())
+    def check(rdns):
+        name = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(o, v, t) for o, v, t in rdn]) for rdn in rdns])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_KEY.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(_KEY, hashes.SHA256())
+        )  # fmt: skip
+        path = d / "r.pem"
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        assert x509text.show(der).encode() == _openssl_show(path)
+
+    check()

@@ -84,11 +84,18 @@ class Resolved:
     san: tuple | None  # from --san, replaces any other
 
 
-def load_settings(path: str) -> ReqSettings:
+def _read_conf(path: str):
     from tlswrap.wrapcert.files import read_bytes
 
-    text = read_bytes(path).decode("utf-8", "replace")
-    return read_req(parse_conf(text, path, os.environ))
+    try:
+        text = read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TlswrapError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_conf(text, path, os.environ)
+
+
+def load_settings(path: str) -> ReqSettings:
+    return read_req(_read_conf(path))
 
 
 def _curve_from_file(path: str) -> str:
@@ -210,7 +217,7 @@ def resolve(
     if opts.extensions is not None:
         if settings is None:
             raise TlswrapError("-extensions needs -config")
-        exts = parse_section(_conf_of(opts.config), opts.extensions, None)
+        exts = parse_section(_read_conf(opts.config), opts.extensions, None)
     elif settings is not None:
         exts = settings.req_extensions if for_csr else settings.x509_extensions
     for text in opts.addext:
@@ -225,9 +232,3 @@ def resolve(
     subject = _subject(opts, settings, stdin, stderr) if need_subject else []
     return Resolved(settings, spec, subject, exts, san)
 
-
-def _conf_of(path: str | None):
-    from tlswrap.wrapcert.files import read_bytes
-
-    assert path is not None
-    return parse_conf(read_bytes(path).decode("utf-8", "replace"), path, os.environ)
