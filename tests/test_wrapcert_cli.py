@@ -206,7 +206,9 @@ def test_without_a_terminal_defaults_are_used(workdir, capsys):
 
 def test_without_a_terminal_or_defaults_it_fails_clearly(workdir, capsys):
     assert main(["new", "-out", "d.pem"]) == 1
-    assert capsys.readouterr().err.startswith("wrapcert: no subject: give -subj /CN=host.example.org")
+    assert capsys.readouterr().err.startswith(
+        "wrapcert: no subject: give -subj /CN=host.example.org"
+    )
     assert not (workdir / "d.pem").exists()
 
 
@@ -218,7 +220,10 @@ def test_prompt_no_config(workdir, capsys):
         "[alt]\nDNS.1 = mail.example.org\nDNS.2 = imap.example.org\nIP.1 = ::1\n"
     )
     assert main(["new", "-config", "auto.cnf", "-newkey", "ed25519", "-out", "a.pem"]) == 0
-    assert "subjectAltName: DNS:mail.example.org, DNS:imap.example.org, IP:::1" in capsys.readouterr().out
+    assert (
+        "subjectAltName: DNS:mail.example.org, DNS:imap.example.org, IP:::1"
+        in capsys.readouterr().out
+    )
     if OPENSSL:
         text = text_of(workdir / "a.pem")
         assert "Netscape Comment: \n                made by a test" in text
@@ -233,7 +238,9 @@ def test_existing_files_need_force(workdir, capsys):
     assert main(base) == 0
     before = (workdir / "c.pem").read_bytes()
     assert main(base) == 1
-    assert capsys.readouterr().err.endswith("wrapcert: c.pem exists; not overwriting it without --force\n")
+    assert capsys.readouterr().err.endswith(
+        "wrapcert: c.pem exists; not overwriting it without --force\n"
+    )
     assert (workdir / "c.pem").read_bytes() == before
     assert main([*base, "--force"]) == 0
     assert (workdir / "c.pem").read_bytes() != before
@@ -264,7 +271,12 @@ def test_key_file_is_never_readable_by_others(workdir, monkeypatch):
         return real_open(path, flags, mode, *args, **kw)
 
     monkeypatch.setattr(os, "open", spy)
-    assert main(["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "c.pem", "-keyout", "k.pem"]) == 0
+    assert (
+        main(
+            ["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "c.pem", "-keyout", "k.pem"]
+        )
+        == 0
+    )
     key_files = [m for m in modes if m[0].startswith(".k.pem")]
     assert key_files and all(excl and mode == 0o600 for _, excl, mode in key_files)
 
@@ -291,11 +303,17 @@ def test_usage_errors(capsys):
 
 def test_bad_subject_and_san_messages(workdir, capsys):
     assert main(["new", "-subj", "/CN=a/colour=red", "-out", "x.pem"]) == 1
-    assert capsys.readouterr().err == "wrapcert: subject '/CN=a/colour=red': unknown attribute 'colour'\n"
+    assert (
+        capsys.readouterr().err
+        == "wrapcert: subject '/CN=a/colour=red': unknown attribute 'colour'\n"
+    )
     assert main(["new", "-subj", "/CN=a", "--san", "IP:1.2.3", "-out", "x.pem"]) == 1
     assert capsys.readouterr().err == "wrapcert: --san: subjectAltName: bad IP address '1.2.3'\n"
     assert main(["new", "-subj", "/C=Canada/CN=a", "-out", "x.pem"]) == 1
-    assert capsys.readouterr().err == "wrapcert: bad subject: country 'Canada' must be a 2-letter code such as CA\n"
+    assert (
+        capsys.readouterr().err
+        == "wrapcert: bad subject: country 'Canada' must be a 2-letter code such as CA\n"
+    )
     assert not (workdir / "x.pem").exists()
 
 
@@ -332,7 +350,9 @@ def test_check_exit_codes(tmp_path, capsys):
     assert main(["check", str(tmp_path / "nosan.pem")]) == 2
     assert "no SAN" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "good.pem"), "--key", str(tmp_path / "soon.pem")]) == 2
-    assert capsys.readouterr().err == f"{tmp_path / 'good.pem'}: key does not match the certificate\n"
+    assert (
+        capsys.readouterr().err == f"{tmp_path / 'good.pem'}: key does not match the certificate\n"
+    )
     assert main(["check", str(tmp_path / "missing.pem")]) == 3
     assert capsys.readouterr().err.startswith("wrapcert: ")
 
@@ -340,9 +360,14 @@ def test_check_exit_codes(tmp_path, capsys):
 def test_check_weak_key():
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     name = build.make_name(parse_subj("/CN=w.example"))
-    cert = build.issue(key.public_key(), name, key, name, build.server_extensions(key, [("DNS", "w.example")]), 30)
+    cert = build.issue(
+        key.public_key(), name, key, name, build.server_extensions(key, [("DNS", "w.example")]), 30
+    )
     now = datetime.datetime.now(datetime.timezone.utc)
-    assert check_certificate(cert, key, 5, now) == (2, "weak key: RSA 1024 bits (need at least 2048)")
+    assert check_certificate(cert, key, 5, now) == (
+        2,
+        "weak key: RSA 1024 bits (need at least 2048)",
+    )
 
 
 # --- acceptance 7: a small CA, issue, csr, tlsa -----------------------------------------------
@@ -350,11 +375,27 @@ def test_check_weak_key():
 
 @needs_openssl
 def test_ca_and_issue_verify_with_openssl(workdir, capsys):
-    assert main(["ca", "new", "-subj", "/O=Example/CN=Example Mail CA", "-out", "ca.pem", "-keyout", "ca.key"]) == 0
+    assert (
+        main(
+            [
+                "ca",
+                "new",
+                "-subj",
+                "/O=Example/CN=Example Mail CA",
+                "-out",
+                "ca.pem",
+                "-keyout",
+                "ca.key",
+            ]
+        )
+        == 0
+    )
     assert stat.S_IMODE((workdir / "ca.key").stat().st_mode) == 0o600
     assert main(["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-subj", "/CN=mail.example.org",
                  "--san", "DNS:mail.example.org,DNS:imap.example.org", "-out", "server.pem"]) == 0  # fmt: skip
-    run = openssl("verify", "-CAfile", "ca.pem", "-verify_hostname", "imap.example.org", "server.pem")
+    run = openssl(
+        "verify", "-CAfile", "ca.pem", "-verify_hostname", "imap.example.org", "server.pem"
+    )
     assert run.stdout == "server.pem: OK\n"
     text = text_of("server.pem")
     assert "Issuer: O = Example, CN = Example Mail CA" in text
@@ -364,7 +405,10 @@ def test_ca_and_issue_verify_with_openssl(workdir, capsys):
     # RSA leaf from the same CA, key in its own file, chain appended.
     assert main(["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-subj", "/CN=10.0.0.7", "-newkey", "rsa:3072",
                  "-out", "ip.crt", "-keyout", "ip.key", "--chain"]) == 0  # fmt: skip
-    assert openssl("verify", "-CAfile", "ca.pem", "-verify_ip", "10.0.0.7", "ip.crt").stdout == "ip.crt: OK\n"
+    assert (
+        openssl("verify", "-CAfile", "ca.pem", "-verify_ip", "10.0.0.7", "ip.crt").stdout
+        == "ip.crt: OK\n"
+    )
     assert (workdir / "ip.crt").read_bytes().count(b"BEGIN CERTIFICATE") == 2
     # A self-signed server certificate is not a CA.
     assert main(["new", "-subj", "/CN=x.example", "-newkey", "ec", "-out", "self.pem"]) == 0
@@ -383,9 +427,32 @@ def test_csr_then_issue(workdir, capsys):
     assert "Subject: O = Example, CN = smtp.example.org" in run.stdout
     assert "DNS:smtp.example.org, DNS:mx.example.org" in run.stdout
     assert "Netscape Cert Type" not in run.stdout  # x509_extensions are for certificates only
-    assert main(["ca", "new", "--subject", "/CN=Test CA", "--out", "ca.pem", "--key-out", "ca.key"]) == 0
-    assert main(["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "--csr", "req.csr", "--out", "smtp.crt"]) == 0
-    assert openssl("verify", "-CAfile", "ca.pem", "-verify_hostname", "mx.example.org", "smtp.crt").returncode == 0
+    assert (
+        main(["ca", "new", "--subject", "/CN=Test CA", "--out", "ca.pem", "--key-out", "ca.key"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "issue",
+                "--ca",
+                "ca.pem",
+                "--ca-key",
+                "ca.key",
+                "--csr",
+                "req.csr",
+                "--out",
+                "smtp.crt",
+            ]
+        )
+        == 0
+    )
+    assert (
+        openssl(
+            "verify", "-CAfile", "ca.pem", "-verify_hostname", "mx.example.org", "smtp.crt"
+        ).returncode
+        == 0
+    )
     assert pubkey_matches("smtp.crt", "req.key")
 
 
@@ -407,8 +474,12 @@ def test_ca_key_must_be_separate(workdir, capsys):
 def test_tlsa_matches_openssl_pipeline(workdir, capsys, keytype):
     assert main(["new", "-subj", "/CN=mail.example.org", "-newkey", keytype, "-out", "c.pem"]) == 0
     capsys.readouterr()
-    pub = subprocess.run([OPENSSL, "x509", "-pubkey", "-noout", "-in", "c.pem"], capture_output=True, check=True).stdout
-    der = subprocess.run([OPENSSL, "pkey", "-pubin", "-outform", "DER"], input=pub, capture_output=True, check=True).stdout
+    pub = subprocess.run(
+        [OPENSSL, "x509", "-pubkey", "-noout", "-in", "c.pem"], capture_output=True, check=True
+    ).stdout
+    der = subprocess.run(
+        [OPENSSL, "pkey", "-pubin", "-outform", "DER"], input=pub, capture_output=True, check=True
+    ).stdout
     digest = hashlib.sha256(der).hexdigest()
     assert main(["tlsa", "c.pem", "--port", "993", "--host", "mail.example.org"]) == 0
     assert capsys.readouterr().out == f"_993._tcp.mail.example.org. IN TLSA 3 1 1 {digest}\n"
@@ -432,7 +503,11 @@ def test_prompt_dn_unit():
     ]
     err = io.StringIO()
     rdns = prompt_dn(fields, Tty("\n\nMail\n"), err, interactive=True)
-    assert rdns == [[("2.5.4.6", "CA")], [("2.5.4.10", "Ex"), ("2.5.4.11", "Mail")], [("2.5.4.3", "fixed")]]
+    assert rdns == [
+        [("2.5.4.6", "CA")],
+        [("2.5.4.10", "Ex"), ("2.5.4.11", "Mail")],
+        [("2.5.4.3", "fixed")],
+    ]
     assert err.getvalue() == PREAMBLE + "Country [CA]:Org [Ex]:Unit []:Name []:fixed\n"
     with pytest.raises(Exception, match="end of input"):
         prompt_dn(fields, Tty(""), io.StringIO(), interactive=True)
@@ -454,8 +529,16 @@ def test_newkey_ec_parameter_file(workdir, capsys):
 
 
 def test_existing_key_is_reused(workdir, capsys):
-    assert main(["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "a.crt", "-keyout", "a.key"]) == 0
-    assert main(["new", "-key", "a.key", "-subj", "/CN=a.example", "-days", "30", "-out", "b.crt"]) == 0
+    assert (
+        main(
+            ["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "a.crt", "-keyout", "a.key"]
+        )
+        == 0
+    )
+    assert (
+        main(["new", "-key", "a.key", "-subj", "/CN=a.example", "-days", "30", "-out", "b.crt"])
+        == 0
+    )
     a = x509.load_pem_x509_certificate((workdir / "a.crt").read_bytes())
     b = x509.load_pem_x509_certificate((workdir / "b.crt").read_bytes())
     assert a.public_key() == b.public_key()
@@ -472,14 +555,24 @@ def test_addext_and_extensions_section(workdir, capsys):
     argv = ["new", "-config", "x.cnf", "-extensions", "strict", "-addext", "subjectAltName = DNS:s.example",
             "-subj", "/CN=s.example", "-newkey", "ec", "-out", "s.pem"]  # fmt: skip
     assert main(argv) == 0
-    cert = x509.load_pem_x509_certificate((workdir / "s.pem").read_bytes().split(b"-----END PRIVATE KEY-----")[1].strip())
+    cert = x509.load_pem_x509_certificate(
+        (workdir / "s.pem").read_bytes().split(b"-----END PRIVATE KEY-----")[1].strip()
+    )
     names = {e.oid._name for e in cert.extensions}
-    assert names == {"basicConstraints", "keyUsage", "extendedKeyUsage", "subjectAltName", "subjectKeyIdentifier"}
+    assert names == {
+        "basicConstraints",
+        "keyUsage",
+        "extendedKeyUsage",
+        "subjectAltName",
+        "subjectKeyIdentifier",
+    }
     assert cert.extensions.get_extension_for_class(x509.KeyUsage).critical
 
 
 def test_default_keyfile_from_config(workdir, capsys):
-    (workdir / "k.cnf").write_text("[req]\ndefault_keyfile = server.key\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = k.example\n")
+    (workdir / "k.cnf").write_text(
+        "[req]\ndefault_keyfile = server.key\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = k.example\n"
+    )
     assert main(["new", "-config", "k.cnf", "-newkey", "ec", "-out", "server.crt"]) == 0
     assert stat.S_IMODE((workdir / "server.key").stat().st_mode) == 0o600
     assert b"PRIVATE KEY" not in (workdir / "server.crt").read_bytes()
@@ -488,5 +581,23 @@ def test_default_keyfile_from_config(workdir, capsys):
 def test_encrypt_key_yes_is_explained(workdir, capsys):
     (workdir / "e.cnf").write_text("[req]\nencrypt_key = yes\n")
     assert main(["new", "-config", "e.cnf", "-subj", "/CN=x", "-out", "x.pem"]) == 1
-    assert capsys.readouterr().err.startswith("wrapcert: e.cnf:2: encrypt_key = yes is not supported")
-    assert main(["new", "-config", "e.cnf", "-nodes", "-newkey", "ec", "-subj", "/CN=x", "-out", "x.pem"]) == 0
+    assert capsys.readouterr().err.startswith(
+        "wrapcert: e.cnf:2: encrypt_key = yes is not supported"
+    )
+    assert (
+        main(
+            [
+                "new",
+                "-config",
+                "e.cnf",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-subj",
+                "/CN=x",
+                "-out",
+                "x.pem",
+            ]
+        )
+        == 0
+    )

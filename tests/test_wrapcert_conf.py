@@ -48,7 +48,13 @@ def test_sections_comments_and_blanks():
 
 def test_quotes_escapes_and_continuation():
     c = conf('a = "x # y"  \nb = \'  z \'\nc = one\\\n two\nd = a\\tb\\#c\\\\\ne = "q\\"r"\n')
-    assert [e.value for e in c.section("default")] == ["x # y", "  z ", "one two", "a\tb#c\\", 'q"r']
+    assert [e.value for e in c.section("default")] == [
+        "x # y",
+        "  z ",
+        "one two",
+        "a\tb#c\\",
+        'q"r',
+    ]
     assert c.get("default", "d").lineno == 5
 
 
@@ -143,7 +149,9 @@ def test_debian_style_openssl_cnf_is_accepted():
 
 
 def test_prompt_no_takes_values_and_multi_valued_fields():
-    text = "[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nC = CA\nO = Ex\n+OU = Mail\n1.CN = a\n"
+    text = (
+        "[req]\nprompt = no\ndistinguished_name = dn\n[dn]\nC = CA\nO = Ex\n+OU = Mail\n1.CN = a\n"
+    )
     s = read_req(parse_conf(text, "t.cnf"))
     assert [(f.oid, f.value, f.multi) for f in s.dn_fields] == [
         ("2.5.4.6", "CA", False), ("2.5.4.10", "Ex", False),
@@ -152,7 +160,9 @@ def test_prompt_no_takes_values_and_multi_valued_fields():
 
 
 def test_randfile_is_accepted_without_effect():
-    s = read_req(parse_conf("RANDFILE = $ENV::HOME/.rnd\n[req]\nRANDFILE = x\n", "t.cnf", {"HOME": "/"}))
+    s = read_req(
+        parse_conf("RANDFILE = $ENV::HOME/.rnd\n[req]\nRANDFILE = x\n", "t.cnf", {"HOME": "/"})
+    )
     assert s.dn_fields == [] and s.key is None
 
 
@@ -291,10 +301,13 @@ def test_key_type_errors(text, message):
 
 def test_subj_parsing():
     assert parse_subj("/C=CA/O=Example/CN=mail.example.org") == [
-        [("2.5.4.6", "CA")], [("2.5.4.10", "Example")], [("2.5.4.3", "mail.example.org")]
+        [("2.5.4.6", "CA")],
+        [("2.5.4.10", "Example")],
+        [("2.5.4.3", "mail.example.org")],
     ]
     assert parse_subj("/O=a\\/b\\+c+OU=x=y/emailAddress=m@x/") == [
-        [("2.5.4.10", "a/b+c"), ("2.5.4.11", "x=y")], [("1.2.840.113549.1.9.1", "m@x")]
+        [("2.5.4.10", "a/b+c"), ("2.5.4.11", "x=y")],
+        [("1.2.840.113549.1.9.1", "m@x")],
     ]
     assert parse_subj("/CN=a/O=/OU=b") == [[("2.5.4.3", "a")], [("2.5.4.11", "b")]]
     assert parse_subj("/2.5.4.3=oid") == [[("2.5.4.3", "oid")]]

@@ -45,14 +45,18 @@ OPENSSL_CORPUS = [
 
 
 def _openssl(*args: str, input: bytes | None = None) -> bytes:
-    return subprocess.run([OPENSSL, *args], input=input, capture_output=True, check=True, timeout=60).stdout
+    return subprocess.run(
+        [OPENSSL, *args], input=input, capture_output=True, check=True, timeout=60
+    ).stdout
 
 
 def _openssl_show(path) -> bytes:
     return _openssl("x509", "-subject", "-dates", "-fingerprint", "-noout", "-in", str(path))
 
 
-def _cryptography_cert(path, name: x509.Name, not_before: datetime.datetime, days: int = 10) -> None:
+def _cryptography_cert(
+    path, name: x509.Name, not_before: datetime.datetime, days: int = 10
+) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -88,7 +92,16 @@ def corpus(tmp_path_factory):
     # A v1 certificate (no extensions), signed with openssl x509 -req.
     _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout",
              str(d / "v1.key"), "-out", str(d / "v1.csr"), "-subj", "/CN=v1.example")  # fmt: skip
-    _openssl("x509", "-req", "-in", str(d / "v1.csr"), "-key", str(d / "v1.key"), "-out", str(d / "v1.pem"))
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(d / "v1.csr"),
+        "-key",
+        str(d / "v1.key"),
+        "-out",
+        str(d / "v1.pem"),
+    )
     files.append(d / "v1.pem")
     # String types openssl's -subj never makes: BMP, T61, Universal, Printable, unknown OIDs,
     # and dates from 1950 to past 2050 (UTCTime to GeneralizedTime).
@@ -97,12 +110,19 @@ def corpus(tmp_path_factory):
             x509.NameAttribute(NameOID.COMMON_NAME, "bmp \u00e9\u4e2d", _ASN1Type.BMPString),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "t61 text", _ASN1Type.T61String),
             x509.NameAttribute(NameOID.LOCALITY_NAME, "uni\u00e9", _ASN1Type.UniversalString),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Printable", _ASN1Type.PrintableString),
+            x509.NameAttribute(
+                NameOID.ORGANIZATIONAL_UNIT_NAME, "Printable", _ASN1Type.PrintableString
+            ),
             x509.NameAttribute(ObjectIdentifier("1.3.6.1.4.1.99999.1"), "private, oid"),
             x509.NameAttribute(NameOID.EMAIL_ADDRESS, "x@y.example"),
         ]
     )
-    _cryptography_cert(d / "odd.pem", odd, datetime.datetime(1950, 3, 7, 1, 2, 3, tzinfo=datetime.timezone.utc), 36600)
+    _cryptography_cert(
+        d / "odd.pem",
+        odd,
+        datetime.datetime(1950, 3, 7, 1, 2, 3, tzinfo=datetime.timezone.utc),
+        36600,
+    )
     files.append(d / "odd.pem")
     return files
 
@@ -146,7 +166,9 @@ def test_not_a_certificate(tmp_path, capsys):
     bad = tmp_path / "bad.pem"
     bad.write_text("hello\n")
     assert main(["show", str(bad)]) == 1
-    assert capsys.readouterr().err == f"wrapcert: {bad}: no certificate found (expected PEM or DER)\n"
+    assert (
+        capsys.readouterr().err == f"wrapcert: {bad}: no certificate found (expected PEM or DER)\n"
+    )
     assert main(["show", str(tmp_path / "missing.pem")]) == 1
     assert "No such file or directory" in capsys.readouterr().err
 
@@ -221,7 +243,11 @@ def _hypothesis_strategy():
     from hypothesis import strategies as st
 
     value = st.text(alphabet=_ALPHABET, min_size=1, max_size=6)
-    attr = st.tuples(st.sampled_from([NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME]), value, st.sampled_from(_TYPES))
+    attr = st.tuples(
+        st.sampled_from([NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME]),
+        value,
+        st.sampled_from(_TYPES),
+    )
     # A BMPString holds no character beyond U+FFFF (openssl refuses the surrogate pairs).
     attr = attr.filter(lambda a: a[2] != _ASN1Type.BMPString or all(ord(c) <= 0xFFFF for c in a[1]))
     rdn = st.lists(attr, min_size=1, max_size=2, unique_by=lambda a: a[0])
@@ -236,7 +262,12 @@ def test_random_names_match_openssl(tmp_path_factory):
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(_hypothesis_strategy())
     def check(rdns):
-        name = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(o, v, t) for o, v, t in rdn]) for rdn in rdns])
+        name = x509.Name(
+            [
+                x509.RelativeDistinguishedName([x509.NameAttribute(o, v, t) for o, v, t in rdn])
+                for rdn in rdns
+            ]
+        )
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
             x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_KEY.public_key())

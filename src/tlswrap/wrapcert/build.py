@@ -41,7 +41,9 @@ NS_CERT_TYPE_OID = ObjectIdentifier("2.16.840.1.113730.1.1")
 NS_COMMENT_OID = ObjectIdentifier("2.16.840.1.113730.1.13")
 _CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
-_HOSTNAME = re.compile(r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\Z")
+_HOSTNAME = re.compile(
+    r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\Z"
+)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -69,7 +71,9 @@ def weak_key_reason(public_key: Any) -> str | None:
         return f"weak key: RSA {public_key.key_size} bits (need at least {MIN_RSA_BITS})"
     if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.key_size < 256:
         return f"weak key: EC {public_key.curve.name}"
-    if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
+    if not isinstance(
+        public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)
+    ):
         return f"unsupported key type {type(public_key).__name__}"
     return None
 
@@ -85,11 +89,20 @@ def make_name(rdns: Sequence[RDN]) -> x509.Name:
     """An x509 Name; string types follow OpenSSL's (C PrintableString, email IA5, rest UTF-8)."""
     for rdn in rdns:
         for oid, value in rdn:
-            if oid in (COUNTRY_OID, "1.3.6.1.4.1.311.60.2.1.3") and not (len(value) == 2 and value.isascii()):
-                raise TlswrapError(f"bad subject: country {value!r} must be a 2-letter code such as CA")
+            if oid in (COUNTRY_OID, "1.3.6.1.4.1.311.60.2.1.3") and not (
+                len(value) == 2 and value.isascii()
+            ):
+                raise TlswrapError(
+                    f"bad subject: country {value!r} must be a 2-letter code such as CA"
+                )
     try:
         return x509.Name(
-            [x509.RelativeDistinguishedName([x509.NameAttribute(ObjectIdentifier(o), v) for o, v in rdn]) for rdn in rdns]
+            [
+                x509.RelativeDistinguishedName(
+                    [x509.NameAttribute(ObjectIdentifier(o), v) for o, v in rdn]
+                )
+                for rdn in rdns
+            ]
         )
     except ValueError as exc:
         raise TlswrapError(f"bad subject: {exc}") from None
@@ -204,7 +217,11 @@ def build_extensions(
         elif spec.name == "authorityKeyIdentifier":
             if issuer_key is None:
                 continue
-            keyid = x509.SubjectKeyIdentifier.from_public_key(issuer_key).digest if v[0] is not None else None
+            keyid = (
+                x509.SubjectKeyIdentifier.from_public_key(issuer_key).digest
+                if v[0] is not None
+                else None
+            )
             with_issuer = v[1] == "always" or (v[1] == "" and keyid is None)
             ext = x509.AuthorityKeyIdentifier(
                 keyid,
@@ -259,7 +276,9 @@ def issue(
         raise TlswrapError(f"cannot build the certificate: {exc}") from None
 
 
-def build_csr(key: PrivateKey, subject: x509.Name, specs: Iterable[ExtSpec], md: str | None = None) -> x509.CertificateSigningRequest:
+def build_csr(
+    key: PrivateKey, subject: x509.Name, specs: Iterable[ExtSpec], md: str | None = None
+) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
     for ext, critical in build_extensions(specs, key.public_key()):
         builder = builder.add_extension(ext, critical=critical)

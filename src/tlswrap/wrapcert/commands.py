@@ -14,7 +14,13 @@ from tlswrap.errors import TlswrapError
 from tlswrap.wrapcert import build, x509text
 from tlswrap.wrapcert.cli import CHECK_EXPIRING, CHECK_INVALID, CHECK_OK, _opts
 from tlswrap.wrapcert.extconf import ExtSpec
-from tlswrap.wrapcert.files import check_writable, find_private_key, read_bytes, same_file, write_atomic
+from tlswrap.wrapcert.files import (
+    check_writable,
+    find_private_key,
+    read_bytes,
+    same_file,
+    write_atomic,
+)
 from tlswrap.wrapcert.request import Resolved, resolve
 
 PEM = serialization.Encoding.PEM
@@ -36,7 +42,9 @@ def _existing_key(path: str) -> Any:
     return key
 
 
-def _with_san(specs: list[ExtSpec], san: tuple | None, name: x509.Name, stderr: TextIO) -> list[ExtSpec]:
+def _with_san(
+    specs: list[ExtSpec], san: tuple | None, name: x509.Name, stderr: TextIO
+) -> list[ExtSpec]:
     """Apply --san, or add a SAN from the CN when the extensions have none."""
     if san is not None:
         specs = [s for s in specs if s.name != "subjectAltName"]
@@ -59,7 +67,9 @@ def _with_ski(specs: list[ExtSpec]) -> list[ExtSpec]:
     return specs + [ExtSpec("subjectKeyIdentifier", False, "hash", "<default>", None)]
 
 
-def _outputs(out: str | None, keyout: str | None, force: bool, what: str) -> tuple[str, str | None, bool]:
+def _outputs(
+    out: str | None, keyout: str | None, force: bool, what: str
+) -> tuple[str, str | None, bool]:
     if out is None:
         raise TlswrapError(f"-out FILE is required (where the {what} goes)")
     combined = keyout is None or same_file(keyout, out)
@@ -67,7 +77,9 @@ def _outputs(out: str | None, keyout: str | None, force: bool, what: str) -> tup
     return out, keyout, combined
 
 
-def _write(out: str, keyout: str | None, combined: bool, key_pem: bytes | None, body: bytes, force: bool) -> list[str]:
+def _write(
+    out: str, keyout: str | None, combined: bool, key_pem: bytes | None, body: bytes, force: bool
+) -> list[str]:
     """Write key and certificate; returns lines saying what went where."""
     if key_pem is None:
         write_atomic(out, body, CERT_MODE, force)
@@ -88,7 +100,11 @@ def _summary(cert: x509.Certificate, where: list[str]) -> str:
         names = ", ".join(_gn(n) for n in san)
     except x509.ExtensionNotFound:
         names = "(none)"
-    lines = [f"key type: {build.key_description(cert.public_key())}", f"subjectAltName: {names}", *where]
+    lines = [
+        f"key type: {build.key_description(cert.public_key())}",
+        f"subjectAltName: {names}",
+        *where,
+    ]
     return text + "".join(line + "\n" for line in lines)
 
 
@@ -98,7 +114,12 @@ def _gn(name: x509.GeneralName) -> str:
         return f"RID:{name.value.dotted_string}"
     if isinstance(name, x509.DirectoryName):
         return f"dirName:{name.value.rfc4514_string()}"
-    kinds = {x509.DNSName: "DNS", x509.IPAddress: "IP", x509.RFC822Name: "email", x509.UniformResourceIdentifier: "URI"}
+    kinds = {
+        x509.DNSName: "DNS",
+        x509.IPAddress: "IP",
+        x509.RFC822Name: "email",
+        x509.UniformResourceIdentifier: "URI",
+    }
     return f"{kinds.get(type(name), 'otherName')}:{name.value}"
 
 
@@ -126,7 +147,9 @@ def cmd_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     md = opts.md or (r.settings.md if r.settings else None)
     cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 365, md)
     key_pem = build.key_pem(key) if new_key or opts.keyout else None
-    where = _write(out, keyout, combined and key_pem is not None, key_pem, cert.public_bytes(PEM), opts.force)
+    where = _write(
+        out, keyout, combined and key_pem is not None, key_pem, cert.public_bytes(PEM), opts.force
+    )
     stdout.write(_summary(cert, where))
     return 0
 
@@ -136,7 +159,9 @@ def cmd_csr(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     r = resolve(opts, stdin, stderr, for_csr=True)
     keyout = opts.keyout or (r.settings.default_keyfile if r.settings else None)
     if opts.key is None and keyout is None:
-        raise TlswrapError("-keyout FILE is required: the key stays here, the request goes to the CA")
+        raise TlswrapError(
+            "-keyout FILE is required: the key stays here, the request goes to the CA"
+        )
     if opts.key is not None:
         keyout = opts.keyout
     out, keyout, combined = _outputs(opts.out, keyout, opts.force, "request")
@@ -146,7 +171,9 @@ def cmd_csr(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     md = opts.md or (r.settings.md if r.settings else None)
     req = build.build_csr(key, name, specs, md)
     key_pem = build.key_pem(key) if keyout is not None else None
-    where = _write(out, keyout, combined and key_pem is not None, key_pem, req.public_bytes(PEM), opts.force)
+    where = _write(
+        out, keyout, combined and key_pem is not None, key_pem, req.public_bytes(PEM), opts.force
+    )
     stdout.write(f"subject={x509text.format_name(_name_content(req.subject))}\n")
     stdout.write(f"key type: {build.key_description(key)}\n" + "".join(w + "\n" for w in where))
     return 0
@@ -162,7 +189,9 @@ def cmd_ca_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
         opts.newkey = "ec:P-256"
     r = resolve(opts, stdin, stderr)
     if opts.keyout is None or (opts.out is not None and same_file(opts.keyout, opts.out)):
-        raise TlswrapError("a CA keeps its key apart from the certificate it hands out: give --key-out FILE")
+        raise TlswrapError(
+            "a CA keeps its key apart from the certificate it hands out: give --key-out FILE"
+        )
     out, keyout, _ = _outputs(opts.out, opts.keyout, opts.force, "CA certificate")
     key, _ = _key_for(r, opts)
     name = build.make_name(r.subject)
@@ -178,15 +207,19 @@ def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     opts = _opts(args)
     ca_cert = _load_cert(args.ca)
     ca_key = find_private_key(read_bytes(args.ca_key or args.ca), args.ca_key or args.ca)
-    if ca_key.public_key().public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo) != ca_cert.public_key().public_bytes(
+    if ca_key.public_key().public_bytes(
         PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ):
-        raise TlswrapError(f"{args.ca_key or args.ca}: the key does not match the CA certificate {args.ca}")
+    ) != ca_cert.public_key().public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise TlswrapError(
+            f"{args.ca_key or args.ca}: the key does not match the CA certificate {args.ca}"
+        )
     try:
         if not ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
             raise x509.ExtensionNotFound("", x509.BasicConstraints.oid)
     except x509.ExtensionNotFound:
-        raise TlswrapError(f"{args.ca}: not a CA certificate (basicConstraints CA:TRUE missing)") from None
+        raise TlswrapError(
+            f"{args.ca}: not a CA certificate (basicConstraints CA:TRUE missing)"
+        ) from None
     csr = None
     if args.csr:
         try:
@@ -207,7 +240,9 @@ def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
                 ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
                 san = tuple(tuple(_gn(n).split(":", 1)) for n in ext)
                 if any(kind not in ("DNS", "IP", "email", "URI", "RID") for kind, _ in san):
-                    raise TlswrapError(f"{args.csr}: the request's subjectAltName has names wrapcert cannot copy")
+                    raise TlswrapError(
+                        f"{args.csr}: the request's subjectAltName has names wrapcert cannot copy"
+                    )
             except x509.ExtensionNotFound:
                 san = None
     else:
@@ -245,13 +280,20 @@ def cmd_show(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
-def check_certificate(cert: x509.Certificate, key: Any | None, days: int, now: datetime.datetime) -> tuple[int, str]:
+def check_certificate(
+    cert: x509.Certificate, key: Any | None, days: int, now: datetime.datetime
+) -> tuple[int, str]:
     """(exit status, one-line reason) for ``wrapcert check``."""
     if now < cert.not_valid_before_utc:
-        return CHECK_INVALID, f"not yet valid: valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+        return (
+            CHECK_INVALID,
+            f"not yet valid: valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC",
+        )
     if now > cert.not_valid_after_utc:
         return CHECK_INVALID, f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
     if (reason := build.weak_key_reason(cert.public_key())) is not None:
@@ -263,7 +305,10 @@ def check_certificate(cert: x509.Certificate, key: Any | None, days: int, now: d
     try:
         cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
-        return CHECK_INVALID, "no SAN: clients ignore the Common Name and will reject this certificate"
+        return (
+            CHECK_INVALID,
+            "no SAN: clients ignore the Common Name and will reject this certificate",
+        )
     left = cert.not_valid_after_utc - now
     whole = left.days
     until = f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
@@ -278,7 +323,9 @@ def cmd_check(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
         key = find_private_key(read_bytes(args.key), args.key)
     else:
         key = find_private_key(read_bytes(args.file), args.file, required=False)
-    status, reason = check_certificate(cert, key, args.days, datetime.datetime.now(datetime.timezone.utc))
+    status, reason = check_certificate(
+        cert, key, args.days, datetime.datetime.now(datetime.timezone.utc)
+    )
     (stdout if status == CHECK_OK else stderr).write(f"{args.file}: {reason}\n")
     return status
 
@@ -296,4 +343,3 @@ def cmd_tlsa(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     host = args.host if args.host.endswith(".") else args.host + "."
     stdout.write(f"_{args.port}._{args.proto}.{host} IN TLSA 3 1 1 {digest}\n")
     return 0
-

@@ -132,7 +132,9 @@ def parse_san(value: str, filename: str, lineno: int | None, conf: Conf | None =
             try:
                 text = str(ipaddress.ip_address(text))
             except ValueError:
-                raise ConfigError(filename, line, f"subjectAltName: bad IP address {text!r}") from None
+                raise ConfigError(
+                    filename, line, f"subjectAltName: bad IP address {text!r}"
+                ) from None
         elif canon == "email" and text in ("copy", "move"):
             raise ConfigError(filename, line, f"subjectAltName: email:{text} is not supported")
         elif canon == "DNS" and (" " in text or text.endswith(".") or ".." in text):

@@ -155,7 +155,9 @@ def _int_entry(conf: Conf, entry, what: str) -> int:
     return int(text)
 
 
-def read_dn_section(conf: Conf, section: str, prompt: bool, ref_lineno: int | None) -> list[DNField]:
+def read_dn_section(
+    conf: Conf, section: str, prompt: bool, ref_lineno: int | None
+) -> list[DNField]:
     entries = conf.section(section)
     if entries is None:
         raise conf.error(ref_lineno, f"distinguished_name section [{section}] not found")
@@ -176,7 +178,9 @@ def read_dn_section(conf: Conf, section: str, prompt: bool, ref_lineno: int | No
         if oid is None:
             raise conf.error(entry.lineno, f"unknown distinguished-name field {type_name!r}")
         if not prompt:
-            fields.append(DNField(base, oid, "", value=entry.value, multi=multi, lineno=entry.lineno))
+            fields.append(
+                DNField(base, oid, "", value=entry.value, multi=multi, lineno=entry.lineno)
+            )
             continue
         default = by_name.get(base + "_default")
         value = by_name.get(base + "_value")
@@ -227,7 +231,9 @@ def read_req(conf: Conf) -> ReqSettings:
     if (e := get("default_md")) is not None:
         md = e.value.strip().lower()
         if md in _WEAK_DIGESTS:
-            raise conf.error(e.lineno, f"default_md = {e.value}: too weak for signatures; use sha256")
+            raise conf.error(
+                e.lineno, f"default_md = {e.value}: too weak for signatures; use sha256"
+            )
         if md != "default" and md not in DIGESTS:
             raise conf.error(e.lineno, f"default_md = {e.value}: use sha256, sha384 or sha512")
         settings.md = None if md == "default" else md

@@ -123,16 +123,25 @@ def key_spec(opts: ReqOptions, settings: ReqSettings | None) -> KeySpec:
         elif name == "rsa_keygen_bits" and (text or "rsa").lower().startswith("rsa"):
             text = f"rsa:{value}"
         else:
-            raise TlswrapError(f"-pkeyopt {opt}: only ec_paramgen_curve and rsa_keygen_bits are supported")
+            raise TlswrapError(
+                f"-pkeyopt {opt}: only ec_paramgen_curve and rsa_keygen_bits are supported"
+            )
     if text is None:
         return settings.key if settings and settings.key else DEFAULT_KEY
     kind, _, arg = text.partition(":")
-    if kind.lower() == "ec" and arg and os.path.exists(arg) and arg not in ("P-256", "P-384", "P-521"):
+    if (
+        kind.lower() == "ec"
+        and arg
+        and os.path.exists(arg)
+        and arg not in ("P-256", "P-384", "P-521")
+    ):
         return KeySpec("ec", curve=_curve_from_file(arg))
     return parse_key_type(text, bits)
 
 
-def prompt_dn(fields: Sequence[DNField], stdin: TextIO, stderr: TextIO, interactive: bool) -> list[RDN]:
+def prompt_dn(
+    fields: Sequence[DNField], stdin: TextIO, stderr: TextIO, interactive: bool
+) -> list[RDN]:
     """Ask for each field like ``openssl req`` (apps/req.c ``build_data``), or take defaults.
 
     Interactive: ``Prompt [default]:`` on stderr, one line from stdin; an empty answer takes the
@@ -180,13 +189,17 @@ def prompt_dn(fields: Sequence[DNField], stdin: TextIO, stderr: TextIO, interact
     return rdns
 
 
-def _subject(opts: ReqOptions, settings: ReqSettings | None, stdin: TextIO, stderr: TextIO) -> list[RDN]:
+def _subject(
+    opts: ReqOptions, settings: ReqSettings | None, stdin: TextIO, stderr: TextIO
+) -> list[RDN]:
     if opts.subj is not None:
         return parse_subj(opts.subj)
     fields = settings.dn_fields if settings and settings.dn_fields else None
     if settings is not None and not settings.prompt:
         if not fields:
-            raise TlswrapError(f"{settings.filename}: prompt = no needs a distinguished_name section")
+            raise TlswrapError(
+                f"{settings.filename}: prompt = no needs a distinguished_name section"
+            )
         return prompt_dn(fields, stdin, stderr, interactive=False)
     interactive = not opts.batch and stdin.isatty()
     if fields is None:
@@ -203,7 +216,11 @@ def _subject(opts: ReqOptions, settings: ReqSettings | None, stdin: TextIO, stde
 
 
 def resolve(
-    opts: ReqOptions, stdin: TextIO, stderr: TextIO, for_csr: bool = False, need_subject: bool = True
+    opts: ReqOptions,
+    stdin: TextIO,
+    stderr: TextIO,
+    for_csr: bool = False,
+    need_subject: bool = True,
 ) -> Resolved:
     """Validate everything about a request before any key is made or file written."""
     settings = load_settings(opts.config) if opts.config else None
@@ -231,4 +248,3 @@ def resolve(
         san = parse_san(",".join(opts.san), "--san", None)
     subject = _subject(opts, settings, stdin, stderr) if need_subject else []
     return Resolved(settings, spec, subject, exts, san)
-

@@ -132,7 +132,7 @@ ONELINE = ESC_2253 | ESC_CTRL | ESC_MSB | ESC_QUOTE
 _CHAR_TYPE = [ESC_CTRL] * 32 + [0] * 95 + [ESC_CTRL]
 _CHAR_TYPE[ord(" ")] = FIRST_ESC_2253 | LAST_ESC_2253 | ESC_QUOTE
 _CHAR_TYPE[ord("#")] = FIRST_ESC_2253 | ESC_QUOTE
-for _c in ',+;<>':
+for _c in ",+;<>":
     _CHAR_TYPE[ord(_c)] = ESC_2253 | ESC_QUOTE
 for _c in '"\\':
     _CHAR_TYPE[ord(_c)] = ESC_2253
@@ -165,7 +165,9 @@ def format_string(tag: int, content: bytes, whole: bytes, flags: int = ONELINE) 
     else:
         if len(content) % width:
             raise DERError("bad string length")
-        chars = [int.from_bytes(content[i : i + width], "big") for i in range(0, len(content), width)]
+        chars = [
+            int.from_bytes(content[i : i + width], "big") for i in range(0, len(content), width)
+        ]
         convert = True
     state = [False]
     out = []
@@ -243,9 +245,7 @@ def load_certificates(data: bytes, source: str = "<input>") -> list[bytes]:
     """Every certificate in *data* (PEM, any number; or one DER), as DER."""
     found = []
     for match in _PEM_RE.finditer(data):
-        body = b"".join(
-            line for line in match.group(2).splitlines() if line and b":" not in line
-        )
+        body = b"".join(line for line in match.group(2).splitlines() if line and b":" not in line)
         try:
             der = base64.b64decode(body, validate=False)
         except binascii.Error as exc:
