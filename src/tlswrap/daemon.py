@@ -46,11 +46,19 @@ def load_config(path: str) -> Config:
 
 def prepare(config: Config) -> list[Runtime]:
     """Compile every service: TLS context, backend targets. ConfigError on any problem."""
+    access = None
+    if any(svc.libwrap for svc in config.services):
+        from .access import AccessControl
+        from .hostsfiles import HostsFiles
+
+        hosts = HostsFiles(config.globals.hosts_allow, config.globals.hosts_deny)
+        hosts.load_strict()  # a syntax error in a hosts file stops the start, with FILE:LINE
+        access = AccessControl(hosts)
     runtimes = []
     for svc in config.services:
         ctx = server_context(config, svc)
         targets = tuple(Target.from_address(a) for a in svc.connect)
-        runtimes.append(Runtime(svc, ctx, targets))
+        runtimes.append(Runtime(svc, ctx, targets, access if svc.libwrap else None))
     return runtimes
 
 

@@ -11,12 +11,12 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from dataclasses import dataclass
 
 import trio
 from OpenSSL import SSL
 
+from .access import AccessControl, Verdict, apply_socket_options
 from .backend import BackendError, Target, open_backend
 from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
@@ -26,9 +26,6 @@ from .tlsstream import TLSStream
 
 log = logging.getLogger("tlswrap.service")
 
-# An access check gets (service, client sockaddr, server sockaddr) and returns None to go on,
-# or the reason for refusing.
-AccessCheck = Callable[["Runtime", tuple, tuple], Awaitable["str | None"]]
 
 
 def format_peer(sockaddr: tuple | str | None) -> str:
@@ -48,7 +45,7 @@ class ConnInfo:
     peer: tuple
     local: tuple
     tls: TLSStream | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    verdict: Verdict | None = None  # tcp_wrappers' decision and the options to apply
 
 
 @dataclass
@@ -58,7 +55,7 @@ class Runtime:
     service: Service
     context: SSL.Context
     targets: tuple[Target, ...] = ()
-    access: AccessCheck | None = None
+    access: AccessControl | None = None
     nursery: trio.Nursery | None = None  # for helper tasks (a child's stderr reader)
     active: int = 0
 
@@ -78,11 +75,15 @@ class Runtime:
         try:
             log.info("%s accepted connection", who)
             local = sock.getsockname()
+            verdict = None
             if self.access is not None and self.service.libwrap:
-                refused = await self.access(self, peer, local)
-                if refused is not None:
-                    reason = refused
-                    return
+                verdict = await self.access.check(self.name, peer, local)
+                apply_socket_options(sock, verdict.decision)
+                if not verdict.decision.granted and verdict.twist is None:
+                    self.access.log_refusal(self.name, verdict)
+                    reason = "refused by tcp_wrappers"
+                    if verdict.banner is None:
+                        return  # closed before any TLS byte
             svc = self.service
             client = TLSStream(sock, self.context)
             with trio.move_on_after(svc.timeout_busy) as scope:
@@ -90,10 +91,18 @@ class Runtime:
             if scope.cancelled_caught:
                 reason = f"TLS handshake timed out after {svc.timeout_busy:g}s"
                 return
-            info = ConnInfo(peer, local, client)
+            if verdict is not None and verdict.banner:
+                await client.send_all(verdict.banner)
+                if not verdict.decision.granted and verdict.twist is None:
+                    return
+            info = ConnInfo(peer, local, client, verdict)
             try:
-                if svc.exec is not None:
-                    backend = await self._spawn(info)
+                if verdict is not None and verdict.twist is not None:
+                    backend = await self._spawn(info, "/bin/sh", ["sh", "-c", verdict.twist])
+                    reason = "twist"
+                elif svc.exec is not None:
+                    argv = list(svc.exec_args) if svc.exec_args else [os.path.basename(svc.exec)]
+                    backend = await self._spawn(info, svc.exec, argv)
                 else:
                     backend, _ = await open_backend(self.targets, svc.timeout_connect)
             except (BackendError, OSError) as exc:
@@ -129,17 +138,19 @@ class Runtime:
                          who, tls, up, down, time.monotonic() - started, reason)
 
 
-    async def _spawn(self, info: ConnInfo) -> ExecStream:
-        svc = self.service
-        assert svc.exec is not None and self.nursery is not None
-        argv = list(svc.exec_args) if svc.exec_args else [os.path.basename(svc.exec)]
+    async def _spawn(self, info: ConnInfo, program: str, argv: list[str]) -> ExecStream:
+        """Run ``program`` for this connection (exec, or a tcp_wrappers twist)."""
+        assert self.nursery is not None
         dn = issuer = None
         cert = info.tls.conn.get_peer_certificate() if info.tls is not None else None
         if cert is not None:
             dn, issuer = oneline(cert.get_subject()), oneline(cert.get_issuer())
+        v = info.verdict
         env = exec_environment(os.environ, info.peer, info.local, dn, issuer,
-                               extra=info.extra)
-        return await spawn(svc.exec, argv, env, self.nursery, f"[{self.name}] {argv[0]}")
+                               extra=v.env if v else None)
+        return await spawn(program, argv, env, self.nursery, f"[{self.name}] {argv[0]}",
+                           umask=v.umask if v else None, nice=v.nice if v else None,
+                           user=v.user if v else None)
 
 
 def oneline(name) -> str:  # type: ignore[no-untyped-def]
