@@ -62,7 +62,7 @@ def prepare(config: Config) -> list[Runtime]:
     return runtimes
 
 
-def bind_listener(config: Config, svc: Service) -> socket.socket:
+def bind_listener(config: Config, svc: Service, reuseport: bool = False) -> socket.socket:
     addr = svc.accept
     assert addr is not None and addr.host is not None
     try:
@@ -79,6 +79,8 @@ def bind_listener(config: Config, svc: Service) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:  # only for our own workers: otherwise "in use" must be an error
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
         sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
@@ -89,14 +91,15 @@ def bind_listener(config: Config, svc: Service) -> socket.socket:
     return sock
 
 
-def bind_all(config: Config, runtimes: Iterable[Runtime]) -> list[tuple[socket.socket, Runtime]]:
+def bind_all(config: Config, runtimes: Iterable[Runtime],
+             reuseport: bool = False) -> list[tuple[socket.socket, Runtime]]:
     bound: list[tuple[socket.socket, Runtime]] = []
     try:
         for rt in runtimes:
             if rt.service.accept is None:
                 raise config.error("no 'accept': where should this service listen?",
                                    None, rt.service)
-            bound.append((bind_listener(config, rt.service), rt))
+            bound.append((bind_listener(config, rt.service, reuseport), rt))
     except BaseException:
         for sock, _ in bound:
             sock.close()
@@ -260,7 +263,21 @@ def run_config(config: Config) -> int:
             raise config.error(f"one connection to serve (inetd mode) but {len(runtimes)} "
                                "services: keep one, or give each an 'accept'")
         return serve_connection(config, runtimes[0], conn_fd)
-    listeners = _adopt(config, runtimes, passed) if passed else bind_all(config, runtimes)
+    many = g.workers > 1
+    if passed:
+        listeners = _adopt(config, runtimes, passed)
+        worker_sets = [listeners] * g.workers
+    else:
+        worker_sets = []
+        try:
+            for _ in range(g.workers):
+                worker_sets.append(bind_all(config, runtimes, reuseport=many))
+        except BaseException:
+            for bound in worker_sets:
+                for lsock, _ in bound:
+                    lsock.close()
+            raise
+        listeners = [pair for bound in worker_sets for pair in bound]
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
@@ -270,12 +287,18 @@ def run_config(config: Config) -> int:
         if not g.foreground and not passed:
             daemonize(g.pid)
         write_pid(g.pid)
-        for lsock, rt in listeners:
+        for lsock, rt in worker_sets[0]:
             log.log(NOTICE, "[%s] listening on %s, relaying to %s", rt.name,
                     format_peer(lsock.getsockname()),
                     ", ".join(str(a) for a in rt.service.connect) or rt.service.exec)
-        log.log(NOTICE, "tlswrap %s started with %d service(s)", __version__, len(listeners))
-        trio.run(serve, listeners)
+        log.log(NOTICE, "tlswrap %s started with %d service(s)%s", __version__, len(runtimes),
+                f", {g.workers} workers" if many else "")
+        if many:
+            from .workers import supervise
+
+            supervise(worker_sets, lambda own: trio.run(serve, own))
+        else:
+            trio.run(serve, listeners)
     finally:
         for lsock, _ in listeners:
             lsock.close()
