@@ -1,0 +1,317 @@
+"""``tlswrap check``: each class of finding on the sample files in tests/data/check/.
+
+``hosts/``: hosts.allow and hosts.deny alone (tcpdchk mode), one block per class of problem.
+``config/``: a config whose certificates and keys are made here at run time, with the hosts
+files it names. ``expected.txt`` in each holds the exact report.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tlswrap import cli
+
+DATA = Path(__file__).resolve().parent / "data" / "check"
+UTC = datetime.timezone.utc
+
+
+def check(capsys, *args: str) -> tuple[int, str, str]:
+    rc = cli.main(["check", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def expected(sample: str, **subst: str) -> str:
+    text = (DATA / sample / "expected.txt").read_text()
+    for key, value in subst.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+# --- hosts files alone, as tcpdchk -d ------------------------------------------------------
+
+def test_hosts_sample(capsys, monkeypatch):
+    monkeypatch.chdir(DATA / "hosts")
+    rc, out, err = check(capsys, "-d")
+    assert (rc, err) == (1, "")
+    assert out == expected("hosts")
+
+
+@pytest.mark.parametrize("line, finding", [
+    # syntax errors, tcpd's wording
+    ("imaps 10.0.0.1", 'error: missing ":" separator'),
+    ("imaps: 10.0.0.2 : bogus", 'error: bad option name: "bogus"'),
+    ("imaps: ALL : twist", 'error: option "twist" requires value'),
+    ("imaps: ALL : keepalive 1", 'error: option "keepalive" requires no value'),
+    ("imaps: ALL : severity bogus", 'error: bad syslog facility or severity: "bogus"'),
+    ("imaps: ALL : group nosuchgroup-tlswrap", 'error: unknown group: "nosuchgroup-tlswrap"'),
+    # patterns that can never match
+    ("imaps: 192.168.1.1/16", "warning: 192.168.1.1/16: never matches: the net has bits "
+     "outside the mask (tcpd does not mask it; write 192.168.0.0/16)"),
+    ("imaps: 10.0.0.0/255.0.0.255", None),  # odd, but tcpd matches with it
+    ("imaps: 10.0.0.0/0", "warning: 10.0.0.0/0: bad net/mask pattern: never matches"),
+    ("imaps: [fe80::1]/64", None),
+    ("imaps: [fe80::1]/64x", None),  # atoi(): 64
+    ("imaps: [fe80::zz]/64", "warning: [fe80::zz]/64: bad net/mask pattern: never matches"),
+    ("imaps: [fe80::zz]", "warning: [fe80::zz]: never matches: not an IPv6 address"),
+    ("imaps: ::1", "warning: ::1: never matches: an IPv6 address is cut at its first ':' "
+     "(write [::1])"),
+    ("imaps: 10.0.0.1, fe80::/10", "warning: fe80::/10: never matches: an IPv6 address is "
+     "cut at its first ':' (write [fe80::]/10)"),
+    ("imaps: 10.0.0.",  None),
+    ("imaps: 10.0.0.0.", "warning: 10.0.0.0.: never matches: no IPv4 address begins with it"),
+    ("imaps: 010.", "warning: 010.: never matches: no IPv4 address begins with it"),
+    ("imaps: 1.2.3.04", "warning: 1.2.3.04: never matches: not an IPv4 address as tcpd "
+     "compares it (four numbers 0-255, no leading zeros)"),
+    ("imaps: .10.1", "warning: .10.1: network number begins with dot"),
+    ("imaps: mail.", "warning: mail.: domain or host name ends in dot (matches only host "
+     "names that begin with it)"),
+    ("imaps: ALL@10.0.0.1", None),
+    ("imaps: unknown@10.0.0.1", None),
+    ("imaps: KNOWN@10.0.0.1", "warning: KNOWN@10.0.0.1: never matches: tlswrap does no "
+     "RFC 931 (ident) lookups, so the user is always unknown"),
+    ("imaps: ALL EXCEPT", "warning: client list is empty or ends in EXCEPT"),
+    # DNS at connection time; %h falls back to the address, %n does not
+    ("imaps: LOCAL", "note: LOCAL: needs a DNS lookup per connection"),
+    ("imaps: UNKNOWN", "note: UNKNOWN: needs a DNS lookup per connection"),
+    ("imaps: 10.0.0.*", "note: 10.0.0.*: needs a DNS lookup per connection"),
+    ("imaps: ALL : spawn echo %h %a %c", None),
+    ("imaps: ALL : twist echo %N", "note: twist %N: needs a DNS lookup per connection"),
+    ("imaps: [::1]/128", None),
+    # options tlswrap does not carry out
+    ("imaps: ALL : rfc931", "warning: rfc931: tlswrap does no ident lookups; the user stays "
+     "unknown"),
+    # daemon names (tcpdchk's checks)
+    ("imaps.: ALL", "warning: imaps.: daemon name ends in dot"),
+    ("@imaps: ALL", 'warning: @imaps: daemon name begins with "@"'),
+    ("LOCAL: ALL", "warning: LOCAL: daemon name may be reserved word"),
+    ("FAIL: ALL", "warning: FAIL is no longer recognized (use EXCEPT or DENY instead)"),
+])
+def test_one_rule(tmp_path, capsys, line, finding):
+    allow, deny = tmp_path / "allow", tmp_path / "deny"
+    allow.write_text(line + "\n")
+    deny.write_text("")
+    rc, out, _ = check(capsys, "-a", str(allow), "-D", str(deny))
+    lines = out.splitlines()
+    if finding is None:
+        assert lines == [f"checked {allow}, {deny}: 0 errors, 0 warnings, 0 notes"]
+        assert rc == 0
+    else:
+        assert f"{allow}:1: {finding}" in lines, lines
+        assert rc == (1 if any(": error: " in x for x in lines) else 0)
+
+
+def test_pattern_file(tmp_path, capsys):
+    """A /path list: each pattern in it is checked; a missing file never matches."""
+    listed = tmp_path / "clients"
+    listed.write_text("10.0.0.1 10.0.0.7/24\n.example.com\n")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    allow = tmp_path / "allow"
+    allow.write_text(f"imaps: {listed}\npop3s: {empty}\n")
+    rc, out, _ = check(capsys, "--allow", str(allow), f"--deny={tmp_path / 'none'}")
+    assert rc == 0
+    assert out.splitlines() == [
+        f"{allow}:1: warning: in {listed}: 10.0.0.7/24: never matches: the net has bits "
+        "outside the mask (tcpd does not mask it; write 10.0.0.0/24)",
+        f"{allow}:1: note: in {listed}: .example.com: needs a DNS lookup per connection",
+        f"{allow}:2: warning: {empty}: never matches: the file holds no patterns",
+        f"{tmp_path / 'none'}: note: no such file: tcpd treats it as empty",
+        f"checked {allow}, {tmp_path / 'none'}: 0 errors, 2 warnings, 2 notes",
+    ]
+
+
+def test_shadowing_only_when_provable(tmp_path, capsys):
+    allow = tmp_path / "allow"
+    allow.write_text("imaps: 10.0.0.0/8\n"
+                     "imaps: 10.0.0.1\n"          # inside 10/8, but not provably: no warning
+                     "imaps pop3s: ALL EXCEPT 10.0.0.2\n"
+                     "imaps: 10.0.0.3\n"          # the earlier EXCEPT: no warning
+                     "ALL: .example.com\n"
+                     "pop3s: .example.com\n"      # shadowed
+                     "ALL: ALL : spawn echo %a : deny\n"
+                     "imaps: 1.2.3.4 EXCEPT 1.2.3.4\n")  # shadowed: ALL
+    rc, out, _ = check(capsys, "-a", str(allow), "-D", str(tmp_path / "none"))
+    shadowed = [line for line in out.splitlines() if "shadowed" in line]
+    assert shadowed == [
+        f"{allow}:6: warning: shadowed by line 5 (ALL : .example.com): every request this rule "
+        "matches is decided there first",
+        f"{allow}:8: warning: shadowed by line 7 (ALL : ALL): every request this rule matches "
+        "is decided there first",
+    ]
+
+
+def test_unreadable_and_unterminated(tmp_path, capsys):
+    allow = tmp_path / "allow"
+    allow.write_text("ALL: 10.0.0.1\nimaps: ALL")  # no newline: tcpd stops reading here
+    deny = tmp_path / "deny"
+    deny.mkdir()
+    rc, out, _ = check(capsys, "-a", str(allow), "-D", str(deny))
+    assert rc == 1
+    assert out.splitlines() == [
+        f"{allow}:2: error: missing newline or line too long",
+        f"{deny}: error: cannot open {deny}: Is a directory",
+        f"checked {allow}, {deny}: 2 errors, 0 warnings, 0 notes",
+    ]
+
+
+def test_verbose_lists_rules_like_tcpdchk(tmp_path, capsys, monkeypatch):
+    allow = tmp_path / "hosts.allow"
+    allow.write_text("imaps, pop3s: 10.0.0.0/8 EXCEPT 10.1.0.0/16\n"
+                     "imaps: ALL : spawn echo %a : deny\n"
+                     "pop3s: ALL : umask 999\n")
+    (tmp_path / "hosts.deny").write_text("ALL: ALL : allow\n")
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = check(capsys, "-v", "-d")
+    assert out == """\
+>>> Rule hosts.allow line 1:
+daemons:  imaps pop3s
+clients:  10.0.0.0/8 EXCEPT 10.1.0.0/16
+access:   granted
+
+>>> Rule hosts.allow line 2:
+daemons:  imaps
+clients:  ALL
+access:   denied
+
+>>> Rule hosts.allow line 3:
+daemons:  pop3s
+clients:  ALL
+access:   denied
+
+>>> Rule hosts.deny line 1:
+daemons:  ALL
+clients:  ALL
+access:   granted
+
+hosts.allow:3: error: bad umask value: "999"
+checked hosts.allow, hosts.deny: 1 error, 0 warnings, 0 notes
+"""
+
+
+@pytest.mark.parametrize("args", [["-x"], ["a.conf", "b.conf"], ["-a"], ["--deny"]])
+def test_usage_errors(capsys, args):
+    rc, out, err = check(capsys, *args)
+    assert rc == 2 and out == ""
+    assert err.startswith("usage: tlswrap check")
+
+
+def test_help(capsys):
+    rc, out, err = check(capsys, "--help")
+    assert rc == 0 and out.startswith("usage: tlswrap check") and err == ""
+
+
+# --- with a config -------------------------------------------------------------------------
+
+def _write_leaf(leaf, directory: Path, name: str, key_mode: int = 0o600) -> None:
+    leaf.cert_chain_pems[0].write_to_path(str(directory / f"{name}.pem"))
+    leaf.private_key_pem.write_to_path(str(directory / f"{name}.key"))
+    os.chmod(directory / f"{name}.key", key_mode)
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    """The config sample with its certificates, in a scratch directory that is the cwd."""
+    import trustme
+
+    for f in (DATA / "config").iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    ca = trustme.CA()
+    now = datetime.datetime.now(UTC)
+    _write_leaf(ca.issue_cert("imap.example.com"), tmp_path, "imaps", key_mode=0o644)
+    _write_leaf(ca.issue_cert("pop.example.com",
+                              not_before=datetime.datetime(2020, 1, 1, tzinfo=UTC),
+                              not_after=datetime.datetime(2021, 1, 1, tzinfo=UTC)),
+                tmp_path, "expired")
+    _write_leaf(ca.issue_cert("smtp.example.com",
+                              not_after=now + datetime.timedelta(days=10, hours=12)),
+                tmp_path, "soon")
+    _write_leaf(ca.issue_cert("other.example.com"), tmp_path, "other")
+    sieve = ca.issue_cert("sieve.example.com")
+    sieve.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "combined.pem"))
+    os.chmod(tmp_path / "combined.pem", 0o600)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _soon_date(directory: Path) -> str:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((directory / "soon.pem").read_bytes())
+    return f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S}"
+
+
+def test_config_sample(config_dir, capsys):
+    rc, out, err = check(capsys, "tlswrap.conf")
+    assert (rc, err) == (1, "")
+    assert out == expected("config", soon=_soon_date(config_dir))
+
+
+def test_config_options_override_hosts_files(config_dir, capsys):
+    (config_dir / "alt.allow").write_text("imap: ALL\n")
+    rc, out, _ = check(capsys, "-a", "alt.allow", "tlswrap.conf")
+    assert "alt.allow:1: warning: imap: no such service in tlswrap.conf" in out.splitlines()
+    assert "hosts.allow" not in out and out.splitlines()[-1].startswith(
+        "checked tlswrap.conf, alt.allow, hosts.deny: ")
+
+
+def test_config_parse_error_stops_there(tmp_path, capsys):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[imaps]\naccept = 993\nbogus = 1\n")
+    rc, out, _ = check(capsys, str(conf))
+    assert rc == 1
+    assert out.splitlines() == [f"{conf}:3: error: [imaps] unknown option 'bogus'",
+                                f"checked {conf}: 1 error, 0 warnings, 0 notes"]
+
+
+def test_config_missing(tmp_path, capsys):
+    rc, out, _ = check(capsys, str(tmp_path / "none.conf"))
+    assert rc == 1
+    assert out.splitlines()[0] == (f"{tmp_path / 'none.conf'}: error: cannot read config: "
+                                   "No such file or directory")
+
+
+def test_clean_config_exits_zero(config_dir, capsys):
+    (config_dir / "clean.conf").write_text(
+        "hostsAllow = clean.allow\nhostsDeny = clean.deny\n"
+        "[imaps]\naccept = 127.0.0.1:993\nconnect = 127.0.0.1:143\ncert = other.pem\n"
+        "key = other.key\n")
+    (config_dir / "clean.allow").write_text("imaps: 10.0.0.0/8 [2001:db8::]/32\n")
+    (config_dir / "clean.deny").write_text("ALL: ALL\n")
+    rc, out, _ = check(capsys, "clean.conf")
+    assert (rc, out) == (0, "checked clean.conf, clean.allow, clean.deny: "
+                            "0 errors, 0 warnings, 0 notes\n")
+
+
+def test_no_libwrap_skips_hosts_files(config_dir, capsys):
+    (config_dir / "nowrap.conf").write_text(
+        "[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\nkey = other.key\n"
+        "libwrap = no\n")
+    rc, out, _ = check(capsys, "nowrap.conf")
+    assert (rc, out) == (0, "nowrap.conf: note: every service has libwrap = no: the hosts "
+                            "files are not consulted\n"
+                            "checked nowrap.conf: 0 errors, 0 warnings, 1 note\n")
+
+
+# --- end to end ----------------------------------------------------------------------------
+
+def test_subprocess_end_to_end(config_dir):
+    proc = subprocess.run([sys.executable, "-m", "tlswrap", "check", "tlswrap.conf"],
+                          capture_output=True, text=True, timeout=60, cwd=config_dir)
+    assert proc.returncode == 1 and proc.stderr == ""
+    assert proc.stdout == expected("config", soon=_soon_date(config_dir))
+
+
+def test_hosts_only_imports_nothing_heavy():
+    code = ("import sys; from tlswrap import cli; rc = cli.main(['check', '-d']);"
+            "print(rc, sorted(m for m in ('trio', 'OpenSSL', 'cryptography') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=DATA / "hosts")
+    assert proc.stdout.splitlines()[-1] == "1 []", proc.stdout + proc.stderr
