@@ -315,3 +315,12 @@ def test_hosts_only_imports_nothing_heavy():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, cwd=DATA / "hosts")
     assert proc.stdout.splitlines()[-1] == "1 []", proc.stdout + proc.stderr
+
+
+def test_bytes_that_are_not_utf8(tmp_path, capsys):
+    allow = tmp_path / "allow"
+    allow.write_bytes(b"imaps: caf\xe9.example.\n")
+    rc, out, _ = check(capsys, "-v", "-a", str(allow), "-D", str(allow))
+    assert rc == 0
+    assert "clients:  caf\\xe9.example.\n" in out
+    assert f"{allow}:1: note: caf\\xe9.example.: needs a DNS lookup per connection\n" in out

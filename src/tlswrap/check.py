@@ -324,6 +324,12 @@ def _cut_ipv6(rule: Rule, raw: str | None) -> str | None:
     return candidate if addr.count(":") >= 2 and _inet6(addr) is not None else None
 
 
+def _cut_message(cut: str) -> str:
+    addr, slash, bits = cut.partition("/")
+    return (f"{cut}: never matches: an IPv6 address is cut at its first ':' "
+            f"(write [{addr}]{slash}{bits})")
+
+
 def _rule_text(rule: Rule) -> str:
     return f"{' '.join(rule.daemons)} : {' '.join(rule.clients)}"
 
@@ -389,14 +395,11 @@ def check_hosts(path: str, default: str, report: Report, services: Services | No
         clients = _list_tokens(rule.clients, "client", emit)
         for i, tok in enumerate(clients):
             if cut is not None and i == len(clients) - 1 and cut.startswith(tok + ":"):
-                emit("warning", f"{cut}: never matches: an IPv6 address is cut at its "
-                                f"first ':' (write [{cut.split('/', 1)[0]}]"
-                                f"{'/' + cut.split('/', 1)[1] if '/' in cut else ''})")
+                emit("warning", _cut_message(cut))
                 continue
             _check_client(tok, emit, hostsfiles.read_patterns)
         if cut is not None and not clients:
-            emit("warning", f"{cut}: never matches: an IPv6 address is cut at its first ':' "
-                            f"(write [{cut.split('/', 1)[0]}])")
+            emit("warning", _cut_message(cut))
         _check_options(rule, emit)
         earlier = _shadowing(rule, seen)
         if earlier is not None:
@@ -436,6 +439,9 @@ def check_config(path: str, report: Report) -> Config | None:
             _config_error(report, exc)
         except TlswrapError as exc:
             report.add(path, None, "error", f"[{svc.name}] {exc}")
+        except OSError as exc:
+            report.add(path, svc.line_of("cert"), "error",
+                       f"[{svc.name}] {exc.filename or svc.cert}: {exc.strerror or exc}")
         _check_certificates(config, svc, report)
         _check_key_mode(config, svc, report)
     return config
@@ -574,12 +580,16 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     if check_rules:
         check_hosts(allow or "/etc/hosts.allow", "granted", report, services, listing)
         check_hosts(deny or "/etc/hosts.deny", "denied", report, services, listing)
-    if listing:
-        out.write("\n".join(listing) + "\n")
-    for finding in report.sorted():
-        out.write(f"{finding}\n")
-    out.write(report.summary() + "\n")
+    lines = listing or []
+    lines += [str(finding) for finding in report.sorted()]
+    lines.append(report.summary())
+    out.write("".join(_printable(line) + "\n" for line in lines))
     return 1 if report.count("error") else 0
+
+
+def _printable(line: str) -> str:
+    """Bytes that are not UTF-8 (kept as surrogates when the files were read) as escapes."""
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def main(argv: list[str] | None = None) -> int:
