@@ -432,9 +432,7 @@ def check_config(path: str, report: Report) -> Config | None:
         # One service at a time, so that every broken service is reported; the hosts files,
         # which prepare() strict-loads, are checked in full by check_hosts().
         try:
-            with warnings.catch_warnings():  # as at start-up: library deprecations are quiet
-                warnings.simplefilter("ignore", DeprecationWarning)
-                prepare(replace(config, services=(replace(svc, libwrap=False),)))
+            prepare(replace(config, services=(replace(svc, libwrap=False),)))
         except ConfigError as exc:
             _config_error(report, exc)
         except TlswrapError as exc:

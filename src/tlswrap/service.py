@@ -142,9 +142,10 @@ class Runtime:
         """Run ``program`` for this connection (exec, or a tcp_wrappers twist)."""
         assert self.nursery is not None
         dn = issuer = None
-        cert = info.tls.conn.get_peer_certificate() if info.tls is not None else None
+        cert = (info.tls.conn.get_peer_certificate(as_cryptography=True)
+                if info.tls is not None else None)
         if cert is not None:
-            dn, issuer = oneline(cert.get_subject()), oneline(cert.get_issuer())
+            dn, issuer = oneline(cert.subject), oneline(cert.issuer)
         v = info.verdict
         env = exec_environment(os.environ, info.peer, info.local, dn, issuer,
                                extra=v.env if v else None)
@@ -154,9 +155,13 @@ class Runtime:
 
 
 def oneline(name) -> str:  # type: ignore[no-untyped-def]
-    """An X509Name as OpenSSL's X509_NAME_oneline: /C=CA/O=Example/CN=mail.example.org."""
-    return "".join(f"/{k.decode()}={v.decode(errors='replace')}"
-                   for k, v in name.get_components())
+    """An x509.Name as OpenSSL's X509_NAME_oneline: /C=CA/O=Example/CN=mail.example.org."""
+    from cryptography.x509.oid import NameOID
+
+    def short(attr) -> str:  # type: ignore[no-untyped-def]
+        return "emailAddress" if attr.oid == NameOID.EMAIL_ADDRESS else attr.rfc4514_attribute_name
+
+    return "".join(f"/{short(a)}={a.value}" for rdn in name.rdns for a in rdn)
 
 
 def _close(stream: trio.abc.AsyncResource) -> None:

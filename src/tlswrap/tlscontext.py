@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 from .config import Config, Service
 from .errors import ConfigError
@@ -84,9 +84,11 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     _check_readable(config, service, key_option, key)
     with open(key, "rb") as f:
         key_pem = f.read()
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
-        pkey = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem, b"")
-    except (crypto.Error, ValueError, TypeError):
+        pkey = load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
         raise _fail(config, service, key_option,
                     f"{key_option} = {key}: no usable PEM private key in it "
                     "(encrypted keys are not supported)") from None
@@ -114,10 +116,12 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     return ctx
 
 
-def _weakness(pkey: crypto.PKey) -> str | None:
+def _weakness(pkey: object) -> str | None:
     """Why a key is too weak to serve with, or None."""
-    if pkey.type() in (crypto.TYPE_RSA, crypto.TYPE_DSA) and pkey.bits() < 2048:
-        return f"a {pkey.bits()}-bit key is too weak: use RSA 2048 or more, or EC P-256"
+    from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
+    if isinstance(pkey, (rsa.RSAPrivateKey, dsa.DSAPrivateKey)) and pkey.key_size < 2048:
+        return f"a {pkey.key_size}-bit key is too weak: use RSA 2048 or more, or EC P-256"
     return None
 
 
@@ -139,14 +143,6 @@ def ssl_reason(exc: SSL.Error) -> str:
         if isinstance(item, tuple) and item:
             parts.append(str(item[-1]))
     return ", ".join(parts) or str(exc) or type(exc).__name__
-
-
-def certificate_summary(path: str) -> str:
-    """Subject and SHA-256 fingerprint of the first certificate in ``path`` (for start-up logs)."""
-    with open(path, "rb") as f:
-        cert = crypto.load_certificate(crypto.FILETYPE_PEM, f.read())
-    subject = ", ".join(f"{k.decode()}={v.decode()}" for k, v in cert.get_subject().get_components())
-    return f"{subject} SHA256 {cert.digest('sha256').decode()}"
 
 
 def key_file_warning(path: str) -> str | None:
