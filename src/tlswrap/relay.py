@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import trio
 
-BUFSIZE = 65536
+# A TLS read returns at most one record (16 KiB); a plaintext read starts at that size and
+# doubles while reads come back full, so idle connections never hold large transient buffers.
+TLS_READ = 16384
+PLAIN_READ_MAX = 262144
 
 
 class Relay:
@@ -47,7 +50,7 @@ class Relay:
             scope.deadline = self._refreshed + self.idle
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._client_to_backend, nursery)
-                nursery.start_soon(self._backend_to_client, nursery)
+                await self._backend_to_client(nursery)  # in this task: one task less per conn
         if scope.cancelled_caught and not self.reason:
             self.reason = "idle timeout" if trio.current_time() >= scope.deadline else "closed"
 
@@ -62,7 +65,7 @@ class Relay:
         try:
             while True:
                 try:
-                    data = await client.receive_some(BUFSIZE)
+                    data = await client.receive_some(TLS_READ)
                 except trio.BrokenResourceError as exc:
                     if not getattr(client, "truncated", False):
                         raise _Side("client", exc) from exc
@@ -86,14 +89,17 @@ class Relay:
 
     async def _backend_to_client(self, nursery: trio.Nursery) -> None:
         client, backend = self.client, self.backend
+        size = TLS_READ
         try:
             while True:
                 try:
-                    data = await backend.receive_some(BUFSIZE)
+                    data = await backend.receive_some(size)
                 except trio.BrokenResourceError as exc:
                     raise _Side("backend", exc) from exc
                 if not data:
                     break
+                if len(data) == size and size < PLAIN_READ_MAX:
+                    size *= 2
                 try:
                     await client.send_all(data)
                 except trio.BrokenResourceError as exc:
