@@ -189,10 +189,34 @@ async def accept_loop(lsock: socket.socket, rt: Runtime, nursery: trio.Nursery) 
             await trio.lowlevel.checkpoint()
 
 
-async def serve(listeners: list[tuple[socket.socket, Runtime]],
+def reload_runtimes(path: str, runtimes: list[Runtime]) -> None:
+    """SIGHUP: re-read the config and certificates into the running services.
+
+    Certificates, keys, TLS settings, backends and timeouts of services that keep their name
+    and ``accept`` change for new connections; live connections keep what they started with.
+    Listeners are not rebound (that needs a restart). An invalid new config changes nothing.
+    """
+    config = load_config(path)
+    fresh = {rt.name: rt for rt in prepare(config)}
+    for rt in runtimes:
+        new = fresh.get(rt.name)
+        if new is None:
+            log.warning("[%s] no longer in %s: still served until a restart", rt.name, path)
+        elif new.service.accept != rt.service.accept:
+            log.warning("[%s] accept changed: takes effect at the next restart", rt.name)
+        else:
+            rt.service, rt.context, rt.targets, rt.access = (
+                new.service, new.context, new.targets, new.access)
+    added = set(fresh) - {rt.name for rt in runtimes}
+    if added:
+        log.warning("new service(s) %s: take effect at the next restart", ", ".join(sorted(added)))
+
+
+async def serve(listeners: list[tuple[socket.socket, Runtime]], config_path: str | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded)."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads."""
+    runtimes = list({id(rt): rt for _, rt in listeners}.values())
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as conns:
             async with trio.open_nursery() as accepting:
                 for lsock, rt in listeners:
@@ -201,6 +225,9 @@ async def serve(listeners: list[tuple[socket.socket, Runtime]],
                 task_status.started()
                 systemd.notify("READY=1")
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        await _reload(config_path, runtimes)
+                        continue
                     log.log(NOTICE, "%s received: no new connections; draining",
                             signal.Signals(signum).name)
                     systemd.notify("STOPPING=1")
@@ -213,9 +240,23 @@ async def serve(listeners: list[tuple[socket.socket, Runtime]],
     log.log(NOTICE, "tlswrap stopped")
 
 
+async def _reload(config_path: str | None, runtimes: list[Runtime]) -> None:
+    if config_path is None:
+        log.warning("SIGHUP: no config file to reload (command-line service)")
+        return
+    systemd.notify("RELOADING=1")
+    try:
+        await trio.to_thread.run_sync(reload_runtimes, config_path, runtimes)
+    except TlswrapError as exc:
+        log.error("reload failed, keeping the running configuration: %s", exc)
+    else:
+        log.log(NOTICE, "configuration reloaded from %s", config_path)
+    systemd.notify("READY=1")
+
+
 def run(config_path: str) -> int:
     """The ``tlswrap CONFIG`` entry: returns the exit status."""
-    return run_config(load_config(config_path))
+    return run_config(load_config(config_path), config_path)
 
 
 def _adopt(config: Config, runtimes: list[Runtime],
@@ -241,7 +282,7 @@ def _adopt(config: Config, runtimes: list[Runtime],
     return pairs + bind_all(config, leftover)
 
 
-def run_config(config: Config) -> int:
+def run_config(config: Config, config_path: str | None = None) -> int:
     """Serve ``config`` in whichever way this process was started:
 
     - systemd ``Accept=no`` (LISTEN_FDS listening sockets): a daemon on those sockets;
@@ -296,9 +337,9 @@ def run_config(config: Config) -> int:
         if many:
             from .workers import supervise
 
-            supervise(worker_sets, lambda own: trio.run(serve, own))
+            supervise(worker_sets, lambda own: trio.run(serve, own, config_path))
         else:
-            trio.run(serve, listeners)
+            trio.run(serve, listeners, config_path)
     finally:
         for lsock, _ in listeners:
             lsock.close()

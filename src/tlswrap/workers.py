@@ -3,7 +3,7 @@
 Each worker gets its own listening socket per service, bound with SO_REUSEPORT, so the kernel
 spreads new connections over the workers (no thundering herd on one accept queue). The parent
 binds everything (while still privileged), forks the workers, and then only supervises: it
-forwards SIGTERM/SIGINT, restarts a worker that died unexpectedly (at most once a second), and
+forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that died unexpectedly (at most once a second), and
 keeps every listening socket open, so a restarted worker finds its accept queue intact.
 TLS contexts are built before the fork, so session tickets issued by one worker are accepted
 by every other.
@@ -35,6 +35,7 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         if pid == 0:  # the worker
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
             code = 0
             try:
                 for i, listeners in enumerate(worker_sets):
@@ -50,16 +51,20 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 os._exit(code)
         children[pid] = index
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def forward(signum: int, _frame: object) -> None:  # SIGHUP: each worker reloads
         for pid in list(children):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        forward(signum, frame)
+
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, forward)
     try:
         for index in range(len(worker_sets)):
             start(index)
