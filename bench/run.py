@@ -758,6 +758,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--key", choices=["ec", "rsa", "both"], default=None,
                     help="certificate key type (default both; quick: ec)")
     ap.add_argument("--no-hitch", action="store_true", help="leave hitch out")
+    ap.add_argument("--idle-conns", type=int, help="connections held for measure 4 (default 3000)")
+    ap.add_argument("--max-cap", type=int, help="cap for measure 5 (default 9000)")
     a = ap.parse_args(argv)
     only = [MEASURE_ALIASES.get(m.strip(), m.strip()) for m in (a.only or "").split(",") if m.strip()]
     bad = [m for m in only if m not in MEASURES]
@@ -770,8 +772,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
-    if args.rounds:
-        settings = Settings(**{**settings.__dict__, "rounds": args.rounds})
+    overrides = {"rounds": args.rounds, "idle_conns": args.idle_conns, "max_cap": args.max_cap}
+    settings = Settings(**{**settings.__dict__,
+                           **{k: v for k, v in overrides.items() if v is not None}})
     keys = ["ec", "rsa"] if (args.key or ("ec" if args.quick else "both")) == "both" \
         else [args.key or "ec"]
 
@@ -866,9 +869,12 @@ def main(argv: list[str] | None = None) -> int:
           f"medians of {settings.rounds} round(s) (idle {settings.idle_rounds}, "
           f"inetd {settings.inetd_rounds}, max {settings.max_rounds})")
     for c in all_cands:
-        if c.name != "tlswrap-w2":
-            state = c.version if c.available else c.reason
-            print(f"  {c.name}: {state}" + (f" (workers {c.workers})" if c.kind == "hitch" else ""))
+        state = c.version if c.available else c.reason
+        if c.kind == "tlswrap" and c.available:
+            state += f", workers = {c.workers}"
+            if c.name == "tlswrap" and not c.inetd:
+                state += f"; {c.inetd_reason}"
+        print(f"  {c.name}: {state}" + (f" (workers {c.workers})" if c.kind == "hitch" else ""))
     print_table(summary, print)
     failed = [t for t in results.trials if not t.get("ok")]
     for t in failed:

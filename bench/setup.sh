@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the benchmark needs when missing (Debian/Ubuntu, via apt-get), then run it.
 # Idempotent: a second run installs nothing. Arguments go to bench/run.py:
-#     bash bench/setup.sh                 # the full run, EC P-256 and RSA 2048 (~20 minutes)
+#     bash bench/setup.sh                 # the full run, EC P-256 and RSA 2048 (~15 minutes)
 #     bash bench/setup.sh --quick         # seconds; what tests/test_bench_smoke.py runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
