@@ -75,10 +75,11 @@ class SocketStream(trio.abc.HalfCloseableStream):
                     data = self.socket.recv(size)
                     break
                 except BlockingIOError:
-                    await self._wait_readable()
-                    waited = True
+                    pass  # wait outside the except clause: see TLSStream.do_handshake
                 except OSError as exc:
                     raise _broken(exc) from exc
+                await self._wait_readable()
+                waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
@@ -94,11 +95,13 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 while sent < total:
                     try:
                         sent += self.socket.send(view[sent:])
+                        continue
                     except BlockingIOError:
-                        await self._wait_writable()
-                        waited = True
+                        pass
                     except OSError as exc:
                         raise _broken(exc) from exc
+                    await self._wait_writable()
+                    waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
 

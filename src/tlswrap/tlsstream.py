@@ -46,13 +46,15 @@ class TLSStream(SocketStream):
         """Complete the handshake (put a deadline around it)."""
         conn = self.conn
         while True:
+            # Wait outside the except clauses: an exception being handled keeps its traceback,
+            # and with it OpenSSL's buffers, alive for as long as the task is parked.
             try:
                 conn.do_handshake()
                 break
             except _WantRead:
-                await self._wait_readable()
+                wait = self._wait_readable
             except _WantWrite:
-                await self._wait_writable()
+                wait = self._wait_writable
             except SSL.SysCallError as exc:
                 raise trio.BrokenResourceError(
                     f"TLS handshake failed: {_syscall_text(exc)}") from exc
@@ -60,6 +62,7 @@ class TLSStream(SocketStream):
                 raise trio.BrokenResourceError(f"TLS handshake failed: {ssl_reason(exc)}") from exc
             except OSError as exc:
                 raise _broken(exc) from exc
+            await wait()
         self.handshake_done = True
         await trio.lowlevel.checkpoint()
 
@@ -75,11 +78,9 @@ class TLSStream(SocketStream):
                     data = recv(size)
                     break
                 except _WantRead:
-                    await self._wait_readable()
-                    waited = True
+                    wait = self._wait_readable
                 except _WantWrite:
-                    await self._wait_writable()
-                    waited = True
+                    wait = self._wait_writable
                 except SSL.ZeroReturnError:
                     data = b""
                     break
@@ -90,6 +91,8 @@ class TLSStream(SocketStream):
                     raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
                 except OSError as exc:
                     raise _broken(exc) from exc
+                await wait()
+                waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
@@ -108,18 +111,19 @@ class TLSStream(SocketStream):
                 while sent < total:
                     try:
                         sent += send(view[sent:])
+                        continue
                     except _WantWrite:
-                        await self._wait_writable()
-                        waited = True
+                        wait = self._wait_writable
                     except _WantRead:
-                        await self._wait_readable()
-                        waited = True
+                        wait = self._wait_readable
                     except SSL.SysCallError as exc:
                         raise trio.BrokenResourceError(_syscall_text(exc)) from exc
                     except SSL.Error as exc:
                         raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
                     except OSError as exc:
                         raise _broken(exc) from exc
+                    await wait()
+                    waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -136,11 +140,12 @@ class TLSStream(SocketStream):
                     self.conn.shutdown()
                     return
                 except _WantWrite:
-                    await self._wait_writable()
+                    pass
                 except _WantRead:  # not expected for a first shutdown; nothing more to do
                     return
                 except (SSL.Error, OSError) as exc:
                     raise trio.BrokenResourceError(f"sending close_notify: {exc}") from exc
+                await self._wait_writable()
 
     def close(self) -> None:
         if self._closed:
