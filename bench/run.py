@@ -80,14 +80,28 @@ class Settings:
 
 # --------------------------------------------------------------------------- processes
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it if the harness dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Procs:
-    """Every process this harness starts, each in its own session so its tree can be found."""
+    """Every process this harness starts, each in its own session so its tree can be found.
+
+    Each also gets PR_SET_PDEATHSIG, so nothing outlives a harness that is killed outright.
+    """
 
     def __init__(self) -> None:
         self.live: list[subprocess.Popen[bytes]] = []
 
     def start(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        p = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent, **kw)
         self.live.append(p)
         return p
 
