@@ -33,99 +33,46 @@ class TLSStream(SocketStream):
 
     def __init__(self, sock: socket.socket, context: SSL.Context, server_side: bool = True):
         super().__init__(sock)
-        self.conn = SSL.Connection(context, sock)
+        self.conn = conn = SSL.Connection(context, sock)
         if server_side:
-            self.conn.set_accept_state()
+            conn.set_accept_state()
         else:
-            self.conn.set_connect_state()
+            conn.set_connect_state()
+        self._recv = conn.recv
+        self._send = conn.send
         self.handshake_done = False
-        self.eof_sent = False
         self.truncated = False  # the peer closed TCP without close_notify
+
+    def _try(self, op, arg):  # type: ignore[no-untyped-def]
+        try:
+            return op(arg), None
+        except _WantRead:
+            return None, self._wait_readable
+        except _WantWrite:
+            return None, self._wait_writable
+        except SSL.ZeroReturnError:
+            return b"", None
+        except SSL.SysCallError as exc:
+            self.truncated = True
+            raise trio.BrokenResourceError(_syscall_text(exc)) from exc
+        except SSL.Error as exc:
+            raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
+        except OSError as exc:
+            raise _broken(exc) from exc
 
     async def do_handshake(self) -> None:
         """Complete the handshake (put a deadline around it)."""
-        conn = self.conn
+        handshake = self.conn.do_handshake
         while True:
-            # Wait outside the except clauses: an exception being handled keeps its traceback,
-            # and with it OpenSSL's buffers, alive for as long as the task is parked.
             try:
-                conn.do_handshake()
+                _, wait = self._try(lambda _: handshake(), None)
+            except trio.BrokenResourceError as exc:
+                raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from exc.__cause__
+            if wait is None:
                 break
-            except _WantRead:
-                wait = self._wait_readable
-            except _WantWrite:
-                wait = self._wait_writable
-            except SSL.SysCallError as exc:
-                raise trio.BrokenResourceError(
-                    f"TLS handshake failed: {_syscall_text(exc)}") from exc
-            except SSL.Error as exc:
-                raise trio.BrokenResourceError(f"TLS handshake failed: {ssl_reason(exc)}") from exc
-            except OSError as exc:
-                raise _broken(exc) from exc
             await wait()
         self.handshake_done = True
         await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        with self._recv_busy:
-            self._check_open()
-            await trio.lowlevel.checkpoint_if_cancelled()
-            recv = self.conn.recv
-            size = max_bytes or 65536
-            waited = False
-            while True:
-                try:
-                    data = recv(size)
-                    break
-                except _WantRead:
-                    wait = self._wait_readable
-                except _WantWrite:
-                    wait = self._wait_writable
-                except SSL.ZeroReturnError:
-                    data = b""
-                    break
-                except SSL.SysCallError as exc:
-                    self.truncated = True
-                    raise trio.BrokenResourceError(_syscall_text(exc)) from exc
-                except SSL.Error as exc:
-                    raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
-                except OSError as exc:
-                    raise _broken(exc) from exc
-                await wait()
-                waited = True
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with self._send_busy:
-            self._check_open()
-            if self.eof_sent:
-                raise trio.ClosedResourceError("close_notify was already sent")
-            await trio.lowlevel.checkpoint_if_cancelled()
-            send = self.conn.send
-            waited = False
-            with memoryview(data) as view:
-                total = len(view)
-                sent = 0
-                while sent < total:
-                    try:
-                        sent += send(view[sent:])
-                        continue
-                    except _WantWrite:
-                        wait = self._wait_writable
-                    except _WantRead:
-                        wait = self._wait_readable
-                    except SSL.SysCallError as exc:
-                        raise trio.BrokenResourceError(_syscall_text(exc)) from exc
-                    except SSL.Error as exc:
-                        raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
-                    except OSError as exc:
-                        raise _broken(exc) from exc
-                    await wait()
-                    waited = True
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
         """Send close_notify; the peer may go on sending until its own close_notify."""
@@ -136,16 +83,10 @@ class TLSStream(SocketStream):
                 return
             self.eof_sent = True
             while True:
-                try:
-                    self.conn.shutdown()
-                    return
-                except _WantWrite:
-                    pass
-                except _WantRead:  # not expected for a first shutdown; nothing more to do
-                    return
-                except (SSL.Error, OSError) as exc:
-                    raise trio.BrokenResourceError(f"sending close_notify: {exc}") from exc
-                await self._wait_writable()
+                _, wait = self._try(lambda _: self.conn.shutdown(), None)
+                if wait is None or wait == self._wait_readable:
+                    return  # sent (a first shutdown never needs to read)
+                await wait()
 
     def close(self) -> None:
         if self._closed:
