@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import trio
 
+from .sockstream import SocketStream
+
 # A TLS read returns at most one record (16 KiB); a plaintext read starts at that size and
 # doubles while reads come back full, so idle connections never hold large transient buffers.
 TLS_READ = 16384
+TLS_GATHER = 65536  # records gathered into one plaintext send
 PLAIN_READ_MAX = 262144
 
 
 class Relay:
     """Moves bytes both ways; afterwards ``to_backend``, ``to_client`` and ``reason`` tell how."""
 
-    def __init__(self, client: trio.abc.HalfCloseableStream,
-                 backend: trio.abc.HalfCloseableStream, idle: float, close_timeout: float):
+    def __init__(self, client: SocketStream, backend: SocketStream, idle: float,
+                 close_timeout: float):
         self.client = client
         self.backend = backend
         self.idle = idle
@@ -61,27 +64,87 @@ class Relay:
             self._refreshed = now
             self._scope.deadline = now + self.idle  # type: ignore[union-attr]
 
-    async def _client_to_backend(self, nursery: trio.Nursery) -> None:
-        client, backend = self.client, self.backend
-        try:
-            while True:
-                try:
-                    data = await client.receive_some(TLS_READ)
-                except trio.BrokenResourceError as exc:
-                    if not getattr(client, "truncated", False):
-                        raise _Side("client", exc) from exc
-                    data = b""  # TCP close without close_notify: the end of the data all the same
+    async def _flow(self, src: SocketStream, dst: SocketStream, src_side: str,
+                    dst_side: str, size: int, grow: int) -> None:
+        """Move bytes from ``src`` to ``dst`` until ``src`` ends; count them; label failures.
+
+        A read shorter than asked for means the socket is drained: the next read parks first
+        instead of failing once. Full reads are gathered (several TLS records, or a growing
+        plaintext read up to ``grow``) into one send. Without any park, it yields every few
+        rounds so one busy connection cannot starve the others.
+        """
+        to_backend = src is self.client
+        drained = False
+        rounds = 0
+        failed: trio.BrokenResourceError | None = None  # a read error after gathered data
+        while True:
+            try:
+                if failed is not None:
+                    raise failed
+                if drained:
+                    await src.wait_readable()
+                data = src.recv_now(size)
+                while data is None:
+                    await src.wait_recv()
+                    data = src.recv_now(size)
                 if not data:
-                    break
-                try:
-                    await backend.send_all(data)
-                except trio.BrokenResourceError as exc:
-                    raise _Side("backend", exc) from exc
-                self.to_backend += len(data)
-                self._touch()
+                    return
+                drained = len(data) < size
+                if not drained and size < grow:
+                    if src is self.backend:
+                        size *= 2  # plaintext: read more at once next time
+                    else:  # TLS: one record per read; gather what is already there
+                        parts = [data]
+                        total = len(data)
+                        while total < grow:
+                            try:
+                                more = src.recv_now(size)
+                            except trio.BrokenResourceError as exc:
+                                failed = exc  # send what was gathered first
+                                break
+                            if not more:
+                                drained = more is None
+                                break
+                            parts.append(more)
+                            total += len(more)
+                            if len(more) < size:
+                                drained = True
+                                break
+                        data = b"".join(parts) if len(parts) > 1 else data
+            except trio.BrokenResourceError as exc:
+                if to_backend and getattr(src, "truncated", False):
+                    return  # a TCP close without close_notify: the end of the data all the same
+                raise _Side(src_side, exc) from exc
+            try:
+                view = memoryview(data)
+                sent, total = 0, len(data)
+                parked = drained
+                while sent < total:
+                    n = dst.send_now(view[sent:])
+                    if n is None:
+                        await dst.wait_send()
+                        parked = True
+                    else:
+                        sent += n
+            except trio.BrokenResourceError as exc:
+                raise _Side(dst_side, exc) from exc
+            if to_backend:
+                self.to_backend += total
+            else:
+                self.to_client += total
+            self._touch()
+            if not parked:
+                rounds += 1
+                if rounds >= 8:
+                    rounds = 0
+                    await trio.lowlevel.checkpoint()
+
+    async def _client_to_backend(self, nursery: trio.Nursery) -> None:
+        try:
+            await self._flow(self.client, self.backend, "client", "backend", TLS_READ, TLS_GATHER)
             self._client_done.set()
             try:
-                await backend.send_eof()
+                await self.backend.send_eof()
             except trio.BrokenResourceError as exc:
                 raise _Side("backend", exc) from exc
         except _Side as side:
@@ -89,26 +152,11 @@ class Relay:
             nursery.cancel_scope.cancel()
 
     async def _backend_to_client(self, nursery: trio.Nursery) -> None:
-        client, backend = self.client, self.backend
-        size = TLS_READ
         try:
-            while True:
-                try:
-                    data = await backend.receive_some(size)
-                except trio.BrokenResourceError as exc:
-                    raise _Side("backend", exc) from exc
-                if not data:
-                    break
-                if len(data) == size and size < PLAIN_READ_MAX:
-                    size *= 2
-                try:
-                    await client.send_all(data)
-                except trio.BrokenResourceError as exc:
-                    raise _Side("client", exc) from exc
-                self.to_client += len(data)
-                self._touch()
+            await self._flow(self.backend, self.client, "backend", "client", TLS_READ,
+                             PLAIN_READ_MAX)
             try:
-                await client.send_eof()
+                await self.client.send_eof()
             except trio.BrokenResourceError as exc:
                 raise _Side("client", exc) from exc
         except _Side as side:

@@ -54,6 +54,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self.eof_sent = False
         self._recv = sock.recv
         self._send = sock.send
+        self._recv_wait = self._send_wait = self._wait_readable
         self._send_busy = _Busy("another task is already sending on this stream")
         self._recv_busy = _Busy("another task is already receiving on this stream")
 
@@ -119,6 +120,31 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
+
+    # --- relay primitives -------------------------------------------------------------------
+    # The relay owns each direction alone, so it may skip the Stream contract's conflict
+    # detection and per-call checkpoints (it parks whenever a socket is drained, and yields on
+    # its own otherwise). A round trip then costs one park per side and no failed read.
+
+    def recv_now(self, size: int) -> bytes | None:
+        """What can be read now: data, ``b""`` at EOF, or None (then ``await wait_recv()``)."""
+        data, self._recv_wait = self._try(self._recv, size)
+        return data
+
+    async def wait_recv(self) -> None:
+        """Park until the read that just returned None can make progress."""
+        await self._recv_wait()
+
+    def send_now(self, data: memoryview) -> int | None:
+        """Send what the socket takes now: the count, or None (then ``await wait_send()``)."""
+        n, self._send_wait = self._try(self._send, data)
+        return n
+
+    async def wait_send(self) -> None:
+        await self._send_wait()
+
+    async def wait_readable(self) -> None:
+        await self._wait_readable()
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_busy:
