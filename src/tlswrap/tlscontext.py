@@ -52,8 +52,11 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
     ctx.set_min_proto_version(_VERSIONS[service.version_min] if service.version_min else 0)
     ctx.set_max_proto_version(_VERSIONS[service.version_max] if service.version_max else 0)
+    # IGNORE_UNEXPECTED_EOF: a client that half-closes TCP without close_notify (common in
+    # mail clients) would otherwise make OpenSSL 3+ fail the whole connection, losing the
+    # reply still on its way; the relay tells the two kinds of EOF apart for the log.
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
-                    | SSL.OP_CIPHER_SERVER_PREFERENCE)
+                    | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_IGNORE_UNEXPECTED_EOF)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     try:
         ctx.set_cipher_list((service.ciphers or DEFAULT_CIPHERS).encode())

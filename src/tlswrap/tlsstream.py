@@ -20,12 +20,22 @@ import socket
 
 import trio
 from OpenSSL import SSL
+from OpenSSL import _util as _openssl_util
 
 from .sockstream import SocketStream, _broken
 from .tlscontext import ssl_reason
 
 _WantRead = SSL.WantReadError
 _WantWrite = SSL.WantWriteError
+_lib, _ffi = _openssl_util.lib, _openssl_util.ffi
+_SSL_read, _SSL_write, _ffi_buffer = _lib.SSL_read, _lib.SSL_write, _ffi.buffer
+# OpenSSL's error queue is per thread and shared by every connection: SSL_get_error() is only
+# reliable when it was empty before the call (SSL_get_error(3)). A stale entry, such as the
+# "unexpected eof" left by another client's truncated close, would turn a plain WANT_WRITE on
+# this connection into a fatal error. So every call starts with a clean queue.
+_ERR_clear_error = _lib.ERR_clear_error
+_READ_BUF_SIZE = 16384  # one TLS record's plaintext at most
+_READ_BUF = _ffi.new("char[]", _READ_BUF_SIZE)
 
 
 class TLSStream(SocketStream):
@@ -40,10 +50,16 @@ class TLSStream(SocketStream):
             conn.set_connect_state()
         self._recv = conn.recv
         self._send = conn.send
+        self._ssl = conn._ssl  # noqa: SLF001 - the SSL* for the direct calls below
         self.handshake_done = False
         self.truncated = False  # the peer closed TCP without close_notify
 
     def _try(self, op, arg):  # type: ignore[no-untyped-def]
+        if op is self._recv:
+            return self._read(arg)
+        if op is self._send:
+            return self._write(arg)
+        _ERR_clear_error()
         try:
             return op(arg), None
         except _WantRead:
@@ -60,14 +76,64 @@ class TLSStream(SocketStream):
         except OSError as exc:
             raise _broken(exc) from exc
 
+    # The hot path calls SSL_read/SSL_write directly: pyOpenSSL's wrappers cost a Python
+    # error check on every success and an exception object on every WANT_READ. Reads land in
+    # one shared buffer and are copied out at once (one event loop thread, no await between).
+    def _read(self, size: int):  # type: ignore[no-untyped-def]
+        _ERR_clear_error()
+        n = _SSL_read(self._ssl, _READ_BUF, min(size, _READ_BUF_SIZE))
+        if n > 0:
+            return _ffi_buffer(_READ_BUF, n)[:], None
+        return self._failed(n, b"")
+
+    def _write(self, view: memoryview):  # type: ignore[no-untyped-def]
+        _ERR_clear_error()
+        with _ffi.from_buffer(view) as data:
+            n = _SSL_write(self._ssl, data, min(len(view), 2147483647))
+        if n > 0:
+            return n, None
+        return self._failed(n, None)
+
+    def _failed(self, n: int, at_eof):  # type: ignore[no-untyped-def]
+        err = _lib.SSL_get_error(self._ssl, n)
+        if err == _lib.SSL_ERROR_WANT_READ:
+            return None, self._wait_readable
+        if err == _lib.SSL_ERROR_WANT_WRITE:
+            return None, self._wait_writable
+        if err == _lib.SSL_ERROR_ZERO_RETURN and at_eof is not None:
+            # With SSL_OP_IGNORE_UNEXPECTED_EOF a bare TCP FIN also lands here; it is told
+            # apart by the missing close_notify, and the connection stays writable (half-close).
+            if not self.conn.get_shutdown() & SSL.RECEIVED_SHUTDOWN:
+                self.truncated = True
+            return at_eof, None
+        try:  # the rare cases: let pyOpenSSL build the exception from the error queue
+            self.conn._raise_ssl_error(self.conn._ssl, n)  # noqa: SLF001
+        except SSL.SysCallError as exc:
+            self.truncated = True
+            raise trio.BrokenResourceError(_syscall_text(exc)) from exc
+        except SSL.Error as exc:
+            raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
+        raise trio.BrokenResourceError(f"TLS error {err}")
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """As the Stream contract says: ``b""`` only after close_notify; a bare TCP close of
+        the peer raises BrokenResourceError (with ``truncated`` set)."""
+        data = await super().receive_some(max_bytes)
+        if not data and self.truncated:
+            raise trio.BrokenResourceError("peer closed the connection without close_notify")
+        return data
+
     async def do_handshake(self) -> None:
         """Complete the handshake (put a deadline around it)."""
         handshake = self.conn.do_handshake
         while True:
             try:
-                _, wait = self._try(lambda _: handshake(), None)
+                result, wait = self._try(lambda _: handshake(), None)
             except trio.BrokenResourceError as exc:
                 raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from exc.__cause__
+            if result == b"":  # EOF before the handshake finished
+                raise trio.BrokenResourceError(
+                    "TLS handshake failed: peer closed the connection without close_notify")
             if wait is None:
                 break
             await wait()
@@ -93,10 +159,12 @@ class TLSStream(SocketStream):
             return
         if self.handshake_done and not self.eof_sent and not self.truncated:
             self.eof_sent = True
+            _ERR_clear_error()
             try:  # one non-blocking try: aclose never waits for the peer
                 self.conn.shutdown()
             except (SSL.Error, OSError):
                 pass
+            _ERR_clear_error()  # leave nothing behind for the next connection
         super().close()
 
     def describe(self) -> str:
