@@ -20,6 +20,8 @@ import trio
 
 from .sockstream import SocketStream
 
+current_time = trio.current_time
+
 # A TLS read returns at most one record (16 KiB); a plaintext read starts at that size and
 # doubles while reads come back full, so idle connections never hold large transient buffers.
 TLS_READ = 16384
@@ -57,12 +59,6 @@ class Relay:
                 await self._backend_to_client(nursery)  # in this task: one task less per conn
         if scope.cancelled_caught and not self.reason:
             self.reason = "idle timeout" if trio.current_time() >= scope.deadline else "closed"
-
-    def _touch(self) -> None:
-        now = trio.current_time()
-        if now - self._refreshed > 1.0:
-            self._refreshed = now
-            self._scope.deadline = now + self.idle  # type: ignore[union-attr]
 
     async def _flow(self, src: SocketStream, dst: SocketStream, src_side: str,
                     dst_side: str, size: int, grow: int) -> None:
@@ -115,24 +111,30 @@ class Relay:
                 if to_backend and getattr(src, "truncated", False):
                     return  # a TCP close without close_notify: the end of the data all the same
                 raise _Side(src_side, exc) from exc
+            total = len(data)
+            parked = drained
             try:
-                view = memoryview(data)
-                sent, total = 0, len(data)
-                parked = drained
-                while sent < total:
-                    n = dst.send_now(view[sent:])
-                    if n is None:
-                        await dst.wait_send()
-                        parked = True
-                    else:
-                        sent += n
+                sent = dst.send_now(data)
+                if sent != total:  # the socket took less, or nothing yet
+                    view = memoryview(data)
+                    sent = sent or 0
+                    while sent < total:
+                        n = dst.send_now(view[sent:])
+                        if n is None:
+                            await dst.wait_send()
+                            parked = True
+                        else:
+                            sent += n
             except trio.BrokenResourceError as exc:
                 raise _Side(dst_side, exc) from exc
             if to_backend:
                 self.to_backend += total
             else:
                 self.to_client += total
-            self._touch()
+            now = current_time()
+            if now - self._refreshed > 1.0:  # push the idle deadline on, at most once a second
+                self._refreshed = now
+                self._scope.deadline = now + self.idle  # type: ignore[union-attr]
             if not parked:
                 rounds += 1
                 if rounds >= 8:

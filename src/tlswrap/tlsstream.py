@@ -36,6 +36,7 @@ _SSL_read, _SSL_write, _ffi_buffer = _lib.SSL_read, _lib.SSL_write, _ffi.buffer
 _ERR_clear_error = _lib.ERR_clear_error
 _READ_BUF_SIZE = 16384  # one TLS record's plaintext at most
 _READ_BUF = _ffi.new("char[]", _READ_BUF_SIZE)
+BLOCKED = object()  # a pyOpenSSL call that would block
 
 
 class TLSStream(SocketStream):
@@ -54,66 +55,70 @@ class TLSStream(SocketStream):
         self.handshake_done = False
         self.truncated = False  # the peer closed TCP without close_notify
 
-    def _try(self, op, arg):  # type: ignore[no-untyped-def]
-        if op is self._recv:
-            return self._read(arg)
-        if op is self._send:
-            return self._write(arg)
-        _ERR_clear_error()
-        try:
-            return op(arg), None
-        except _WantRead:
-            return None, self._wait_readable
-        except _WantWrite:
-            return None, self._wait_writable
-        except SSL.ZeroReturnError:
-            return b"", None
-        except SSL.SysCallError as exc:
-            self.truncated = True
-            raise trio.BrokenResourceError(_syscall_text(exc)) from exc
-        except SSL.Error as exc:
-            raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
-        except OSError as exc:
-            raise _broken(exc) from exc
-
     # The hot path calls SSL_read/SSL_write directly: pyOpenSSL's wrappers cost a Python
     # error check on every success and an exception object on every WANT_READ. Reads land in
     # one shared buffer and are copied out at once (one event loop thread, no await between).
-    def _read(self, size: int):  # type: ignore[no-untyped-def]
-        _ERR_clear_error()
-        n = _SSL_read(self._ssl, _READ_BUF, min(size, _READ_BUF_SIZE))
-        if n > 0:
-            return _ffi_buffer(_READ_BUF, n)[:], None
-        return self._failed(n, b"")
 
-    def _write(self, view: memoryview):  # type: ignore[no-untyped-def]
+    def recv_now(self, size: int) -> bytes | None:
         _ERR_clear_error()
-        with _ffi.from_buffer(view) as data:
-            n = _SSL_write(self._ssl, data, min(len(view), 2147483647))
+        n = _SSL_read(self._ssl, _READ_BUF, size if size < _READ_BUF_SIZE else _READ_BUF_SIZE)
         if n > 0:
-            return n, None
-        return self._failed(n, None)
+            return _ffi_buffer(_READ_BUF, n)[:]
+        return self._failed(n, reading=True)
 
-    def _failed(self, n: int, at_eof):  # type: ignore[no-untyped-def]
+    def send_now(self, data: bytes | memoryview) -> int | None:
+        _ERR_clear_error()
+        with _ffi.from_buffer(data) as buf:
+            n = _SSL_write(self._ssl, buf, len(buf))
+        if n > 0:
+            return n
+        return self._failed(n, reading=False)
+
+    def _failed(self, n: int, reading: bool) -> bytes | None:
+        """A read or write that did not go through: note what to wait for, or EOF, or raise."""
         err = _lib.SSL_get_error(self._ssl, n)
-        if err == _lib.SSL_ERROR_WANT_READ:
-            return None, self._wait_readable
-        if err == _lib.SSL_ERROR_WANT_WRITE:
-            return None, self._wait_writable
-        if err == _lib.SSL_ERROR_ZERO_RETURN and at_eof is not None:
+        if err == _lib.SSL_ERROR_WANT_READ or err == _lib.SSL_ERROR_WANT_WRITE:
+            wait = self.wait_readable if err == _lib.SSL_ERROR_WANT_READ else self.wait_writable
+            if reading:
+                self._recv_wait = wait
+            else:
+                self._send_wait = wait
+            return None
+        if err == _lib.SSL_ERROR_ZERO_RETURN and reading:
             # With SSL_OP_IGNORE_UNEXPECTED_EOF a bare TCP FIN also lands here; it is told
             # apart by the missing close_notify, and the connection stays writable (half-close).
             if not self.conn.get_shutdown() & SSL.RECEIVED_SHUTDOWN:
                 self.truncated = True
-            return at_eof, None
-        try:  # the rare cases: let pyOpenSSL build the exception from the error queue
+            return b""
+        try:  # the rare cases: pyOpenSSL reads the error queue into an exception
             self.conn._raise_ssl_error(self.conn._ssl, n)  # noqa: SLF001
-        except SSL.SysCallError as exc:
-            self.truncated = True
-            raise trio.BrokenResourceError(_syscall_text(exc)) from exc
-        except SSL.Error as exc:
-            raise trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}") from exc
+        except (SSL.Error, OSError) as exc:
+            raise self._broken(exc) from exc
         raise trio.BrokenResourceError(f"TLS error {err}")
+
+    def _broken(self, exc: Exception) -> trio.BrokenResourceError:
+        if isinstance(exc, SSL.SysCallError):
+            self.truncated = True
+            return trio.BrokenResourceError(_syscall_text(exc))
+        if isinstance(exc, SSL.Error):
+            return trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}")
+        return _broken(exc)  # type: ignore[arg-type]
+
+    def _call(self, fn, *args):  # type: ignore[no-untyped-def]
+        """A pyOpenSSL call (handshake, shutdown): its result, or BLOCKED with ``_send_wait``
+        set; ``b""`` when the peer has closed; errors as BrokenResourceError."""
+        _ERR_clear_error()
+        try:
+            return fn(*args)
+        except _WantRead:
+            self._send_wait = self.wait_readable
+        except _WantWrite:
+            self._send_wait = self.wait_writable
+        except SSL.ZeroReturnError:
+            return b""
+        except (SSL.Error, OSError) as exc:
+            raise self._broken(exc) from exc
+        return BLOCKED
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """As the Stream contract says: ``b""`` only after close_notify; a bare TCP close of
@@ -128,15 +133,15 @@ class TLSStream(SocketStream):
         handshake = self.conn.do_handshake
         while True:
             try:
-                result, wait = self._try(lambda _: handshake(), None)
+                result = self._call(handshake)
             except trio.BrokenResourceError as exc:
                 raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from exc.__cause__
             if result == b"":  # EOF before the handshake finished
                 raise trio.BrokenResourceError(
                     "TLS handshake failed: peer closed the connection without close_notify")
-            if wait is None:
+            if result is not BLOCKED:
                 break
-            await wait()
+            await self._send_wait()
         self.handshake_done = True
         await trio.lowlevel.checkpoint()
 
@@ -149,10 +154,10 @@ class TLSStream(SocketStream):
                 return
             self.eof_sent = True
             while True:
-                _, wait = self._try(lambda _: self.conn.shutdown(), None)
-                if wait is None or wait == self._wait_readable:
+                result = self._call(self.conn.shutdown)
+                if result is not BLOCKED or self._send_wait == self.wait_readable:
                     return  # sent (a first shutdown never needs to read)
-                await wait()
+                await self._send_wait()
 
     def close(self) -> None:
         if self._closed:
