@@ -102,3 +102,12 @@ def test_pure_module_imports_no_io_libraries():
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
     assert not names & {"trio", "socket", "OpenSSL", "subprocess", "os"}
+
+
+def test_stunnel_inetd_form_without_a_section():
+    text = "cert = /etc/stunnel/mail.pem\nexec = /usr/sbin/imapd\nexecArgs = imapd -s\n"
+    (svc,) = parse_config(text, "inetd.conf").services
+    assert svc.name == "imapd" and svc.accept is None
+    assert svc.exec == "/usr/sbin/imapd" and svc.exec_args == ("imapd", "-s")
+    (svc,) = parse_config("cert = c.pem\nconnect = 143\n", "x").services
+    assert svc.name == "tlswrap" and svc.connect[0].port == 143

@@ -247,3 +247,13 @@ def test_exec_stderr_goes_to_the_log(certs, tlswrap):
         m.xatom("STDERR")
         m.logout()
     wait_for(lambda: "a line on stderr" in proc.log(), 10, "the child's stderr in the log")
+
+
+def test_inetd_with_a_stunnel_style_config_file(certs, inetd, tmp_path):
+    """stunnel's inetd form: a config without sections, given as the only argument."""
+    cfg = tmp_path / "imapd-inetd.conf"
+    cfg.write_text(f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"
+                   f"exec = {STDIO_IMAPD}\nexecArgs = imapd\n")
+    port = free_port()
+    inetd([f"127.0.0.1:{port} stream tcp nowait root {TLSWRAP} tlswrap {cfg}"], [port])
+    assert imap_env(certs, port)["PROTO"] == "TCP"

@@ -336,6 +336,11 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
                                                if OPTIONS[k].scope == "global"})
     defaults = {k: v for k, v in glob.values.items() if k in _SERVICE_FIELDS}
     default_lines = {k: v for k, v in glob.lines.items() if OPTIONS[k].scope == "service"}
+    if not sections and (defaults.get("connect") or defaults.get("exec")):
+        # stunnel's inetd form: no section, the service's options in the global part. It is
+        # named like tcpd names a daemon: the program's basename, or "tlswrap".
+        exe = defaults.get("exec")
+        sections = [_Section(exe.rsplit("/", 1)[-1] if exe else "tlswrap", 0)]
     services = tuple(_build_service(s, defaults, default_lines, filename) for s in sections)
     if not services:
         raise ConfigError(filename, None, "no [service] section: nothing to do")
