@@ -312,8 +312,8 @@ def conf_text(port: int | None, backend_port: int, certs: CertSet, workers: int 
               section: bool = True) -> str:
     """The same stunnel-format file for stunnel and tlswrap (no accept: inetd mode).
 
-    stunnel 5.68 wants an inetd-mode config without a [section] ("Each service must define two
-    endpoints"), while tlswrap requires one; ``section`` picks the form.
+    For inetd mode both get stunnel's form without a [section] (stunnel 5.68 refuses a section
+    there: "Each service must define two endpoints"); ``section`` picks the form.
     """
     lines = ["foreground = yes", "pid =", "syslog = no", "debug = warning"]
     if workers != 1:
@@ -347,7 +347,7 @@ class Candidate:
                     "--daemon=off", "--backlog=4096", "--log-level=1", *user, str(certs.pem)]
         tag = "inetd" if port is None else str(port)
         path = workdir / f"{self.name}-{certs.key_type}-{tag}.conf"
-        sectionless = port is None and self.kind == "stunnel"
+        sectionless = port is None
         path.write_text(conf_text(port, backend_port, certs, self.workers, not sectionless))
         return [*self.base_cmd, str(path)]
 
