@@ -149,7 +149,7 @@ class Tlswrap:
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         for port in wait_ports or []:
-            wait_for(lambda: port_open(port) or self.proc.poll() is not None, 15,
+            wait_for(lambda port=port: port_open(port) or self.proc.poll() is not None, 15,
                      f"tlswrap listening on {port}")
             if self.proc.poll() is not None:
                 raise AssertionError(f"tlswrap exited {self.proc.returncode}:\n{self.log()}")
@@ -190,7 +190,7 @@ def service_config(certs: Certs, accept_port: int, connect: list[str] | str, *,
                    name: str = "imaps", extra: str = "", debug: str = "info",
                    global_extra: str = "") -> str:
     connects = [connect] if isinstance(connect, str) else connect
-    lines = [f"foreground = yes", f"debug = {debug}", global_extra, f"[{name}]",
+    lines = ["foreground = yes", f"debug = {debug}", global_extra, f"[{name}]",
              f"accept = 127.0.0.1:{accept_port}"]
     lines += [f"connect = {c}" for c in connects]
     lines += [f"cert = {certs.cert_file}", f"key = {certs.key_file}", extra]

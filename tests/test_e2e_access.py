@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import imaplib
-import os
 import socket
 import ssl
 from pathlib import Path
@@ -107,9 +106,9 @@ def test_setenv_reaches_the_exec_program(certs, tlswrap, hosts):
     allow, deny = hosts
     allow.write_text("imapd: ALL: setenv GREETING_VAR hello_%d\n")
     port = free_port()
-    proc = tlswrap(f"foreground = yes\ndebug = info\nhostsAllow = {allow}\nhostsDeny = {deny}\n"
-                   f"[imapd]\naccept = 127.0.0.1:{port}\nexec = {STDIO_IMAPD}\n"
-                   f"cert = {certs.cert_file}\nkey = {certs.key_file}\n", [port])
+    tlswrap(f"foreground = yes\ndebug = info\nhostsAllow = {allow}\nhostsDeny = {deny}\n"
+            f"[imapd]\naccept = 127.0.0.1:{port}\nexec = {STDIO_IMAPD}\n"
+            f"cert = {certs.cert_file}\nkey = {certs.key_file}\n", [port])
     with imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(),
                            timeout=10) as m:
         m.xatom("ENV")

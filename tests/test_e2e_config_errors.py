@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 
 from conftest import free_port, port_open
 

@@ -76,7 +76,7 @@ def inetd(tmp_path):
         d = Inetd(tmp_path, lines)
         started.append(d)
         for p in ports:
-            wait_for(lambda: port_open(p) or d.proc.poll() is not None, 10, "inetd")
+            wait_for(lambda p=p: port_open(p) or d.proc.poll() is not None, 10, "inetd")
         assert d.proc.poll() is None, (tmp_path / "inetd.log").read_text()
         return d
 

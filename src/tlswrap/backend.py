@@ -8,8 +8,8 @@ reload. Every address of every ``connect`` line is tried in order, each under TI
 from __future__ import annotations
 
 import errno
-import os
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 
@@ -57,14 +57,13 @@ async def connect_one(family: int, sockaddr: object, timeout: float) -> SocketSt
         sock.setblocking(False)
         if family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.connect(sockaddr)
-        except BlockingIOError:
+        err = sock.connect_ex(sockaddr)
+        if err == errno.EINPROGRESS:
             with trio.fail_after(timeout):
                 await trio.lowlevel.wait_writable(sock)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                raise OSError(err, os.strerror(err))
+        if err:
+            raise OSError(err, os.strerror(err))
         return SocketStream(sock)
     except BaseException:
         sock.close()

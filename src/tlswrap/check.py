@@ -26,14 +26,13 @@ import datetime
 import os
 import re
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TextIO
 
 from tlswrap import hostsfiles
 from tlswrap.errors import ConfigError, TlswrapError
-from tlswrap.hostsaccess import (UNKNOWN, Request, Rule, Rules, _eq, _inet6, _Matcher,
+from tlswrap.hostsaccess import (UNKNOWN, Request, Rule, _eq, _inet6, _Matcher,
                                  _not_inaddr, _atoi, dot_quad_addr, string_match)
 from tlswrap.hostsoptions import split_at
 

@@ -68,7 +68,7 @@ class Runtime:
         self.active += 1
         started = time.monotonic()
         client: TLSStream | None = None
-        backend: trio.abc.HalfCloseableStream | None = None
+        backend: SocketStream | None = None
         relay: Relay | None = None
         who = f"[{self.name}] {format_peer(peer)}"
         reason = "closed"
@@ -125,7 +125,7 @@ class Runtime:
             if isinstance(backend, ExecStream):
                 await backend.finish(self.service.timeout_close)
             elif backend is not None:
-                _close(backend)
+                backend.close()
             if client is not None:
                 client.close()
             else:
@@ -162,12 +162,3 @@ def oneline(name) -> str:  # type: ignore[no-untyped-def]
         return "emailAddress" if attr.oid == NameOID.EMAIL_ADDRESS else attr.rfc4514_attribute_name
 
     return "".join(f"/{short(a)}={a.value}" for rdn in name.rdns for a in rdn)
-
-
-def _close(stream: trio.abc.AsyncResource) -> None:
-    if isinstance(stream, SocketStream):
-        stream.close()
-    else:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
