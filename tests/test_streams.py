@@ -31,27 +31,23 @@ def _contexts(certs):
     return server, client
 
 
-async def test_tls_stream_conformance(certs):
-    server_ctx, client_ctx = _contexts(certs)
-
-    async def tls_pair():
-        a, b = socket.socketpair()
-        s, c = TLSStream(a, server_ctx), TLSStream(b, client_ctx, server_side=False)
-        async with trio.open_nursery() as n:
-            n.start_soon(s.do_handshake)
-            n.start_soon(c.do_handshake)
-        return s, c
-
-    await check_half_closeable_stream(tls_pair, None)
-
-
-async def test_tls_half_close_keeps_reading(certs):
+async def tls_pair(certs) -> tuple[TLSStream, TLSStream]:
+    """A server and a client TLSStream over a socketpair, handshake done."""
     server_ctx, client_ctx = _contexts(certs)
     a, b = socket.socketpair()
     s, c = TLSStream(a, server_ctx), TLSStream(b, client_ctx, server_side=False)
     async with trio.open_nursery() as n:
         n.start_soon(s.do_handshake)
         n.start_soon(c.do_handshake)
+    return s, c
+
+
+async def test_tls_stream_conformance(certs):
+    await check_half_closeable_stream(lambda: tls_pair(certs), None)
+
+
+async def test_tls_half_close_keeps_reading(certs):
+    s, c = await tls_pair(certs)
     await c.send_all(b"request")
     await c.send_eof()  # close_notify
     assert await s.receive_some(100) == b"request"
@@ -65,12 +61,7 @@ async def test_tls_half_close_keeps_reading(certs):
 
 
 async def test_tcp_close_without_close_notify_is_marked_truncated(certs):
-    server_ctx, client_ctx = _contexts(certs)
-    a, b = socket.socketpair()
-    s, c = TLSStream(a, server_ctx), TLSStream(b, client_ctx, server_side=False)
-    async with trio.open_nursery() as n:
-        n.start_soon(s.do_handshake)
-        n.start_soon(c.do_handshake)
+    s, c = await tls_pair(certs)
     c.socket.close()
     try:
         await s.receive_some(100)

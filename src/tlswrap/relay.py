@@ -41,7 +41,7 @@ class Relay:
         self.to_backend = 0
         self.to_client = 0
         self.reason = ""
-        self._client_done = trio.Event()
+        self._client_done = False
         self._scope: trio.CancelScope | None = None
         self._refreshed = 0.0
 
@@ -112,19 +112,8 @@ class Relay:
                     return  # a TCP close without close_notify: the end of the data all the same
                 raise _Side(src_side, exc) from exc
             total = len(data)
-            parked = drained
             try:
-                sent = dst.send_now(data)
-                if sent != total:  # the socket took less, or nothing yet
-                    view = memoryview(data)
-                    sent = sent or 0
-                    while sent < total:
-                        n = dst.send_now(view[sent:])
-                        if n is None:
-                            await dst.wait_send()
-                            parked = True
-                        else:
-                            sent += n
+                parked = await dst.push(data) or drained
             except trio.BrokenResourceError as exc:
                 raise _Side(dst_side, exc) from exc
             if to_backend:
@@ -141,39 +130,37 @@ class Relay:
                     rounds = 0
                     await trio.lowlevel.checkpoint()
 
-    async def _client_to_backend(self, nursery: trio.Nursery) -> None:
+    async def _direction(self, src: SocketStream, dst: SocketStream, src_side: str,
+                         dst_side: str, grow: int, nursery: trio.Nursery) -> bool:
+        """One direction to its end, then the half-close; False (and all cancelled) on error."""
         try:
-            await self._flow(self.client, self.backend, "client", "backend", TLS_READ, TLS_GATHER)
-            self._client_done.set()
+            await self._flow(src, dst, src_side, dst_side, TLS_READ, grow)
             try:
-                await self.backend.send_eof()
+                await dst.send_eof()
             except trio.BrokenResourceError as exc:
-                raise _Side("backend", exc) from exc
+                raise _Side(dst_side, exc) from exc
         except _Side as side:
             self._note(str(side))
             nursery.cancel_scope.cancel()
+            return False
+        return True
+
+    async def _client_to_backend(self, nursery: trio.Nursery) -> None:
+        if await self._direction(self.client, self.backend, "client", "backend", TLS_GATHER,
+                                 nursery):
+            self._client_done = True
 
     async def _backend_to_client(self, nursery: trio.Nursery) -> None:
-        try:
-            await self._flow(self.backend, self.client, "backend", "client", TLS_READ,
-                             PLAIN_READ_MAX)
-            try:
-                await self.client.send_eof()
-            except trio.BrokenResourceError as exc:
-                raise _Side("client", exc) from exc
-        except _Side as side:
-            self._note(str(side))
-            nursery.cancel_scope.cancel()
+        if not await self._direction(self.backend, self.client, "backend", "client",
+                                     PLAIN_READ_MAX, nursery):
             return
-        if self._client_done.is_set():
+        if self._client_done:
             self._note("closed")
             return
         # The backend is done; the client has TIMEOUTclose to send its own close_notify.
         self._note("backend closed")
-        with trio.move_on_after(self.close_timeout):
-            await self._client_done.wait()
-            return
-        nursery.cancel_scope.cancel()
+        scope = nursery.cancel_scope
+        scope.deadline = min(scope.deadline, current_time() + self.close_timeout)
 
 
 class _Side(Exception):

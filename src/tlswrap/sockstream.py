@@ -142,19 +142,30 @@ class SocketStream(trio.abc.HalfCloseableStream):
             if self.eof_sent:
                 raise trio.ClosedResourceError("cannot send after send_eof")
             await trio.lowlevel.checkpoint_if_cancelled()
-            waited = False
-            with memoryview(data) as view:
-                total = len(view)
-                sent = 0
-                while sent < total:
-                    n = self.send_now(view[sent:])
-                    if n is None:
-                        await self.wait_send()
-                        waited = True
-                    else:
-                        sent += n
-            if not waited:
+            if not await self.push(data):
                 await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def push(self, data: bytes | bytearray | memoryview) -> bool:
+        """Send all of ``data``, parking while the socket is full; True if it had to park.
+        (No checkpoint of its own: ``send_all`` and the relay decide when to yield.)"""
+        total = len(data)
+        if not total:
+            return False
+        n = self.send_now(data)
+        if n == total:
+            return False
+        view = memoryview(data)
+        sent = 0
+        parked = False
+        while True:
+            if n is None:
+                await self.wait_send()
+                parked = True
+            else:
+                sent += n
+                if sent >= total:
+                    return parked
+            n = self.send_now(view[sent:])
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_busy:
