@@ -111,3 +111,14 @@ def test_stunnel_inetd_form_without_a_section():
     assert svc.exec == "/usr/sbin/imapd" and svc.exec_args == ("imapd", "-s")
     (svc,) = parse_config("cert = c.pem\nconnect = 143\n", "x").services
     assert svc.name == "tlswrap" and svc.connect[0].port == 143
+
+
+def test_debian_style_stunnel_file_with_compatibility_options():
+    cfg = parse_config((DATA / "valid" / "stunnel_debian.conf").read_text(), "s.conf")
+    pop3s, imaps = cfg.services
+    assert cfg.globals.setuid == "stunnel4" and cfg.globals.debug == 4
+    # sslVersion pins both ends, as in stunnel
+    assert pop3s.version_min == pop3s.version_max == "TLSv1.2"
+    assert pop3s.ssl_options == ("NO_SSLV2", "NO_SSLV3")
+    assert pop3s.socket_options == (("l", "TCP_NODELAY", 1), ("r", "TCP_NODELAY", 1))
+    assert imaps.session_timeout == 600 and pop3s.session_timeout == 300

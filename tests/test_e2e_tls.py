@@ -97,3 +97,15 @@ def test_no_compression_and_no_renegotiation(proxy_port):
             conn.recv(100)
     finally:
         sock.close()
+
+
+def test_sslversion_pins_tls12_and_socket_options_apply(certs, thread_server, tlswrap):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                           extra="sslVersion = TLSv1.2\noptions = NO_TICKET\n"
+                                 "socket = a:SO_KEEPALIVE=1\nsocket = r:SO_KEEPALIVE=1\n"
+                                 "socket = l:SO_RCVBUF=65536"), [port])
+    assert _stdlib_handshake(certs, port, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    with pytest.raises(ssl.SSLError):
+        _stdlib_handshake(certs, port, ssl.TLSVersion.TLSv1_3)

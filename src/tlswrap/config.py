@@ -73,6 +73,9 @@ class Service:
     timeout_connect: float = 10.0
     timeout_idle: float = 43200.0
     libwrap: bool = True
+    ssl_options: tuple[str, ...] = ()
+    socket_options: tuple[tuple[str, str, int], ...] = ()
+    session_timeout: float = 300.0
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
@@ -216,6 +219,64 @@ def parse_debug(value: str) -> tuple[str | None, int]:
     raise ValueError(f"unknown debug level {level!r}: use 0-7 or emerg..debug")
 
 
+def parse_only(allowed: str, why: str) -> Callable[[str], str]:
+    """An stunnel option tlswrap accepts with one value only (so existing files keep working)."""
+    def parse(value: str) -> str:
+        if value.lower() != allowed:
+            raise ValueError(why)
+        return allowed
+    return parse
+
+
+def parse_bool_only(allowed: bool, why: str) -> Callable[[str], bool]:
+    def parse(value: str) -> bool:
+        if parse_bool(value) != allowed:
+            raise ValueError(why)
+        return allowed
+    return parse
+
+
+# OpenSSL options an stunnel file may name in ``options =`` (stunnel's spellings).
+SSL_OPTIONS = {
+    "NO_SSLV2", "NO_SSLV3", "NO_TLSV1", "NO_TLSV1_1", "NO_TLSV1_2", "NO_TLSV1_3",
+    "NO_COMPRESSION", "NO_TICKET", "CIPHER_SERVER_PREFERENCE", "SINGLE_DH_USE",
+    "SINGLE_ECDH_USE", "NO_RENEGOTIATION", "ALL",
+}
+
+
+def parse_ssl_option(value: str) -> str:
+    name = value.upper()
+    if name.startswith("-"):
+        raise ValueError("clearing an OpenSSL option is not supported")
+    if name not in SSL_OPTIONS:
+        raise ValueError(f"unknown or unsupported OpenSSL option {value!r} "
+                         f"(known: {', '.join(sorted(SSL_OPTIONS))})")
+    return name
+
+
+# socket = a|l|r:OPTION=VALUE (stunnel): a = accepted, l = listening, r = remote (backend)
+SOCKET_OPTIONS = {
+    "TCP_NODELAY": "int", "SO_KEEPALIVE": "int", "SO_REUSEADDR": "int", "SO_SNDBUF": "int",
+    "SO_RCVBUF": "int", "TCP_KEEPIDLE": "int", "TCP_KEEPINTVL": "int", "TCP_KEEPCNT": "int",
+}
+
+
+def parse_socket_option(value: str) -> tuple[str, str, int]:
+    where, colon, rest = value.partition(":")
+    name, eq, num = rest.partition("=")
+    if not colon or where not in ("a", "l", "r") or not eq:
+        raise ValueError("expected a|l|r:OPTION=VALUE, e.g. l:TCP_NODELAY=1")
+    name = name.strip().upper()
+    if name not in SOCKET_OPTIONS:
+        raise ValueError(f"unsupported socket option {name!r} "
+                         f"(supported: {', '.join(sorted(SOCKET_OPTIONS))})")
+    try:
+        number = int(num.strip())
+    except ValueError:
+        raise ValueError(f"{name} needs a whole number, got {num.strip()!r}") from None
+    return where, name, number
+
+
 def parse_text(value: str) -> str:
     if not value:
         raise ValueError("empty value")
@@ -233,6 +294,7 @@ class Option:
     attr: str               # field on GlobalOptions / Service
     parse: Callable[[str], Any]
     repeat: bool = False    # values accumulate into a tuple
+    also: tuple[str, ...] = ()  # more fields that get the same value (sslVersion: min and max)
 
 
 OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
@@ -263,6 +325,22 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("TIMEOUTconnect", "service", "timeout_connect", parse_seconds),
     Option("TIMEOUTidle", "service", "timeout_idle", parse_seconds),
     Option("libwrap", "service", "libwrap", parse_bool),
+    Option("sslVersion", "service", "version_min", parse_version, also=("version_max",)),
+    Option("options", "service", "ssl_options", parse_ssl_option, repeat=True),
+    Option("socket", "service", "socket_options", parse_socket_option, repeat=True),
+    Option("sessionCacheTimeout", "service", "session_timeout", parse_seconds),
+    # stunnel options accepted with the value tlswrap implements, so files carrying them work
+    Option("client", "service", "_client", parse_bool_only(
+        False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
+    Option("verify", "service", "_verify", parse_only(
+        "0", "client certificate verification is not supported yet: use verify = 0")),
+    Option("renegotiation", "service", "_renegotiation", parse_bool_only(
+        False, "tlswrap never allows renegotiation (a client-driven CPU drain)")),
+    Option("fips", "global", "_fips", parse_bool_only(
+        False, "FIPS mode is not supported")),
+    Option("delay", "service", "_delay", parse_bool_only(
+        False, "delay = yes (resolve at each connection) is what tlswrap does for names anyway; "
+               "use delay = no")),
 ]}
 
 
@@ -276,10 +354,13 @@ class _Section:
         self.lines: dict[str, int] = {}
 
     def set(self, opt: Option, value: Any, lineno: int) -> None:
-        if opt.repeat:
+        if opt.attr.startswith("_"):  # accepted for compatibility, nothing to store
+            pass
+        elif opt.repeat:
             self.values[opt.attr] = self.values.get(opt.attr, ()) + (value,)
         else:
-            self.values[opt.attr] = value
+            for attr in (opt.attr, *opt.also):
+                self.values[attr] = value
         self.lines[opt.name.lower()] = lineno
 
 

@@ -23,6 +23,7 @@ from .config import Config, Service, parse_config
 from .errors import ConfigError, TlswrapError
 from .logsetup import NOTICE, setup_logging
 from .service import Runtime, format_peer
+from .sockstream import set_socket_options
 from .tlscontext import key_file_warning, server_context
 
 log = logging.getLogger("tlswrap.daemon")
@@ -81,6 +82,7 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False) -> sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuseport:  # only for our own workers: otherwise "in use" must be an error
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        set_socket_options(sock, svc.socket_options, "l")
         sock.bind(sockaddr)
         sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)

@@ -21,7 +21,7 @@ from .backend import BackendError, Target, open_backend
 from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
 from .relay import Relay
-from .sockstream import SocketStream
+from .sockstream import SocketStream, set_socket_options
 from .tlsstream import TLSStream
 
 log = logging.getLogger("tlswrap.service")
@@ -74,6 +74,9 @@ class Runtime:
         reason = "closed"
         try:
             log.info("%s accepted connection", who)
+            svc = self.service
+            if svc.socket_options:
+                set_socket_options(sock, svc.socket_options, "a")
             local = sock.getsockname()
             verdict = None
             if self.access is not None and self.service.libwrap:
@@ -84,7 +87,6 @@ class Runtime:
                     reason = "refused by tcp_wrappers"
                     if verdict.banner is None:
                         return  # closed before any TLS byte
-            svc = self.service
             client = TLSStream(sock, self.context)
             with trio.move_on_after(svc.timeout_busy) as scope:
                 await client.do_handshake()
@@ -105,6 +107,8 @@ class Runtime:
                     backend = await self._spawn(info, svc.exec, argv)
                 else:
                     backend, _ = await open_backend(self.targets, svc.timeout_connect)
+                    if svc.socket_options:
+                        set_socket_options(backend.socket, svc.socket_options, "r")
             except (BackendError, OSError) as exc:
                 reason = f"backend unavailable: {exc}"
                 log.warning("%s backend unavailable: %s", who, exc)

@@ -195,6 +195,21 @@ class SocketStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
+_SOCKET_LEVELS = {
+    "TCP_NODELAY": socket.IPPROTO_TCP, "TCP_KEEPIDLE": socket.IPPROTO_TCP,
+    "TCP_KEEPINTVL": socket.IPPROTO_TCP, "TCP_KEEPCNT": socket.IPPROTO_TCP,
+    "SO_KEEPALIVE": socket.SOL_SOCKET, "SO_REUSEADDR": socket.SOL_SOCKET,
+    "SO_SNDBUF": socket.SOL_SOCKET, "SO_RCVBUF": socket.SOL_SOCKET,
+}
+
+
+def set_socket_options(sock: socket.socket, options, where: str) -> None:  # type: ignore[no-untyped-def]
+    """stunnel's ``socket = a|l|r:OPTION=VALUE`` for the socket playing role ``where``."""
+    for role, name, value in options:
+        if role == where:
+            sock.setsockopt(_SOCKET_LEVELS[name], getattr(socket, name), value)
+
+
 def _broken(exc: OSError) -> trio.BrokenResourceError:
     kind = "peer reset or vanished" if exc.errno in _BROKEN_ERRNOS else "socket error"
     return trio.BrokenResourceError(f"{kind}: {exc.strerror or exc}")

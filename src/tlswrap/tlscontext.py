@@ -58,6 +58,9 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
                     | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_IGNORE_UNEXPECTED_EOF)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    ops = {name[3:].upper(): getattr(SSL, name) for name in dir(SSL) if name.startswith("OP_")}
+    for name in service.ssl_options:  # names were checked by the parser
+        ctx.set_options(ops[name])
     try:
         ctx.set_cipher_list((service.ciphers or DEFAULT_CIPHERS).encode())
     except SSL.Error:
@@ -115,7 +118,7 @@ def server_context(config: Config, service: Service) -> SSL.Context:
 
     ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
     ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
-    ctx.set_timeout(300)
+    ctx.set_timeout(int(service.session_timeout))
     return ctx
 
 
