@@ -32,6 +32,9 @@ PLAIN_READ_MAX = 262144
 class Relay:
     """Moves bytes both ways; afterwards ``to_backend``, ``to_client`` and ``reason`` tell how."""
 
+    __slots__ = ("client", "backend", "idle", "close_timeout", "to_backend", "to_client",
+                 "reason", "_client_done", "_scope", "_refreshed")
+
     def __init__(self, client: SocketStream, backend: SocketStream, idle: float,
                  close_timeout: float):
         self.client = client

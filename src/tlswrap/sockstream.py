@@ -55,6 +55,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
     Subclasses (TLS) replace only ``recv_now`` and ``send_now``.
     """
 
+    # Slots: thousands of idle connections each hold two of these.
+    __slots__ = ("socket", "_fd", "_closed", "eof_sent", "_recv", "_send", "_recv_wait",
+                 "_send_wait", "_send_busy", "_recv_busy")
+
     def __init__(self, sock: socket.socket):
         sock.setblocking(False)
         self.socket = sock
@@ -63,7 +67,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self.eof_sent = False
         self._recv = sock.recv
         self._send = sock.send
-        self._recv_wait = self._send_wait = self.wait_readable
+        # what the last would-block read/write waits for: an unbound method (no per-stream
+        # bound-method objects), called as self._recv_wait(self)
+        self._recv_wait = self._send_wait = SocketStream.wait_readable
         self._send_busy = _Busy("another task is already sending on this stream")
         self._recv_busy = _Busy("another task is already receiving on this stream")
 
@@ -94,7 +100,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         try:
             return self._recv(size)
         except BlockingIOError:
-            self._recv_wait = self.wait_readable
+            self._recv_wait = SocketStream.wait_readable
             return None
         except OSError as exc:
             raise _broken(exc) from exc
@@ -104,18 +110,18 @@ class SocketStream(trio.abc.HalfCloseableStream):
         try:
             return self._send(data)
         except BlockingIOError:
-            self._send_wait = self.wait_writable
+            self._send_wait = SocketStream.wait_writable
             return None
         except OSError as exc:
             raise _broken(exc) from exc
 
     async def wait_recv(self) -> None:
         """Park until the ``recv_now`` that returned None can make progress."""
-        await self._recv_wait()
+        await self._recv_wait(self)
 
     async def wait_send(self) -> None:
         """Park until the ``send_now`` that returned None can make progress."""
-        await self._send_wait()
+        await self._send_wait(self)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._recv_busy:

@@ -42,6 +42,8 @@ BLOCKED = object()  # a pyOpenSSL call that would block
 class TLSStream(SocketStream):
     """Server or client side of TLS over a connected non-blocking socket."""
 
+    __slots__ = ("conn", "_ssl", "handshake_done", "truncated")
+
     def __init__(self, sock: socket.socket, context: SSL.Context, server_side: bool = True):
         super().__init__(sock)
         self.conn = conn = SSL.Connection(context, sock)
@@ -78,7 +80,8 @@ class TLSStream(SocketStream):
         """A read or write that did not go through: note what to wait for, or EOF, or raise."""
         err = _lib.SSL_get_error(self._ssl, n)
         if err == _lib.SSL_ERROR_WANT_READ or err == _lib.SSL_ERROR_WANT_WRITE:
-            wait = self.wait_readable if err == _lib.SSL_ERROR_WANT_READ else self.wait_writable
+            wait = (SocketStream.wait_readable if err == _lib.SSL_ERROR_WANT_READ
+                    else SocketStream.wait_writable)
             if reading:
                 self._recv_wait = wait
             else:
@@ -111,9 +114,9 @@ class TLSStream(SocketStream):
         try:
             return fn(*args)
         except _WantRead:
-            self._send_wait = self.wait_readable
+            self._send_wait = SocketStream.wait_readable
         except _WantWrite:
-            self._send_wait = self.wait_writable
+            self._send_wait = SocketStream.wait_writable
         except SSL.ZeroReturnError:
             return b""
         except (SSL.Error, OSError) as exc:
@@ -141,7 +144,7 @@ class TLSStream(SocketStream):
                     "TLS handshake failed: peer closed the connection without close_notify")
             if result is not BLOCKED:
                 break
-            await self._send_wait()
+            await self._send_wait(self)
         self.handshake_done = True
         await trio.lowlevel.checkpoint()
 
@@ -155,9 +158,9 @@ class TLSStream(SocketStream):
             self.eof_sent = True
             while True:
                 result = self._call(self.conn.shutdown)
-                if result is not BLOCKED or self._send_wait == self.wait_readable:
+                if result is not BLOCKED or self._send_wait is SocketStream.wait_readable:
                     return  # sent (a first shutdown never needs to read)
-                await self._send_wait()
+                await self._send_wait(self)
 
     def close(self) -> None:
         if self._closed:
