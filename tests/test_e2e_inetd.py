@@ -257,3 +257,15 @@ def test_inetd_with_a_stunnel_style_config_file(certs, inetd, tmp_path):
     port = free_port()
     inetd([f"127.0.0.1:{port} stream tcp nowait root {TLSWRAP} tlswrap {cfg}"], [port])
     assert imap_env(certs, port)["PROTO"] == "TCP"
+
+
+def test_exec_child_inherits_only_stdio(certs, tlswrap):
+    """No listening socket, key file or other connection leaks into the program."""
+    port = free_port()
+    tlswrap(exec_config(certs, port), [port])
+    with imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(),
+                           timeout=10) as m:
+        m.xatom("FDS")
+        (fds,) = m.untagged_responses.pop("FDS")
+        m.logout()
+    assert fds.split() == [b"0", b"1", b"2"]

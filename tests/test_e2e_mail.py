@@ -103,3 +103,18 @@ def test_log_lines_name_service_peer_and_tls(certs, proxied):
     assert "[imaps]" in closing and "TLSv1.3" in closing
     assert "bytes to backend" in closing and "bytes to client" in closing
     assert "secret" not in log and "LOGOUT" not in log  # never payload
+
+
+def test_output_file_gets_the_log_lines(certs, demo_mailserver, tlswrap, tmp_path):
+    imap_port, _ = demo_mailserver
+    port = free_port()
+    out = tmp_path / "tlswrap.log"
+    tlswrap(service_config(certs, port, f"127.0.0.1:{imap_port}",
+                           global_extra=f"output = {out}"), [port])
+    with imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(),
+                           timeout=10) as m:
+        m.logout()
+    from conftest import wait_for
+
+    wait_for(lambda: out.exists() and " closed: " in out.read_text(), 10, "the output file")
+    assert "[imaps] 127.0.0.1:" in out.read_text()

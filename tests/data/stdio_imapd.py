@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A little IMAP on stdin/stdout, for exec tests: it reports the environment it was given.
 
-Commands: ENV (one untagged line per variable), SLEEP (never reads again), EXIT (exits at
+Commands: ENV (one untagged line per variable), FDS (open descriptors), SLEEP (never reads again), EXIT (exits at
 once without answering), BIG n (writes n bytes), LOGOUT.
 """
 import os
@@ -23,6 +23,10 @@ for line in sys.stdin.buffer:
         for k in VARS:
             if k in os.environ:
                 out.write(f"* ENV {k}={os.environ[k]}\r\n".encode())
+    elif word == b"FDS":  # the descriptors this program inherited
+        fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+        fds = [fd for fd in fds if os.path.exists(f"/proc/self/fd/{fd}")]  # not listdir's own
+        out.write(b"* FDS " + " ".join(map(str, fds)).encode() + b"\r\n")
     elif word == b"SLEEP":
         out.write(tag + b" OK sleeping\r\n")
         out.flush()
