@@ -133,18 +133,27 @@ class TLSStream(SocketStream):
 
     async def do_handshake(self) -> None:
         """Complete the handshake (put a deadline around it)."""
-        handshake = self.conn.do_handshake
-        while True:
-            try:
-                result = self._call(handshake)
-            except trio.BrokenResourceError as exc:
-                raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from exc.__cause__
-            if result == b"":  # EOF before the handshake finished
+        ssl = self._ssl
+        while True:  # direct SSL_do_handshake: no exception object per round trip
+            _ERR_clear_error()
+            n = _lib.SSL_do_handshake(ssl)
+            if n == 1:
+                break
+            err = _lib.SSL_get_error(ssl, n)
+            if err == _lib.SSL_ERROR_WANT_READ:
+                await self.wait_readable()
+            elif err == _lib.SSL_ERROR_WANT_WRITE:
+                await self.wait_writable()
+            elif err == _lib.SSL_ERROR_ZERO_RETURN:  # EOF before the handshake finished
                 raise trio.BrokenResourceError(
                     "TLS handshake failed: peer closed the connection without close_notify")
-            if result is not BLOCKED:
-                break
-            await self._send_wait(self)
+            else:
+                try:
+                    self.conn._raise_ssl_error(ssl, n)  # noqa: SLF001 - reads the error queue
+                except (SSL.Error, OSError) as exc:
+                    raise trio.BrokenResourceError(
+                        f"TLS handshake failed: {self._broken(exc)}") from exc
+                raise trio.BrokenResourceError(f"TLS handshake failed: error {err}")
         self.handshake_done = True
         await trio.lowlevel.checkpoint()
 
