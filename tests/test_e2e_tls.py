@@ -47,20 +47,28 @@ def test_tls10_and_tls11_refused(proxy_port, flag):
     assert b"Cipher is (NONE)" in out.stdout or b"alert" in out.stderr
 
 
-def _pyopenssl_group(port: int, groups: bytes) -> str | None:
-    from cryptography.hazmat.bindings.openssl.binding import Binding
-
-    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    assert Binding.lib.SSL_CTX_set1_curves_list(ctx._context, groups) == 1
+def _pyopenssl_connect(ctx: SSL.Context, port: int) -> tuple[SSL.Connection, socket.socket]:
+    """A pyOpenSSL client connection through the proxy, handshake done (blocking socket)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.settimeout(None)
     conn = SSL.Connection(ctx, sock)
     conn.set_connect_state()
     try:
         conn.do_handshake()
-        return conn.get_group_name()
-    finally:
+    except BaseException:
         sock.close()
+        raise
+    return conn, sock
+
+
+def _pyopenssl_group(port: int, groups: bytes) -> str | None:
+    from cryptography.hazmat.bindings.openssl.binding import Binding
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    assert Binding.lib.SSL_CTX_set1_curves_list(ctx._context, groups) == 1
+    conn, sock = _pyopenssl_connect(ctx, port)
+    with sock:
+        return conn.get_group_name()
 
 
 def _has_mlkem() -> bool:
@@ -84,12 +92,8 @@ def test_classic_client_gets_x25519(proxy_port):
 def test_no_compression_and_no_renegotiation(proxy_port):
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
-    sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
-    sock.settimeout(None)
-    conn = SSL.Connection(ctx, sock)
-    conn.set_connect_state()
+    conn, sock = _pyopenssl_connect(ctx, proxy_port)
     try:
-        conn.do_handshake()
         assert conn.recv(100) == b"* OK echo ready\r\n"
         assert conn.renegotiate()  # the request is sent...
         with pytest.raises(SSL.Error):
