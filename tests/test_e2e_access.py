@@ -160,3 +160,19 @@ def test_syntax_error_in_hosts_file_stops_the_start(certs, tmp_path, hosts):
                          text=True, timeout=20)
     assert out.returncode == 1
     assert out.stderr.startswith(f"tlswrap: {hosts[0]}:1: ")
+
+
+def test_ipv4_client_on_a_dual_stack_listener_matches_ipv4_rules(certs, demo_mailserver,
+                                                                 tlswrap, hosts):
+    """On ``accept = :::PORT`` an IPv4 client arrives as ::ffff:a.b.c.d; rules see a.b.c.d."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    imap_port, _ = demo_mailserver
+    hosts[1].write_text("imaps: 127.0.0.1\n")
+    port = free_port("::")
+    cfg = wrapped(certs, port, imap_port, hosts).replace(f"accept = 127.0.0.1:{port}",
+                                                         f"accept = :::{port}")
+    proc = tlswrap(cfg, [port])
+    assert refused_before_tls(port)
+    wait_for(lambda: "refused connect from 127.0.0.1" in proc.log(), 5, "the refusal line")
+    assert "::ffff:" not in proc.log()
