@@ -118,3 +118,39 @@ def test_output_file_gets_the_log_lines(certs, demo_mailserver, tlswrap, tmp_pat
 
     wait_for(lambda: out.exists() and " closed: " in out.read_text(), 10, "the output file")
     assert "[imaps] 127.0.0.1:" in out.read_text()
+
+
+def _tiny_smtpd(received: list[bytes]):
+    """A plaintext SMTP server that takes one message (enough for smtplib)."""
+    def handler(conn):
+        f = conn.makefile("rwb", buffering=0)
+        f.write(b"220 mail.example.org ESMTP tiny\r\n")
+        while line := f.readline():
+            cmd = line[:4].upper()
+            if cmd in (b"EHLO", b"HELO"):
+                f.write(b"250-mail.example.org\r\n250 8BITMIME\r\n")
+            elif cmd == b"DATA":
+                f.write(b"354 go ahead\r\n")
+                body = b""
+                while (chunk := f.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                received.append(body)
+                f.write(b"250 queued\r\n")
+            elif cmd == b"QUIT":
+                f.write(b"221 bye\r\n")
+                return
+            else:
+                f.write(b"250 ok\r\n")
+    return handler
+
+
+def test_smtplib_smtp_ssl_submits_a_message(certs, thread_server, tlswrap):
+    import smtplib
+
+    received: list[bytes] = []
+    srv = thread_server(_tiny_smtpd(received))
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}", name="submissions"), [port])
+    with smtplib.SMTP_SSL("localhost", port, context=certs.client_context(), timeout=10) as s:
+        s.sendmail("a@example.org", ["b@example.org"], "Subject: hi\r\n\r\nthrough tlswrap\r\n")
+    assert b"through tlswrap" in received[0]
