@@ -95,3 +95,26 @@ def test_client_reset_mid_session_does_not_disturb_others(certs, demo_mailserver
         s.close()  # RST
     assert imap_ok(certs, port)
     assert proc.proc.poll() is None
+
+
+def test_descriptor_exhaustion_pauses_accepting_and_recovers(certs, demo_mailserver, tlswrap):
+    """With the fd limit reached, accept() fails with EMFILE: the daemon backs off and serves
+    again once clients leave; it neither crashes nor spins."""
+    import resource
+
+    imap_port, _ = demo_mailserver
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{imap_port}",
+                                  extra="TIMEOUTbusy = 30"), [port])
+    resource.prlimit(proc.proc.pid, resource.RLIMIT_NOFILE, (64, 64))
+    hogs = [connect(port) for _ in range(80)]  # silent clients: each holds a descriptor
+    try:
+        wait_for(lambda: "Too many open files" in proc.log(), 10, "the EMFILE log line")
+        assert proc.proc.poll() is None
+    finally:
+        for s in hogs:
+            s.close()
+    assert imap_ok(certs, port)  # the backlog drains and a real client is served again
+    assert proc.proc.poll() is None
+    wait_for(lambda: "accepting again" in proc.log(), 10, "the recovery line")
+    assert proc.log().count("Too many open files") <= 3  # once per episode, not every 0.1 s

@@ -162,24 +162,37 @@ def write_pid(path: str | None) -> None:
 
 
 async def accept_loop(lsock: socket.socket, rt: Runtime, nursery: trio.Nursery) -> None:
+    """Accept and hand each connection to its own task; back off (logging once) while the
+    process is out of descriptors or memory."""
     accept = lsock.accept
     handle = rt.handle
     batch = 0
+    starved = False
     while True:
+        error = None
         try:
             sock, peer = accept()
         except BlockingIOError:
-            batch = 0
-            await trio.lowlevel.wait_readable(lsock)
-            continue
+            sock = None
         except OSError as exc:
-            if exc.errno in _TRANSIENT_ACCEPT:
-                log.error("[%s] accept: %s; pausing", rt.name, exc.strerror)
+            sock, error = None, exc
+        if sock is None:  # park outside the except clauses
+            if error is None:
+                batch = 0
+                await trio.lowlevel.wait_readable(lsock)
+            elif error.errno in _TRANSIENT_ACCEPT:
+                if not starved:
+                    log.error("[%s] accept: %s; pausing until descriptors are free",
+                              rt.name, error.strerror)
+                    starved = True
                 await trio.sleep(0.1)
-            elif exc.errno != errno.ECONNABORTED:
-                log.error("[%s] accept: %s", rt.name, exc)
+            elif error.errno != errno.ECONNABORTED:
+                log.error("[%s] accept: %s", rt.name, error)
                 await trio.sleep(0.1)
             continue
+        if starved:
+            log.log(NOTICE, "[%s] accepting again", rt.name)
+            starved = False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
