@@ -84,3 +84,15 @@ async def test_banner_is_expanded(tmp_path):
     v = await ac.check("imapd", PEER, LOCAL)
     assert not v.decision.granted
     assert v.banner == b"* BYE 192.0.2.7 is not welcome at imapd\r\n"
+
+
+async def test_a_resolver_that_hangs_counts_as_a_failed_lookup(tmp_path, monkeypatch):
+    import time
+
+    from tlswrap import access
+
+    monkeypatch.setattr(access, "LOOKUP_TIMEOUT", 0.2)
+    ac = control(tmp_path, deny="imapd: KNOWN\n", resolver=lambda addr: time.sleep(2) or "x.org")
+    with trio.fail_after(5):
+        verdict = await ac.check("imapd", PEER, LOCAL)
+    assert verdict.decision.granted  # the name stayed unknown, so KNOWN did not match

@@ -118,6 +118,8 @@ class AccessControl:
         try:
             result = self._decide(daemon, peer, local, lookups=False)
         except _NeedsLookup:
+            result = None  # decided again below, outside the except clause
+        if result is None:
             with trio.move_on_after(LOOKUP_TIMEOUT):
                 result = await trio.to_thread.run_sync(
                     self._decide, daemon, peer, local, True, abandon_on_cancel=True)
