@@ -1,9 +1,11 @@
 """The relay: two pumps between the client stream and the backend stream, and the close sequence.
 
 General theory of operation:
-- Each direction is one pump: read (one TLS record, or a plaintext read that grows from 16 KiB
-  while reads come back full), write it all, repeat. A slow reader therefore
-  slows its writer; nothing buffers more than one read per direction.
+- Each direction is one pump: read what is there (TLS records gathered up to 64 KiB; a
+  plaintext read that grows from 16 KiB to 256 KiB while reads come back full), write it all,
+  repeat. A slow reader therefore slows its writer; nothing buffers more than one read per
+  direction. A short read means the socket is drained, so the next read parks first instead of
+  failing once; without any park the pump yields every few rounds.
 - EOF is passed on as a half-close: the client's close_notify (or a TCP close) becomes a FIN to
   the backend, which may still answer; the backend's FIN becomes close_notify to the client after
   the data.
