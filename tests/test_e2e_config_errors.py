@@ -136,3 +136,12 @@ def test_sigterm_drains_and_exits_zero(tmp_path, certs, tlswrap, thread_server):
     assert s.recv(100) == b"still here\r\n"
     s.close()
     assert proc.proc.wait(15) == 0
+
+
+def test_inetd_mode_without_a_connection_says_so(certs):
+    out = subprocess.run([sys.executable, "-m", "tlswrap", "-p", str(certs.cert_file),
+                          "--key", str(certs.key_file), "-r", "127.0.0.1:143"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    assert out.returncode == 1
+    assert out.stderr.startswith("tlswrap: descriptor 0 is not a connection:")
+    assert "Traceback" not in out.stderr

@@ -382,6 +382,11 @@ def serve_connection(config: Config, rt: Runtime, fd: int) -> int:
     stderr is not the connection itself (inetd hands the socket as 0, 1 and 2).
     """
     g = config.globals
+    if not _is_socket(fd):
+        raise TlswrapError(
+            f"descriptor {fd} is not a connection: with no 'accept' (or -d/--accept) tlswrap "
+            "serves the one connection inetd or systemd hands it; to listen itself, give an "
+            "accept address")
     conn = socket.socket(fileno=os.dup(fd))
     devnull = os.open(os.devnull, os.O_RDWR)
     for std in {0, 1, fd} | ({2} if _is_socket(2) else set()):
