@@ -122,3 +122,25 @@ def test_debian_style_stunnel_file_with_compatibility_options():
     assert pop3s.ssl_options == ("NO_SSLV2", "NO_SSLV3")
     assert pop3s.socket_options == (("l", "TCP_NODELAY", 1), ("r", "TCP_NODELAY", 1))
     assert imaps.session_timeout == 600 and pop3s.session_timeout == 300
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_LINE = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda k, v: f"{k} = {v}", st.sampled_from(
+        ["accept", "connect", "cert", "key", "debug", "TIMEOUTidle", "sslVersion", "options",
+         "socket", "exec", "execArgs", "libwrap", "workers", "foreground", "pid", "bogus"]),
+        st.text(max_size=25)),
+    st.builds(lambda n: f"[{n}]", st.text(max_size=12)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=12))
+def test_any_text_gives_a_config_or_a_config_error(lines):
+    try:
+        parse_config("\n".join(lines), "fuzz.conf")
+    except ConfigError as exc:
+        assert str(exc).startswith("fuzz.conf")
