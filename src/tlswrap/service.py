@@ -116,6 +116,9 @@ class Runtime:
             relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
             await relay.run()
             reason = relay.reason or "closed"
+            if client.truncated and not reason.startswith("client:"):
+                # a bare TCP close: fine for mail, but worth knowing
+                reason += " (the client sent no close_notify)"
         except trio.BrokenResourceError as exc:
             reason = str(exc)
         except trio.Cancelled:

@@ -16,6 +16,7 @@ contract:
 
 from __future__ import annotations
 
+import os
 import socket
 
 import trio
@@ -66,7 +67,7 @@ class TLSStream(SocketStream):
         n = _SSL_read(self._ssl, _READ_BUF, size if size < _READ_BUF_SIZE else _READ_BUF_SIZE)
         if n > 0:
             return _ffi_buffer(_READ_BUF, n)[:]
-        return self._failed(n, reading=True)
+        return self._failed(n, True, _ffi.errno)
 
     def send_now(self, data: bytes | memoryview) -> int | None:
         _ERR_clear_error()
@@ -74,10 +75,11 @@ class TLSStream(SocketStream):
             n = _SSL_write(self._ssl, buf, len(buf))
         if n > 0:
             return n
-        return self._failed(n, reading=False)
+        return self._failed(n, False, _ffi.errno)
 
-    def _failed(self, n: int, reading: bool) -> bytes | None:
-        """A read or write that did not go through: note what to wait for, or EOF, or raise."""
+    def _failed(self, n: int, reading: bool, errno: int) -> bytes | None:
+        """A read or write that did not go through: note what to wait for, or EOF, or raise.
+        ``errno`` is the C errno right after the call (cffi keeps it until the next call)."""
         err = _lib.SSL_get_error(self._ssl, n)
         if err == _lib.SSL_ERROR_WANT_READ or err == _lib.SSL_ERROR_WANT_WRITE:
             wait = (SocketStream.wait_readable if err == _lib.SSL_ERROR_WANT_READ
@@ -93,7 +95,13 @@ class TLSStream(SocketStream):
             if not self.conn.get_shutdown() & SSL.RECEIVED_SHUTDOWN:
                 self.truncated = True
             return b""
-        try:  # the rare cases: pyOpenSSL reads the error queue into an exception
+        if err == _lib.SSL_ERROR_SYSCALL:  # the socket failed under TLS: a reset, mostly
+            self.truncated = True
+            _ERR_clear_error()
+            if errno:
+                raise _broken(OSError(errno, os.strerror(errno)))
+            raise trio.BrokenResourceError("peer closed the connection without close_notify")
+        try:  # a protocol error: pyOpenSSL reads the error queue into an exception
             self.conn._raise_ssl_error(self.conn._ssl, n)  # noqa: SLF001
         except (SSL.Error, OSError) as exc:
             raise self._broken(exc) from exc
@@ -104,7 +112,9 @@ class TLSStream(SocketStream):
             self.truncated = True
             return trio.BrokenResourceError(_syscall_text(exc))
         if isinstance(exc, SSL.Error):
-            return trio.BrokenResourceError(f"TLS error: {ssl_reason(exc)}")
+            reason = ssl_reason(exc)
+            return trio.BrokenResourceError(
+                f"TLS error: {reason}" if reason != "[]" else "TLS protocol error")
         return _broken(exc)  # type: ignore[arg-type]
 
     def _call(self, fn, *args):  # type: ignore[no-untyped-def]
