@@ -28,6 +28,7 @@ import trio
 
 from .hostsaccess import Decision, Option, Request, decide, expand_percent
 from .hostsfiles import HostsFiles, banner_path_error, check_option, hostname_for, read_patterns
+from .sockstream import peer_host
 
 log = logging.getLogger("tlswrap.access")
 
@@ -60,11 +61,6 @@ class Verdict:
     user: tuple[int, int] | None = None
 
 
-def _ip(sockaddr: tuple | None) -> str | None:
-    if not isinstance(sockaddr, tuple):
-        return None
-    host = sockaddr[0]
-    return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
 def _on_option(option: Option, warn) -> str | None:  # type: ignore[no-untyped-def]
@@ -87,7 +83,7 @@ class AccessControl:
                 lookups: bool | None) -> tuple[Decision, str, bytes | None]:
         """Decide; ``lookups``: True (may block), False (raise _NeedsLookup), None (unknown)."""
         allow, deny = self.hosts.rules()
-        client_ip, server_ip = _ip(peer), _ip(local)
+        client_ip, server_ip = peer_host(peer), peer_host(local)
         client_name = server_name = None
         if lookups:
             resolve = self.resolver
@@ -125,7 +121,7 @@ class AccessControl:
                     self._decide, daemon, peer, local, True, abandon_on_cancel=True)
                 return self._verdict(daemon, *result)
             log.warning("[%s] host name lookup for %s timed out after %gs: name unknown",
-                        daemon, _ip(peer), LOOKUP_TIMEOUT)
+                        daemon, peer_host(peer), LOOKUP_TIMEOUT)
             result = self._decide(daemon, peer, local, lookups=None)
         return self._verdict(daemon, *result)
 

@@ -22,7 +22,7 @@ from typing import Mapping
 
 import trio
 
-from .sockstream import SocketStream
+from .sockstream import SocketStream, peer_host
 
 log = logging.getLogger("tlswrap.exec")
 
@@ -31,12 +31,8 @@ _DROP = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
 
 
 def _host(sockaddr: tuple | str | None) -> tuple[str, str]:
-    if not isinstance(sockaddr, tuple):
-        return "", ""
-    host = sockaddr[0]
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
-    return host, str(sockaddr[1])
+    host = peer_host(sockaddr)
+    return (host, str(sockaddr[1])) if host is not None else ("", "")  # type: ignore[index]
 
 
 def exec_environment(base: Mapping[str, str], peer: tuple, local: tuple,

@@ -114,7 +114,7 @@ class Relay:
                         data = b"".join(parts) if len(parts) > 1 else data
             except trio.BrokenResourceError as exc:
                 if to_backend and getattr(src, "truncated", False):
-                    return  # a TCP close without close_notify: the end of the data all the same
+                    return  # the client's socket failed under TLS: the end of its data all the same
                 raise _Side(src_side, exc) from exc
             total = len(data)
             try:

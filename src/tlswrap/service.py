@@ -21,7 +21,7 @@ from .backend import BackendError, Target, open_backend
 from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
 from .relay import Relay
-from .sockstream import SocketStream, set_socket_options
+from .sockstream import SocketStream, peer_host, set_socket_options
 from .tlsstream import TLSStream
 
 log = logging.getLogger("tlswrap.service")
@@ -30,11 +30,10 @@ log = logging.getLogger("tlswrap.service")
 
 def format_peer(sockaddr: tuple | str | None) -> str:
     """``1.2.3.4:993`` or ``[2001:db8::1]:993``; IPv4-mapped IPv6 shows as IPv4."""
-    if not isinstance(sockaddr, tuple):
+    host = peer_host(sockaddr)
+    if host is None:
         return str(sockaddr or "unknown")
-    host, port = sockaddr[0], sockaddr[1]
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
+    port = sockaddr[1]  # type: ignore[index]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -57,7 +56,6 @@ class Runtime:
     targets: tuple[Target, ...] = ()
     access: AccessControl | None = None
     nursery: trio.Nursery | None = None  # for helper tasks (a child's stderr reader)
-    active: int = 0
 
     @property
     def name(self) -> str:
@@ -65,7 +63,6 @@ class Runtime:
 
     async def handle(self, sock: socket.socket, peer: tuple) -> None:
         """Serve one accepted connection to its end; never raises (but Cancelled)."""
-        self.active += 1
         started = time.monotonic()
         client: TLSStream | None = None
         backend: SocketStream | None = None
@@ -128,7 +125,6 @@ class Runtime:
             reason = f"internal error: {exc!r}"
             log.exception("%s internal error", who)
         finally:
-            self.active -= 1
             if isinstance(backend, ExecStream):
                 await backend.finish(self.service.timeout_close)
             elif backend is not None:

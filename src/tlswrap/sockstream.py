@@ -216,6 +216,15 @@ def set_socket_options(sock: socket.socket, options, where: str) -> None:  # typ
             sock.setsockopt(_SOCKET_LEVELS[name], getattr(socket, name), value)
 
 
+def peer_host(sockaddr: tuple | str | None) -> str | None:
+    """The host of a socket address, an IPv4-mapped ``::ffff:a.b.c.d`` shown as IPv4 (what a
+    dual-stack listener reports for IPv4 clients); None for no address."""
+    if not isinstance(sockaddr, tuple):
+        return None
+    host = sockaddr[0]
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
+
+
 def _broken(exc: OSError) -> trio.BrokenResourceError:
     kind = "peer reset or vanished" if exc.errno in _BROKEN_ERRNOS else "socket error"
     return trio.BrokenResourceError(f"{kind}: {exc.strerror or exc}")
