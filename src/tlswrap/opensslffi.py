@@ -1,0 +1,44 @@
+"""The one place that reaches below pyOpenSSL's public API.
+
+The fast path calls OpenSSL directly (SSL_read, SSL_write, SSL_do_handshake, SSL_get_error)
+through the cffi binding that pyOpenSSL itself uses, and needs the raw ``SSL *`` and
+``SSL_CTX *`` behind pyOpenSSL's objects. Those are private to pyOpenSSL, so they are named here
+and nowhere else; ``tests/test_opensslffi.py`` fails loudly if a pyOpenSSL release moves them.
+pyproject pins pyOpenSSL to the releases this was tested with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+from OpenSSL import _util
+
+lib: Any = _util.lib
+ffi: Any = _util.ffi
+
+# What the rest of tlswrap uses from ``lib``: checked by the shim's test.
+REQUIRED = ("SSL_read", "SSL_write", "SSL_do_handshake", "SSL_get_error", "SSL_get_shutdown",
+            "SSL_set_info_callback", "SSL_CTX_set1_curves_list", "ERR_clear_error",
+            "SSL_ERROR_WANT_READ", "SSL_ERROR_WANT_WRITE", "SSL_ERROR_ZERO_RETURN",
+            "SSL_ERROR_SYSCALL", "SSL_CB_READ_ALERT", "SSL_RECEIVED_SHUTDOWN")
+
+
+def ssl_pointer(conn: SSL.Connection) -> Any:
+    """The ``SSL *`` of a pyOpenSSL connection."""
+    return conn._ssl  # noqa: SLF001
+
+
+def context_pointer(ctx: SSL.Context) -> Any:
+    """The ``SSL_CTX *`` of a pyOpenSSL context."""
+    return ctx._context  # noqa: SLF001
+
+
+def raise_ssl_error(conn: SSL.Connection, result: int) -> None:
+    """Turn a failed OpenSSL call's result into pyOpenSSL's exception (reads the error queue)."""
+    conn._raise_ssl_error(conn._ssl, result)  # noqa: SLF001
+
+
+def pointer_key(ssl: Any) -> int:
+    """An ``SSL *`` as an int, to key per-connection state seen from a C callback."""
+    return int(ffi.cast("uintptr_t", ssl))
