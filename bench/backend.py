@@ -14,10 +14,9 @@ import asyncio
 import resource
 import sys
 
+import pattern  # bench/pattern.py: this script runs from bench/, so it is on sys.path
+
 GREETING = b"* OK [CAPABILITY IMAP4rev1] tlswrap-bench ready\r\n"
-PERIOD = 65521  # must match backend.c
-PATTERN = bytes(((j * 131 + (j >> 8) * 7 + 13) & 0xFF) for j in range(PERIOD))
-PATTERN2 = PATTERN + PATTERN[:65536]
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -33,9 +32,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             if words[1] == b"DOWN":
                 sent = 0
                 while sent < n:
-                    k = min(65536, n - sent)
-                    off = sent % PERIOD
-                    writer.write(PATTERN2[off:off + k])
+                    k = min(pattern.MAX_CHUNK, n - sent)
+                    writer.write(pattern.chunk(sent, k))
                     await writer.drain()
                     sent += k
                 await reader.read()  # until the peer closes
@@ -43,16 +41,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 got = bad = 0
                 data = rest
                 while True:
-                    if data:
-                        off = got % PERIOD
-                        k = 0
-                        while k < len(data) and got < n:
-                            m = min(len(data) - k, PERIOD - off, n - got)
-                            if data[k:k + m] != PATTERN[off:off + m]:
-                                bad += sum(x != y for x, y in zip(data[k:k + m], PATTERN[off:off + m]))
-                            k += m
-                            got += m
-                            off = 0
+                    take = data[: n - got]
+                    bad += pattern.mismatches(take, got)
+                    got += len(take)
                     if got >= n:
                         break
                     data = await reader.read(65536)

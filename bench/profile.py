@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402  (the harness: processes, certificates, configs, client)
+import run as bench  # the harness: processes, certificates, configs, client
 
 LOADS = {
     "hs": lambda port, s: bench.hs_args(port, 32, s),
@@ -53,7 +53,7 @@ def summarize(collapsed: Path, top: int = 25) -> str:
             continue
         total += count
         own[_short(frames[-1])] += count
-        for f in set(_short(f) for f in frames):
+        for f in {_short(f) for f in frames}:
             incl[f] += count
         if any("epoll_wait" in f or "get_events" in f for f in frames[-3:]):
             idle += count

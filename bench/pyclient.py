@@ -18,10 +18,7 @@ import threading
 import time
 from typing import Any
 
-PERIOD = 65521  # must match backend.c / backend.py
-_J = list(range(PERIOD))
-PATTERN = bytes(((j * 131 + (j >> 8) * 7 + 13) & 0xFF) for j in _J)
-PATTERN2 = PATTERN + PATTERN[:65536]
+import pattern  # bench/pattern.py: this script runs from bench/, so it is on sys.path
 
 
 def cpu() -> float:
@@ -167,20 +164,12 @@ def run_bulk(a: argparse.Namespace) -> dict[str, Any]:
             chunk = c.s.recv(65536)
             if not chunk:
                 break
-            off = moved % PERIOD
-            k = 0
-            while k < len(chunk):
-                m = min(len(chunk) - k, PERIOD - off)
-                if chunk[k:k + m] != PATTERN[off:off + m]:
-                    bad += sum(x != y for x, y in zip(chunk[k:k + m], PATTERN[off:off + m]))
-                k += m
-                off = 0
+            bad += pattern.mismatches(chunk, moved)
             moved += len(chunk)
     else:
         while moved < a.bytes:
-            off = moved % PERIOD
-            n = min(65536, a.bytes - moved)
-            c.s.sendall(PATTERN2[off:off + n])
+            n = min(pattern.MAX_CHUNK, a.bytes - moved)
+            c.s.sendall(pattern.chunk(moved, n))
             moved += n
         line = b""
         while not line.endswith(b"\n"):
@@ -285,7 +274,7 @@ def main() -> int:
     ap.add_argument("--conn-timeout", type=float, default=10)
     ap.add_argument("--timeout", type=float, default=120)
     a = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if a.mode == "hold":
         return run_hold(a)

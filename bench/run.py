@@ -36,9 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -72,7 +73,7 @@ class Settings:
     inetd_rounds: int = 3
 
     @classmethod
-    def quick(cls) -> "Settings":
+    def quick(cls) -> Settings:
         return cls(rounds=1, hs_seconds=0.5, rr_seconds=0.5, warm_seconds=0.2,
                    bulk_bytes=8_000_000, idle_conns=100, idle_rounds=1, max_cap=200,
                    inetd_seconds=0.5, inetd_rounds=1)
@@ -277,8 +278,11 @@ def build_tools(log: Callable[[str], None]) -> tuple[list[str], list[str], str]:
                 continue
             log(f"note: cannot compile {name}.c ({r.stderr.strip().splitlines()[-1:]})")
         built[name] = False
-    client = [str(BUILD / "client")] if built["client"] else [sys.executable, str(HERE / "pyclient.py")]
-    backend = [str(BUILD / "backend")] if built["backend"] else [sys.executable, str(HERE / "backend.py")]
+
+    def tool(name: str, fallback: str) -> list[str]:  # the C program, or its Python stand-in
+        return [str(BUILD / name)] if built[name] else [sys.executable, str(HERE / fallback)]
+
+    client, backend = tool("client", "pyclient.py"), tool("backend", "backend.py")
     kind = "c" if built["client"] else "python (compressed ratios: install gcc and libssl-dev)"
     return client, backend, kind
 
@@ -302,7 +306,8 @@ def make_certs(workdir: Path, key_type: str) -> CertSet:
                    check=True, capture_output=True, timeout=60)
     pem.write_bytes(key.read_bytes() + cert.read_bytes())
     os.chmod(key, 0o600)
-    os.chmod(pem, 0o644)  # hitch reads it as root before dropping to nobody; 0644 is harmless in a temp dir
+    # hitch reads it as root before dropping to nobody; 0644 is harmless in a temp dir
+    os.chmod(pem, 0o644)
     return CertSet(key_type, cert, key, pem)
 
 
@@ -364,8 +369,8 @@ def find_candidates(args: argparse.Namespace) -> list[Candidate]:
         tw_cmd, tw_py = [sys.executable, "-m", "tlswrap"], sys.executable
     tw = Candidate("tlswrap", "tlswrap", tw_cmd, inetd=True)
     if tw_py:
-        r = subprocess.run([tw_py, "-c", "import tlswrap, tlswrap.daemon; print(tlswrap.__version__)"],
-                           capture_output=True, text=True, timeout=60)
+        probe = "import tlswrap, tlswrap.daemon; print(tlswrap.__version__)"
+        r = subprocess.run([tw_py, "-c", probe], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             tw.available, tw.inetd = False, False
             tw.reason = "not available: " + (r.stderr.strip().splitlines() or ["import failed"])[-1]
@@ -388,7 +393,8 @@ def find_candidates(args: argparse.Namespace) -> list[Candidate]:
         c.available, c.reason = False, "not installed (apt-get install hitch)"
     else:
         r = subprocess.run([hi, "--version"], capture_output=True, text=True, timeout=30)
-        c.version = (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "hitch"
+        said = (r.stdout + r.stderr).strip()
+        c.version = said.splitlines()[0] if said else "hitch"
     cands.append(c)
     if tw.available:
         cands.append(Candidate("tlswrap-w2", "tlswrap", tw_cmd, workers=2, version=tw.version))
@@ -403,7 +409,8 @@ class Running:
         self.port = free_port()
         self.log = workdir / f"{cand.name}-{certs.key_type}-{self.port}.log"
         argv = cand.argv(self.port, backend_port, certs, workdir)
-        self.logf = open(self.log, "wb")
+        # open for the proxy's whole life, closed in stop()
+        self.logf = open(self.log, "wb")  # noqa: SIM115
         self.proc = PROCS.start(argv, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
         try:
             wait_port(self.port, self.proc, timeout=20)
@@ -617,7 +624,7 @@ def run_plan(env_for_key: dict[str, Env], plan: Plan, results: Results,
              log: Callable[[str], None]) -> None:
     for key in plan.keys:
         env = env_for_key[key]
-        cands = [c for c in plan.cands]
+        cands = list(plan.cands)
         for rnd in range(plan.rounds):
             k = rnd % len(cands) if cands else 0
             order = cands[k:] + cands[:k]  # A B C, B C A, ...: no candidate always goes first
@@ -754,8 +761,8 @@ def print_table(summary: list[dict[str, Any]], out: Callable[[str], None]) -> No
         tw = e["tlswrap"] if isinstance(e["tlswrap"], str) else _fmt(e["tlswrap"])
         met = {True: "yes", False: "NO", None: ""}[e["met"]]
         ratio = f"{e['ratio']:.2f}" if e["ratio"] is not None else "-"
-        label = e["label"] if not e["label"][0].isdigit() else e["label"]
-        indent = "" if e["label"][0].isdigit() else "  "
+        label = e["label"]
+        indent = "" if label[0].isdigit() else "  "
         out(f"{e['key'].upper():4s} {(indent + label)[:38]:38s} {e['unit'][:6]:6s} {tw:>9s} "
             f"{_fmt(e['stunnel']):>9s} {ratio:>6s} {_fmt(e['hitch']):>9s}  "
             f"{(e['target'] or ''):11s} {met}")
@@ -775,7 +782,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--idle-conns", type=int, help="connections held for measure 4 (default 3000)")
     ap.add_argument("--max-cap", type=int, help="cap for measure 5 (default 9000)")
     a = ap.parse_args(argv)
-    only = [MEASURE_ALIASES.get(m.strip(), m.strip()) for m in (a.only or "").split(",") if m.strip()]
+    names = [m.strip() for m in (a.only or "").split(",")]
+    only = [MEASURE_ALIASES.get(m, m) for m in names if m]
     bad = [m for m in only if m not in MEASURES]
     if bad:
         ap.error(f"--only: unknown measure(s) {', '.join(bad)}; choose from {', '.join(MEASURES)}")
@@ -819,8 +827,8 @@ def main(argv: list[str] | None = None) -> int:
                        make_certs(workdir, k), log) for k in keys}
         _probe_tlswrap(envs[keys[0]], by_name, log)
         main_cands = [c for c in all_cands if c.available and c.name != "tlswrap-w2"]
-        w2 = [by_name["tlswrap-w2"]] if "tlswrap-w2" in by_name and by_name["tlswrap-w2"].available \
-            and "workers" in args.only else []
+        w2_cand = by_name.get("tlswrap-w2")
+        w2 = [w2_cand] if w2_cand and w2_cand.available and "workers" in args.only else []
         plans = []
         if "hs" in args.only or w2:
             hs_cands = (main_cands if "hs" in args.only else [by_name["tlswrap"]]) + w2

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict]:
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     if not shutil.which("openssl"):
         pytest.skip("openssl is not installed: the harness makes its certificates with it")
     out = tmp_path_factory.mktemp("bench") / "quick.json"

@@ -25,8 +25,9 @@ def test_qmail_example_is_an_exec_service():
 
 
 def test_inetd_conf_lines_are_valid_command_lines():
-    lines = [l.lstrip("#") for l in (REPO / "inetd" / "inetd.conf").read_text().splitlines()
-             if "/usr/bin/tlswrap" in l and not l.startswith("# ")]
+    text = (REPO / "inetd" / "inetd.conf").read_text()
+    lines = [row.lstrip("#") for row in text.splitlines()
+             if "/usr/bin/tlswrap" in row and not row.startswith("# ")]
     assert len(lines) >= 6
     for line in lines:
         fields = line.split()

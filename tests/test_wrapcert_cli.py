@@ -86,7 +86,8 @@ def test_stunnel_recipe(workdir, capsys):
 def test_literal_openssl_line_with_ec(workdir):
     argv = [sys.executable, "-m", "tlswrap.wrapcert", "new", "-new", "-x509", "-days", "365",
             "-config", "stunnel.cnf", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-out", "stunnel.pem", "-keyout", "stunnel.pem", "-subj", "/CN=127.0.0.1"]  # fmt: skip
+            "-nodes", "-out", "stunnel.pem", "-keyout", "stunnel.pem",
+            "-subj", "/CN=127.0.0.1"]  # fmt: skip
     run = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stderr
     text = text_of("stunnel.pem")
@@ -200,7 +201,8 @@ def test_without_a_terminal_defaults_are_used(workdir, capsys):
     assert main(["new", "-config", "stunnel.cnf", "-newkey", "ec", "-out", "d.pem"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(
-        "subject=C = CA, ST = Ontario, L = Toronto, O = Example Mail, OU = Mail Service, CN = localhost\n"
+        "subject=C = CA, ST = Ontario, L = Toronto, O = Example Mail, OU = Mail Service, "
+        "CN = localhost\n"
     )
 
 
@@ -216,7 +218,8 @@ def test_prompt_no_config(workdir, capsys):
     (workdir / "auto.cnf").write_text(
         "[req]\nprompt = no\ndistinguished_name = dn\nx509_extensions = ext\n"
         "[dn]\nC = CA\nO = Example\n0.CN = mail.example.org\n"
-        "[ext]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = @alt\nnsComment = made by a test\n"
+        "[ext]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = @alt\n"
+        "nsComment = made by a test\n"
         "[alt]\nDNS.1 = mail.example.org\nDNS.2 = imap.example.org\nIP.1 = ::1\n"
     )
     assert main(["new", "-config", "auto.cnf", "-newkey", "ed25519", "-out", "a.pem"]) == 0
@@ -251,7 +254,8 @@ def test_existing_files_need_force(workdir, capsys):
 def test_separate_key_file(workdir, capsys):
     os.umask(0o022)
     assert main(["new", "--key-type", "ec:P-384", "--subject", "/CN=x.example", "--out", "x.crt",
-                 "--key-out", "x.key", "--san", "DNS:x.example,DNS:y.example", "--days", "10"]) == 0  # fmt: skip
+                 "--key-out", "x.key", "--san", "DNS:x.example,DNS:y.example",
+                 "--days", "10"]) == 0  # fmt: skip
     assert stat.S_IMODE((workdir / "x.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((workdir / "x.crt").stat().st_mode) == 0o644
     assert b"PRIVATE KEY" not in (workdir / "x.crt").read_bytes()
@@ -284,8 +288,9 @@ def test_key_file_is_never_readable_by_others(workdir, monkeypatch):
 # --- help and usage -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["new", "--help"], ["show", "-h"], ["ca", "new", "--help"],
-                                  ["issue", "--help"], ["check", "--help"], ["tlsa", "--help"], ["csr", "--help"]])  # fmt: skip
+@pytest.mark.parametrize("argv", [["--help"], ["new", "--help"], ["show", "-h"],
+                                  ["ca", "new", "--help"], ["issue", "--help"], ["check", "--help"],
+                                  ["tlsa", "--help"], ["csr", "--help"]])  # fmt: skip
 def test_help(argv, capsys):
     assert main(argv) == 0
     assert "usage: wrapcert" in capsys.readouterr().out
@@ -330,7 +335,7 @@ def _write_cert(path, days, now=None, san=True, key=None):
 
 
 def test_check_exit_codes(tmp_path, capsys):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     _write_cert(tmp_path / "good.pem", 365)
     _write_cert(tmp_path / "soon.pem", 10)
     _write_cert(tmp_path / "old.pem", 30, now=now - datetime.timedelta(days=400))
@@ -363,7 +368,7 @@ def test_check_weak_key():
     cert = build.issue(
         key.public_key(), name, key, name, build.server_extensions(key, [("DNS", "w.example")]), 30
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     assert check_certificate(cert, key, 5, now) == (
         2,
         "weak key: RSA 1024 bits (need at least 2048)",
@@ -392,7 +397,8 @@ def test_ca_and_issue_verify_with_openssl(workdir, capsys):
     )
     assert stat.S_IMODE((workdir / "ca.key").stat().st_mode) == 0o600
     assert main(["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-subj", "/CN=mail.example.org",
-                 "--san", "DNS:mail.example.org,DNS:imap.example.org", "-out", "server.pem"]) == 0  # fmt: skip
+                 "--san", "DNS:mail.example.org,DNS:imap.example.org",
+                 "-out", "server.pem"]) == 0  # fmt: skip
     run = openssl(
         "verify", "-CAfile", "ca.pem", "-verify_hostname", "imap.example.org", "server.pem"
     )
@@ -403,8 +409,9 @@ def test_ca_and_issue_verify_with_openssl(workdir, capsys):
     assert "X509v3 Authority Key Identifier" in text
     assert pubkey_matches("server.pem", "server.pem")
     # RSA leaf from the same CA, key in its own file, chain appended.
-    assert main(["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-subj", "/CN=10.0.0.7", "-newkey", "rsa:3072",
-                 "-out", "ip.crt", "-keyout", "ip.key", "--chain"]) == 0  # fmt: skip
+    assert main(["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-subj", "/CN=10.0.0.7",
+                 "-newkey", "rsa:3072", "-out", "ip.crt", "-keyout", "ip.key",
+                 "--chain"]) == 0  # fmt: skip
     assert (
         openssl("verify", "-CAfile", "ca.pem", "-verify_ip", "10.0.0.7", "ip.crt").stdout
         == "ip.crt: OK\n"
@@ -420,7 +427,8 @@ def test_ca_and_issue_verify_with_openssl(workdir, capsys):
 @needs_openssl
 def test_csr_then_issue(workdir, capsys):
     argv = ["csr", "-config", "stunnel.cnf", "-subj", "/O=Example/CN=smtp.example.org",
-            "--san", "DNS:smtp.example.org,DNS:mx.example.org", "-out", "req.csr", "-keyout", "req.key"]  # fmt: skip
+            "--san", "DNS:smtp.example.org,DNS:mx.example.org",
+            "-out", "req.csr", "-keyout", "req.key"]  # fmt: skip
     assert main(argv) == 0
     assert stat.S_IMODE((workdir / "req.key").stat().st_mode) == 0o600
     run = openssl("req", "-verify", "-noout", "-text", "-in", "req.csr")
@@ -552,7 +560,8 @@ def test_addext_and_extensions_section(workdir, capsys):
         "[strict]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
         "extendedKeyUsage = serverAuth, clientAuth\n"
     )
-    argv = ["new", "-config", "x.cnf", "-extensions", "strict", "-addext", "subjectAltName = DNS:s.example",
+    argv = ["new", "-config", "x.cnf", "-extensions", "strict",
+            "-addext", "subjectAltName = DNS:s.example",
             "-subj", "/CN=s.example", "-newkey", "ec", "-out", "s.pem"]  # fmt: skip
     assert main(argv) == 0
     cert = x509.load_pem_x509_certificate(
@@ -571,7 +580,8 @@ def test_addext_and_extensions_section(workdir, capsys):
 
 def test_default_keyfile_from_config(workdir, capsys):
     (workdir / "k.cnf").write_text(
-        "[req]\ndefault_keyfile = server.key\nprompt = no\ndistinguished_name = dn\n[dn]\nCN = k.example\n"
+        "[req]\ndefault_keyfile = server.key\nprompt = no\ndistinguished_name = dn\n"
+        "[dn]\nCN = k.example\n"
     )
     assert main(["new", "-config", "k.cnf", "-newkey", "ec", "-out", "server.crt"]) == 0
     assert stat.S_IMODE((workdir / "server.key").stat().st_mode) == 0o600

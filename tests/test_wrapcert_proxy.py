@@ -93,33 +93,33 @@ def test_wrapcert_certificate_verifies_through_the_proxy(tmp_path, capsys, keyty
         f"connect = 127.0.0.1:{backend.port}\n"
         f"cert = {cert}\n"
     )
-    log = open(tmp_path / "tlswrap.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "tlswrap", str(config)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL)  # fmt: skip
-    try:
-        _wait_port(port, proc)
-        run = subprocess.run(
-            [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "mail.example.org",
-             "-verify_hostname", "mail.example.org", "-CAfile", str(cert), "-verify_return_error",
-             "-ign_eof"],
-            input=b"hello\n", capture_output=True, timeout=30,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr.decode(errors="replace")
-        assert b"Verify return code: 0 (ok)" in run.stdout
-        assert GREETING in run.stdout and b"echo: hello\n" in run.stdout
-        # The wrong name fails, so the check above is real.
-        wrong = subprocess.run(
-            [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-verify_hostname", "other.example.org",
-             "-CAfile", str(cert), "-verify_return_error"],
-            input=b"", capture_output=True, timeout=30,
-        )  # fmt: skip
-        assert wrong.returncode != 0
-    finally:
-        proc.terminate()
+    with open(tmp_path / "tlswrap.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tlswrap", str(config)],
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL)  # fmt: skip
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        backend.close()
+            _wait_port(port, proc)
+            run = subprocess.run(
+                [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}",
+                 "-servername", "mail.example.org", "-verify_hostname", "mail.example.org",
+                 "-CAfile", str(cert), "-verify_return_error", "-ign_eof"],
+                input=b"hello\n", capture_output=True, timeout=30,
+            )  # fmt: skip
+            assert run.returncode == 0, run.stderr.decode(errors="replace")
+            assert b"Verify return code: 0 (ok)" in run.stdout
+            assert GREETING in run.stdout and b"echo: hello\n" in run.stdout
+            # The wrong name fails, so the check above is real.
+            wrong = subprocess.run(
+                [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}",
+                 "-verify_hostname", "other.example.org", "-CAfile", str(cert),
+                 "-verify_return_error"],
+                input=b"", capture_output=True, timeout=30,
+            )  # fmt: skip
+            assert wrong.returncode != 0
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            backend.close()

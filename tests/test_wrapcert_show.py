@@ -25,11 +25,13 @@ pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl comma
 # (file stem, -newkey, -subj, extra req arguments)
 OPENSSL_CORPUS = [
     ("plain", "rsa:2048", "/C=CA/O=Example/CN=mail.example.org", []),
-    ("several", "ec:P-256", "/C=US/ST=New York/L=New York/O=Example/OU=Mail/CN=imap.example.org", []),
+    ("several", "ec:P-256",
+     "/C=US/ST=New York/L=New York/O=Example/OU=Mail/CN=imap.example.org", []),
     ("multivalued", "ec:P-256", "/C=DE/O=Example+OU=Mail+OU=IMAP/CN=a+serialNumber=42", []),
     ("commas", "ed25519", "/O=Example, Inc./OU=a;b<c>d/CN=x+y=z", []),
     ("quotes", "ed25519", '/O=The "Best" Co/CN=back\\\\slash', []),
-    ("utf8", "ec:P-384", "/C=CH/L=Z\u00fcrich/O=\u65e5\u672c\u8a9e/CN=M\u00fcller Stra\u00dfe \U0001f512", ["-utf8"]),
+    ("utf8", "ec:P-384",
+     "/C=CH/L=Z\u00fcrich/O=\u65e5\u672c\u8a9e/CN=M\u00fcller Stra\u00dfe \U0001f512", ["-utf8"]),
     ("latin1", "ec:P-256", "/O=Caf\u00e9/CN=x", []),
     ("email", "ec:P-256", "/CN=Postmaster/emailAddress=postmaster@example.org", []),
     ("edges", "ec:P-256", "/CN= leading/O=trailing /OU=#hash/L=#/ST= /street=in#side", []),
@@ -120,7 +122,7 @@ def corpus(tmp_path_factory):
     _cryptography_cert(
         d / "odd.pem",
         odd,
-        datetime.datetime(1950, 3, 7, 1, 2, 3, tzinfo=datetime.timezone.utc),
+        datetime.datetime(1950, 3, 7, 1, 2, 3, tzinfo=datetime.UTC),
         36600,
     )
     files.append(d / "odd.pem")
@@ -219,7 +221,7 @@ def test_format_string(tag, raw, text):
 
 
 def test_load_certificates_errors():
-    with pytest.raises(TlswrapError, match="^x: no certificate found"):
+    with pytest.raises(TlswrapError, match=r"^x: no certificate found"):
         x509text.load_certificates(b"\x30\x03\x02\x01\x01", "x")
     with pytest.raises(x509text.DERError):
         x509text.parse_certificate(b"\x30\x05\x30\x03\x02\x01")
@@ -268,10 +270,11 @@ def test_random_names_match_openssl(tmp_path_factory):
                 for rdn in rdns
             ]
         )
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_KEY.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(_KEY.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .sign(_KEY, hashes.SHA256())
         )  # fmt: skip
         path = d / "r.pem"

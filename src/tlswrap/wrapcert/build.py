@@ -11,11 +11,15 @@ import datetime
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from tlswrap.errors import TlswrapError
@@ -28,6 +32,8 @@ __all__ = [
     "build_csr",
     "build_extensions",
     "ca_extensions",
+    "checked_ca_key",
+    "checked_key",
     "generate_key",
     "issue",
     "key_description",
@@ -39,24 +45,35 @@ __all__ = [
 
 NS_CERT_TYPE_OID = ObjectIdentifier("2.16.840.1.113730.1.1")
 NS_COMMENT_OID = ObjectIdentifier("2.16.840.1.113730.1.13")
-_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
-_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_CURVES: dict[str, ec.EllipticCurve] = {
+    "P-256": ec.SECP256R1(),
+    "P-384": ec.SECP384R1(),
+    "P-521": ec.SECP521R1(),
+}
+_HASHES: dict[str, hashes.SHA256 | hashes.SHA384 | hashes.SHA512] = {
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
+}
 _HOSTNAME = re.compile(
     r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\Z"
 )
 
+# The keys wrapcert makes and accepts for a certificate of its own.
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+# The keys a CA given to 'issue' may have: any that signs X.509 with a classic algorithm.
+IssuerKey = PrivateKey | ed448.Ed448PrivateKey | dsa.DSAPrivateKey
 
 
 def generate_key(spec: KeySpec) -> PrivateKey:
     if spec.kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=spec.bits)
     if spec.kind == "ec":
-        return ec.generate_private_key(_CURVES[spec.curve]())
+        return ec.generate_private_key(_CURVES[spec.curve])
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def key_description(key: Any) -> str:
+def key_description(key: PrivateKeyTypes | PublicKeyTypes) -> str:
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return f"RSA {key.key_size}"
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
@@ -66,7 +83,7 @@ def key_description(key: Any) -> str:
     return type(key).__name__
 
 
-def weak_key_reason(public_key: Any) -> str | None:
+def weak_key_reason(public_key: PublicKeyTypes) -> str | None:
     if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < MIN_RSA_BITS:
         return f"weak key: RSA {public_key.key_size} bits (need at least {MIN_RSA_BITS})"
     if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.key_size < 256:
@@ -78,7 +95,36 @@ def weak_key_reason(public_key: Any) -> str | None:
     return None
 
 
-def key_pem(key: PrivateKey) -> bytes:
+def checked_key(key: PrivateKeyTypes, source: str) -> PrivateKey:
+    """*key*, if wrapcert makes certificates with keys of its type and size; else an error
+    saying why, naming *source*."""
+    reason = weak_key_reason(key.public_key())
+    # no reason means an RSA, EC or Ed25519 public key, so the private key is one of those too
+    if reason is None and isinstance(
+        key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+    ):
+        return key
+    raise TlswrapError(f"{source}: {reason}")
+
+
+def checked_ca_key(key: PrivateKeyTypes, source: str) -> IssuerKey:
+    """*key*, if it can sign certificates (a CA's key, of any size); else an error naming
+    *source*."""
+    if isinstance(
+        key,
+        (
+            rsa.RSAPrivateKey,
+            ec.EllipticCurvePrivateKey,
+            ed25519.Ed25519PrivateKey,
+            ed448.Ed448PrivateKey,
+            dsa.DSAPrivateKey,
+        ),
+    ):
+        return key
+    raise TlswrapError(f"{source}: cannot sign certificates with a {type(key).__name__}")
+
+
+def key_pem(key: PrivateKeyTypes) -> bytes:
     """PKCS#8, unencrypted (``BEGIN PRIVATE KEY``), as ``openssl req -nodes`` writes it."""
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -157,7 +203,9 @@ def san_extension(names: Iterable[tuple[str, str]]) -> x509.SubjectAlternativeNa
     return x509.SubjectAlternativeName([_general_name(k, v) for k, v in names])
 
 
-def server_extensions(key: Any, san: Sequence[tuple[str, str]]) -> list[ExtSpec]:
+def server_extensions(
+    key: PrivateKeyTypes | PublicKeyTypes, san: Sequence[tuple[str, str]]
+) -> list[ExtSpec]:
     """The modern defaults for a TLS server certificate, when no extension section is given."""
     usage = (0, 2) if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)) else (0,)
     specs = [
@@ -183,8 +231,8 @@ def ca_extensions() -> list[ExtSpec]:
 
 def build_extensions(
     specs: Iterable[ExtSpec],
-    subject_key: Any,
-    issuer_key: Any | None = None,
+    subject_key: CertificatePublicKeyTypes,
+    issuer_key: CertificatePublicKeyTypes | None = None,
     issuer_name: x509.Name | None = None,
     issuer_serial: int | None = None,
 ) -> list[tuple[x509.ExtensionType, bool]]:
@@ -235,16 +283,18 @@ def build_extensions(
     return out
 
 
-def _hash_for(key: PrivateKey, md: str | None) -> hashes.HashAlgorithm | None:
+def _hash_for(
+    key: IssuerKey, md: str | None
+) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return None
-    return _HASHES[md or "sha256"]()
+    return _HASHES[md or "sha256"]
 
 
 def issue(
-    subject_key: Any,
+    subject_key: CertificatePublicKeyTypes,
     subject: x509.Name,
-    signer: PrivateKey,
+    signer: IssuerKey,
     issuer: x509.Name,
     specs: Iterable[ExtSpec],
     days: int,
@@ -257,7 +307,7 @@ def issue(
     """
     if days < 1:
         raise TlswrapError(f"-days {days}: must be at least 1")
-    now = (now or datetime.datetime.now(datetime.timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
     serial = x509.random_serial_number()
     builder = (
         x509.CertificateBuilder()

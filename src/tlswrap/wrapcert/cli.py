@@ -1,4 +1,4 @@
-"""The ``wrapcert`` command: argument parsing and the commands, over the pure modules.
+"""The ``wrapcert`` command line: argument parsing only; :mod:`tlswrap.wrapcert.commands` runs it.
 
 ``openssl req`` spellings (``-config``, ``-days``, ``-out``, ``-keyout``, ``-subj``, ``-newkey``,
 ``-nodes``, ``-new``, ``-x509``) are declared next to the long options, so a recipe keeps working
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from tlswrap.errors import TlswrapError
 
 __all__ = ["main"]
-
-CHECK_OK, CHECK_EXPIRING, CHECK_INVALID, CHECK_UNREADABLE = 0, 1, 2, 3
 
 
 class _UsageError(Exception):
@@ -105,7 +103,13 @@ def _req_options(p: argparse.ArgumentParser, default_days: int, ca: bool = False
     for md in ("sha256", "sha384", "sha512"):
         add(f"-{md}", f"--{md}", dest="md", action="store_const", const=md, help=argparse.SUPPRESS)
     add("-new", "-x509", dest="ignored", action="store_true", help=argparse.SUPPRESS)
-    add("-force", "--force", dest="force", action="store_true", help="replace existing files")  # fmt: skip
+    add(
+        "-force",
+        "--force",
+        dest="force",
+        action="store_true",
+        help="replace existing files",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,36 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None or (args.command == "ca" and args.ca_command is None):
         parser.print_help() if args.command is None else print("usage: wrapcert ca new [options]")
         return 2
+    # imported here: 'wrapcert --help' and usage errors need no cryptography
     from tlswrap.wrapcert import commands
 
-    handler = {
-        "new": commands.cmd_new,
-        "csr": commands.cmd_csr,
-        "show": commands.cmd_show,
-        "check": commands.cmd_check,
-        "ca": commands.cmd_ca_new,
-        "issue": commands.cmd_issue,
-        "tlsa": commands.cmd_tlsa,
-    }[args.command]
+    handler = commands.COMMANDS[args.command]
     try:
         return handler(args, sys.stdin, sys.stdout, sys.stderr)
     except TlswrapError as exc:
         print(f"wrapcert: {exc}", file=sys.stderr)
-        return CHECK_UNREADABLE if args.command == "check" else 1
+        return commands.CHECK_UNREADABLE if args.command == "check" else 1
     except KeyboardInterrupt:
         print("wrapcert: interrupted", file=sys.stderr)
         return 130
-
-
-def _opts(args: Any):  # used by commands
-    from tlswrap.wrapcert.request import ReqOptions
-
-    return ReqOptions(
-        config=args.config, days=args.days, out=args.out, keyout=args.keyout, subj=args.subj,
-        newkey=args.newkey, pkeyopt=args.pkeyopt, nodes=args.nodes, batch=args.batch,
-        san=args.san, addext=args.addext, key=args.key, md=args.md, force=args.force,
-        extensions=args.extensions,
-    )  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,19 +1,25 @@
 """The ``wrapcert`` commands. Each takes the parsed arguments and the three standard streams and
-returns the exit status; user mistakes are raised as :class:`TlswrapError`."""
+returns the exit status; user mistakes are raised as :class:`TlswrapError`.
+
+:mod:`tlswrap.wrapcert.cli` parses the command line and looks the command up in
+:data:`COMMANDS`; nothing here imports the CLI back.
+"""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import hashlib
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from tlswrap.errors import TlswrapError
 from tlswrap.wrapcert import build, x509text
-from tlswrap.wrapcert.cli import CHECK_EXPIRING, CHECK_INVALID, CHECK_OK, _opts
-from tlswrap.wrapcert.extconf import ExtSpec
+from tlswrap.wrapcert.extconf import ExtSpec, SanNames
 from tlswrap.wrapcert.files import (
     check_writable,
     find_private_key,
@@ -21,10 +27,36 @@ from tlswrap.wrapcert.files import (
     same_file,
     write_atomic,
 )
-from tlswrap.wrapcert.request import Resolved, resolve
+from tlswrap.wrapcert.request import ReqOptions, Resolved, resolve
+
+__all__ = [
+    "CHECK_EXPIRING",
+    "CHECK_INVALID",
+    "CHECK_OK",
+    "CHECK_UNREADABLE",
+    "COMMANDS",
+    "check_certificate",
+]
+
+# Exit statuses of 'wrapcert check', as its --help says; the CLI uses CHECK_UNREADABLE when a
+# file cannot be read.
+CHECK_OK, CHECK_EXPIRING, CHECK_INVALID, CHECK_UNREADABLE = 0, 1, 2, 3
 
 PEM = serialization.Encoding.PEM
+SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 KEY_MODE, CERT_MODE = 0o600, 0o644
+
+Command = Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]
+
+
+def _opts(args: argparse.Namespace) -> ReqOptions:
+    """The request options of ``new``, ``csr``, ``ca new`` and ``issue``."""
+    return ReqOptions(
+        config=args.config, days=args.days, out=args.out, keyout=args.keyout, subj=args.subj,
+        newkey=args.newkey, pkeyopt=args.pkeyopt, nodes=args.nodes, batch=args.batch,
+        san=args.san, addext=args.addext, key=args.key, md=args.md, force=args.force,
+        extensions=args.extensions,
+    )  # fmt: skip
 
 
 def _load_cert(path: str) -> x509.Certificate:
@@ -35,20 +67,17 @@ def _load_cert(path: str) -> x509.Certificate:
         raise TlswrapError(f"{path}: cannot read the certificate: {exc}") from None
 
 
-def _existing_key(path: str) -> Any:
-    key = find_private_key(read_bytes(path), path)
-    if (reason := build.weak_key_reason(key.public_key())) is not None:
-        raise TlswrapError(f"{path}: {reason}")
-    return key
+def _existing_key(path: str) -> build.PrivateKey:
+    return build.checked_key(find_private_key(read_bytes(path), path), path)
 
 
 def _with_san(
-    specs: list[ExtSpec], san: tuple | None, name: x509.Name, stderr: TextIO
+    specs: list[ExtSpec], san: SanNames | None, name: x509.Name, stderr: TextIO
 ) -> list[ExtSpec]:
     """Apply --san, or add a SAN from the CN when the extensions have none."""
     if san is not None:
         specs = [s for s in specs if s.name != "subjectAltName"]
-        return specs + [ExtSpec("subjectAltName", False, san, "--san", None)]
+        return [*specs, ExtSpec("subjectAltName", False, san, "--san", None)]
     if any(s.name == "subjectAltName" for s in specs):
         return specs
     auto = build.auto_san(name)
@@ -58,13 +87,13 @@ def _with_san(
             "and clients match host names against the SAN only; give --san DNS:name\n"
         )
         return specs
-    return specs + [ExtSpec("subjectAltName", False, tuple(auto), "<CN>", None)]
+    return [*specs, ExtSpec("subjectAltName", False, tuple(auto), "<CN>", None)]
 
 
 def _with_ski(specs: list[ExtSpec]) -> list[ExtSpec]:
     if any(s.name == "subjectKeyIdentifier" for s in specs):
         return specs
-    return specs + [ExtSpec("subjectKeyIdentifier", False, "hash", "<default>", None)]
+    return [*specs, ExtSpec("subjectKeyIdentifier", False, "hash", "<default>", None)]
 
 
 def _outputs(
@@ -72,15 +101,18 @@ def _outputs(
 ) -> tuple[str, str | None, bool]:
     if out is None:
         raise TlswrapError(f"-out FILE is required (where the {what} goes)")
-    combined = keyout is None or same_file(keyout, out)
-    check_writable([out] if combined else [out, keyout], force)  # type: ignore[list-item]
-    return out, keyout, combined
+    if keyout is None or same_file(keyout, out):
+        check_writable([out], force)
+        return out, keyout, True
+    check_writable([out, keyout], force)
+    return out, keyout, False
 
 
 def _write(
     out: str, keyout: str | None, combined: bool, key_pem: bytes | None, body: bytes, force: bool
 ) -> list[str]:
-    """Write key and certificate; returns lines saying what went where."""
+    """Write key (if any) and certificate, together when *combined*; returns lines saying what
+    went where."""
     if key_pem is None:
         write_atomic(out, body, CERT_MODE, force)
         return [f"certificate: {out}"]
@@ -97,7 +129,7 @@ def _summary(cert: x509.Certificate, where: list[str]) -> str:
     text = x509text.show(cert.public_bytes(serialization.Encoding.DER), "sha256")
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = ", ".join(_gn(n) for n in san)
+        names = ", ".join(":".join(_gn(n)) for n in san)
     except x509.ExtensionNotFound:
         names = "(none)"
     lines = [
@@ -108,29 +140,36 @@ def _summary(cert: x509.Certificate, where: list[str]) -> str:
     return text + "".join(line + "\n" for line in lines)
 
 
-def _gn(name: x509.GeneralName) -> str:
-    """``DNS:x``, ``IP:1.2.3.4``, ... as in the config syntax."""
+_GN_KINDS: dict[type[x509.GeneralName], str] = {
+    x509.DNSName: "DNS",
+    x509.IPAddress: "IP",
+    x509.RFC822Name: "email",
+    x509.UniformResourceIdentifier: "URI",
+}
+
+
+def _gn(name: x509.GeneralName) -> tuple[str, str]:
+    """``("DNS", "x")``, ``("IP", "1.2.3.4")``, ...: kind and value as in the config syntax."""
     if isinstance(name, x509.RegisteredID):
-        return f"RID:{name.value.dotted_string}"
+        return "RID", name.value.dotted_string
     if isinstance(name, x509.DirectoryName):
-        return f"dirName:{name.value.rfc4514_string()}"
-    kinds = {
-        x509.DNSName: "DNS",
-        x509.IPAddress: "IP",
-        x509.RFC822Name: "email",
-        x509.UniformResourceIdentifier: "URI",
-    }
-    return f"{kinds.get(type(name), 'otherName')}:{name.value}"
+        return "dirName", name.value.rfc4514_string()
+    return _GN_KINDS.get(type(name), "otherName"), str(name.value)
 
 
-def _key_for(r: Resolved, opts: Any) -> tuple[Any, bool]:
+def _digest(opts: ReqOptions, r: Resolved) -> str | None:
+    """-sha256/-sha384/-sha512, else the config's default_md; None: the builder's default."""
+    return opts.md or (r.settings.md if r.settings else None)
+
+
+def _key_for(r: Resolved, opts: ReqOptions) -> tuple[build.PrivateKey, bool]:
     """(private key, whether it is new)."""
     if opts.key is not None:
         return _existing_key(opts.key), False
     return build.generate_key(r.key_spec), True
 
 
-def cmd_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def cmd_new(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     opts = _opts(args)
     r = resolve(opts, stdin, stderr)
     keyout = opts.keyout or (r.settings.default_keyfile if r.settings else None)
@@ -139,22 +178,17 @@ def cmd_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     out, keyout, combined = _outputs(opts.out, keyout, opts.force, "certificate")
     key, new_key = _key_for(r, opts)
     name = build.make_name(r.subject)
-    if r.extensions is None:
-        specs = build.server_extensions(key, [])
-    else:
-        specs = _with_ski(r.extensions)
+    specs = build.server_extensions(key, []) if r.extensions is None else _with_ski(r.extensions)
     specs = _with_san(specs, r.san, name, stderr)
-    md = opts.md or (r.settings.md if r.settings else None)
+    md = _digest(opts, r)
     cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 365, md)
     key_pem = build.key_pem(key) if new_key or opts.keyout else None
-    where = _write(
-        out, keyout, combined and key_pem is not None, key_pem, cert.public_bytes(PEM), opts.force
-    )
+    where = _write(out, keyout, combined, key_pem, cert.public_bytes(PEM), opts.force)
     stdout.write(_summary(cert, where))
     return 0
 
 
-def cmd_csr(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def cmd_csr(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     opts = _opts(args)
     r = resolve(opts, stdin, stderr, for_csr=True)
     keyout = opts.keyout or (r.settings.default_keyfile if r.settings else None)
@@ -168,12 +202,10 @@ def cmd_csr(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     key, _ = _key_for(r, opts)
     name = build.make_name(r.subject)
     specs = _with_san(list(r.extensions or []), r.san, name, stderr)
-    md = opts.md or (r.settings.md if r.settings else None)
+    md = _digest(opts, r)
     req = build.build_csr(key, name, specs, md)
     key_pem = build.key_pem(key) if keyout is not None else None
-    where = _write(
-        out, keyout, combined and key_pem is not None, key_pem, req.public_bytes(PEM), opts.force
-    )
+    where = _write(out, keyout, combined, key_pem, req.public_bytes(PEM), opts.force)
     stdout.write(f"subject={x509text.format_name(_name_content(req.subject))}\n")
     stdout.write(f"key type: {build.key_description(key)}\n" + "".join(w + "\n" for w in where))
     return 0
@@ -183,7 +215,7 @@ def _name_content(name: x509.Name) -> bytes:
     return x509text.read_tlv(name.public_bytes())[1]
 
 
-def cmd_ca_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def cmd_ca_new(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     opts = _opts(args)
     if opts.newkey is None and opts.key is None and not opts.pkeyopt:
         opts.newkey = "ec:P-256"
@@ -196,23 +228,21 @@ def cmd_ca_new(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     key, _ = _key_for(r, opts)
     name = build.make_name(r.subject)
     specs = build.ca_extensions() if r.extensions is None else _with_ski(r.extensions)
-    md = opts.md or (r.settings.md if r.settings else None)
+    md = _digest(opts, r)
     cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 3650, md)
     where = _write(out, keyout, False, build.key_pem(key), cert.public_bytes(PEM), opts.force)
     stdout.write(_summary(cert, where))
     return 0
 
 
-def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def cmd_issue(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     opts = _opts(args)
     ca_cert = _load_cert(args.ca)
-    ca_key = find_private_key(read_bytes(args.ca_key or args.ca), args.ca_key or args.ca)
-    if ca_key.public_key().public_bytes(
-        PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) != ca_cert.public_key().public_bytes(PEM, serialization.PublicFormat.SubjectPublicKeyInfo):
-        raise TlswrapError(
-            f"{args.ca_key or args.ca}: the key does not match the CA certificate {args.ca}"
-        )
+    ca_key_path = args.ca_key or args.ca
+    found = find_private_key(read_bytes(ca_key_path), ca_key_path)
+    if _spki(found) != _spki(ca_cert):
+        raise TlswrapError(f"{ca_key_path}: the key does not match the CA certificate {args.ca}")
+    ca_key = build.checked_ca_key(found, ca_key_path)
     try:
         if not ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
             raise x509.ExtensionNotFound("", x509.BasicConstraints.oid)
@@ -238,7 +268,7 @@ def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
         if san is None:
             try:
                 ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                san = tuple(tuple(_gn(n).split(":", 1)) for n in ext)
+                san = tuple(_gn(n) for n in ext)
                 if any(kind not in ("DNS", "IP", "email", "URI", "RID") for kind, _ in san):
                     raise TlswrapError(
                         f"{args.csr}: the request's subjectAltName has names wrapcert cannot copy"
@@ -255,15 +285,15 @@ def cmd_issue(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     specs = _with_san(specs, san, name, stderr)
     if not any(s.name == "authorityKeyIdentifier" for s in specs):
         specs.append(ExtSpec("authorityKeyIdentifier", False, ("", None), "<default>", None))
-    md = opts.md or (r.settings.md if r.settings else None)
+    md = _digest(opts, r)
     cert = build.issue(public, name, ca_key, ca_cert.subject, specs, opts.days or 365, md)
     body = cert.public_bytes(PEM) + (ca_cert.public_bytes(PEM) if args.chain else b"")
-    where = _write(out, keyout, combined and key_pem is not None, key_pem, body, opts.force)
+    where = _write(out, keyout, combined, key_pem, body, opts.force)
     stdout.write(_summary(cert, where))
     return 0
 
 
-def cmd_show(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def cmd_show(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     digest = args.digest or "sha1"
     label = "SHA1" if args.digest is None else args.digest  # as openssl: "-sha256" -> "sha256"
     paths = args.files + args.infiles
@@ -279,14 +309,13 @@ def cmd_show(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _spki(holder: x509.Certificate | PrivateKeyTypes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a certificate or of a private key's public half."""
+    return holder.public_key().public_bytes(serialization.Encoding.DER, SPKI)
 
 
 def check_certificate(
-    cert: x509.Certificate, key: Any | None, days: int, now: datetime.datetime
+    cert: x509.Certificate, key: PrivateKeyTypes | None, days: int, now: datetime.datetime
 ) -> tuple[int, str]:
     """(exit status, one-line reason) for ``wrapcert check``."""
     if now < cert.not_valid_before_utc:
@@ -298,9 +327,7 @@ def check_certificate(
         return CHECK_INVALID, f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
     if (reason := build.weak_key_reason(cert.public_key())) is not None:
         return CHECK_INVALID, reason
-    if key is not None and key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) != _spki(cert):
+    if key is not None and _spki(key) != _spki(cert):
         return CHECK_INVALID, "key does not match the certificate"
     try:
         cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -317,20 +344,19 @@ def check_certificate(
     return CHECK_OK, f"valid for {whole} more days (until {until})"
 
 
-def cmd_check(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def cmd_check(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     cert = _load_cert(args.file)
+    key: PrivateKeyTypes | None
     if args.key:
         key = find_private_key(read_bytes(args.key), args.key)
     else:
         key = find_private_key(read_bytes(args.file), args.file, required=False)
-    status, reason = check_certificate(
-        cert, key, args.days, datetime.datetime.now(datetime.timezone.utc)
-    )
+    status, reason = check_certificate(cert, key, args.days, datetime.datetime.now(datetime.UTC))
     (stdout if status == CHECK_OK else stderr).write(f"{args.file}: {reason}\n")
     return status
 
 
-def cmd_tlsa(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def cmd_tlsa(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     der = x509text.load_certificates(read_bytes(args.file), args.file)[0]
     digest = hashlib.sha256(x509text.parse_certificate(der).spki).hexdigest()
     if args.host is None and args.port is None:
@@ -343,3 +369,14 @@ def cmd_tlsa(args: Any, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     host = args.host if args.host.endswith(".") else args.host + "."
     stdout.write(f"_{args.port}._{args.proto}.{host} IN TLSA 3 1 1 {digest}\n")
     return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "new": cmd_new,
+    "csr": cmd_csr,
+    "show": cmd_show,
+    "check": cmd_check,
+    "ca": cmd_ca_new,
+    "issue": cmd_issue,
+    "tlsa": cmd_tlsa,
+}

@@ -12,7 +12,7 @@ import re
 
 from tlswrap.errors import TlswrapError
 
-__all__ = ["ATTRIBUTES", "Attr", "RDN", "format_subj", "lookup", "parse_subj"]
+__all__ = ["ATTRIBUTES", "RDN", "Attr", "format_subj", "lookup", "parse_subj"]
 
 Attr = tuple[str, str]  # (dotted OID, value)
 RDN = list[Attr]
@@ -135,7 +135,7 @@ def _escape_subj(value: str) -> str:
 
 def format_subj(rdns: list[RDN]) -> str:
     """The ``-subj`` text for *rdns* (inverse of :func:`parse_subj`)."""
-    parts = []
-    for rdn in rdns:
-        parts.append("+".join(f"{SHORT_NAMES.get(oid, oid)}={_escape_subj(v)}" for oid, v in rdn))
+    parts = (
+        "+".join(f"{SHORT_NAMES.get(oid, oid)}={_escape_subj(v)}" for oid, v in rdn) for rdn in rdns
+    )
     return "/" + "/".join(parts)

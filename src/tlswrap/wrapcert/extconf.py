@@ -9,13 +9,25 @@ Every mistake is a :class:`ConfigError` at the line of the entry (the command li
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tlswrap.errors import ConfigError
 from tlswrap.wrapcert.opensslconf import Conf
 
-__all__ = ["EKU_NAMES", "KEY_USAGE", "NS_CERT_TYPE", "ExtSpec", "parse_extension", "parse_san"]
+__all__ = [
+    "EKU_NAMES",
+    "KEY_USAGE",
+    "NS_CERT_TYPE",
+    "ExtSpec",
+    "SanNames",
+    "parse_extension",
+    "parse_san",
+]
+
+# subjectAltName entries: (kind, value), kind one of DNS, IP, email, URI, RID
+SanNames = tuple[tuple[str, str], ...]
 
 # (bit, long name, short name) as in OpenSSL's v3_bitst.c; both spellings are accepted.
 KEY_USAGE = (
@@ -54,12 +66,13 @@ EKU_NAMES = {
     "OCSP Signing": "1.3.6.1.5.5.7.3.9",
 }
 # Known to OpenSSL, not built by wrapcert: named so the message can say "not supported".
-_UNSUPPORTED = frozenset(
-    "issuerAltName authorityInfoAccess crlDistributionPoints certificatePolicies policyConstraints"
-    " nameConstraints inhibitAnyPolicy policyMappings subjectInfoAccess tlsfeature"
-    " nsBaseUrl nsRevocationUrl nsCaRevocationUrl nsRenewalUrl nsCaPolicyUrl nsSslServerName"
-    " proxyCertInfo noCheck".split()
-)
+_UNSUPPORTED = frozenset({
+    "issuerAltName", "authorityInfoAccess", "crlDistributionPoints", "certificatePolicies",
+    "policyConstraints", "nameConstraints", "inhibitAnyPolicy", "policyMappings",
+    "subjectInfoAccess", "tlsfeature", "nsBaseUrl", "nsRevocationUrl", "nsCaRevocationUrl",
+    "nsRenewalUrl", "nsCaPolicyUrl", "nsSslServerName", "proxyCertInfo", "noCheck",
+})  # fmt: skip
+_SAN_KINDS = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI", "rid": "RID"}
 _BOOL = {"true": True, "y": True, "yes": True, "false": False, "n": False, "no": False}
 
 
@@ -85,7 +98,9 @@ def _items(value: str) -> list[str]:
     return [item.strip() for item in value.split(",")]
 
 
-def _bits(table: tuple[tuple[int, str, str], ...], items: list[str], fail) -> tuple[int, ...]:
+def _bits(
+    table: tuple[tuple[int, str, str], ...], items: list[str], fail: Callable[[str], ConfigError]
+) -> tuple[int, ...]:
     found = []
     for item in items:
         for bit, long, short in table:
@@ -98,11 +113,11 @@ def _bits(table: tuple[tuple[int, str, str], ...], items: list[str], fail) -> tu
     return tuple(sorted(set(found)))
 
 
-def parse_san(value: str, filename: str, lineno: int | None, conf: Conf | None = None) -> tuple:
+def parse_san(value: str, filename: str, lineno: int | None, conf: Conf | None = None) -> SanNames:
     """``DNS:a, IP:1.2.3.4, email:x@y, URI:..., RID:1.2.3, @section`` -> ((kind, value), ...)."""
 
-    def fail(msg: str) -> ConfigError:
-        return ConfigError(filename, lineno, f"subjectAltName: {msg}")
+    def fail(line: int | None, msg: str) -> ConfigError:
+        return ConfigError(filename, line, f"subjectAltName: {msg}")
 
     names: list[tuple[str, str]] = []
     pairs: list[tuple[str, str, int | None]] = []
@@ -110,37 +125,36 @@ def parse_san(value: str, filename: str, lineno: int | None, conf: Conf | None =
         if item.startswith("@"):
             section = conf.section(item[1:]) if conf is not None else None
             if section is None:
-                raise fail(f"section {item[1:]!r} not found")
-            for entry in section:
-                pairs.append((entry.name.split(".", 1)[0], entry.value.strip(), entry.lineno))
+                raise fail(lineno, f"section {item[1:]!r} not found")
+            pairs.extend(
+                (entry.name.split(".", 1)[0], entry.value.strip(), entry.lineno)
+                for entry in section
+            )
             continue
         kind, sep, text = item.partition(":")
         if not sep:
-            raise fail(f"{item!r} needs a type, e.g. DNS:{item}")
+            raise fail(lineno, f"{item!r} needs a type, e.g. DNS:{item}")
         pairs.append((kind.strip(), text.strip(), lineno))
     for kind, text, line in pairs:
-        kinds = {"dns": "DNS", "ip": "IP", "email": "email", "uri": "URI", "rid": "RID"}
-        canon = kinds.get(kind.lower())
-        err = ConfigError(filename, line, f"subjectAltName: {kind}:{text}")
+        canon = _SAN_KINDS.get(kind.lower())
         if canon is None:
             if kind in ("dirName", "otherName"):
-                raise ConfigError(filename, line, f"subjectAltName: {kind} is not supported")
-            raise ConfigError(filename, line, f"subjectAltName: unknown name type {kind!r}")
+                raise fail(line, f"{kind} is not supported")
+            raise fail(line, f"unknown name type {kind!r}")
         if not text:
-            raise ConfigError(filename, line, f"subjectAltName: empty {canon} name")
+            raise fail(line, f"empty {canon} name")
         if canon == "IP":
             try:
-                text = str(ipaddress.ip_address(text))
+                names.append((canon, str(ipaddress.ip_address(text))))
             except ValueError:
-                raise ConfigError(
-                    filename, line, f"subjectAltName: bad IP address {text!r}"
-                ) from None
-        elif canon == "email" and text in ("copy", "move"):
-            raise ConfigError(filename, line, f"subjectAltName: email:{text} is not supported")
-        elif canon == "DNS" and (" " in text or text.endswith(".") or ".." in text):
-            raise ConfigError(filename, line, f"subjectAltName: bad DNS name {text!r}")
-        elif canon == "RID" and not _is_oid(text):
-            raise err
+                raise fail(line, f"bad IP address {text!r}") from None
+            continue
+        if canon == "email" and text in ("copy", "move"):
+            raise fail(line, f"email:{text} is not supported")
+        if canon == "DNS" and (" " in text or text.endswith(".") or ".." in text):
+            raise fail(line, f"bad DNS name {text!r}")
+        if canon == "RID" and not _is_oid(text):
+            raise fail(line, f"{kind}:{text}")
         names.append((canon, text))
     return tuple(names)
 

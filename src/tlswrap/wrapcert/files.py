@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 from tlswrap.errors import TlswrapError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 __all__ = ["check_writable", "find_private_key", "read_bytes", "same_file", "write_atomic"]
 
@@ -74,7 +77,13 @@ def write_atomic(path: str, data: bytes, mode: int, force: bool) -> None:
             os.unlink(tmp)
 
 
-def find_private_key(data: bytes, source: str, required: bool = True) -> Any:
+@overload
+def find_private_key(
+    data: bytes, source: str, required: Literal[True] = True
+) -> PrivateKeyTypes: ...
+@overload
+def find_private_key(data: bytes, source: str, required: bool) -> PrivateKeyTypes | None: ...
+def find_private_key(data: bytes, source: str, required: bool = True) -> PrivateKeyTypes | None:
     """The first private key in PEM *data* (or DER PKCS#8), loaded; None if absent and optional."""
     from cryptography.hazmat.primitives import serialization
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from tlswrap.errors import ConfigError, TlswrapError
 from tlswrap.wrapcert.dn import COUNTRY_OID, lookup
 from tlswrap.wrapcert.extconf import ExtSpec, parse_section
-from tlswrap.wrapcert.opensslconf import Conf
+from tlswrap.wrapcert.opensslconf import Conf, Entry
 
 __all__ = ["DNField", "KeySpec", "ReqSettings", "parse_key_type", "read_req", "weak_rsa_reason"]
 
@@ -30,11 +30,11 @@ CURVES = {
 DIGESTS = ("sha256", "sha384", "sha512")
 _WEAK_DIGESTS = ("md5", "sha1", "md2", "md4", "mdc2", "ripemd160", "sha224")
 
-_REQ_KEYS = frozenset(
-    "default_bits default_keyfile distinguished_name x509_extensions req_extensions prompt"
-    " encrypt_key default_md string_mask utf8 attributes RANDFILE".split()
-)
-_REQ_UNSUPPORTED = frozenset("input_password output_password oid_file oid_section".split())
+_REQ_KEYS = frozenset({
+    "default_bits", "default_keyfile", "distinguished_name", "x509_extensions", "req_extensions",
+    "prompt", "encrypt_key", "default_md", "string_mask", "utf8", "attributes", "RANDFILE",
+})  # fmt: skip
+_REQ_UNSUPPORTED = frozenset({"input_password", "output_password", "oid_file", "oid_section"})
 _DN_SUFFIXES = ("_default", "_min", "_max", "_value")
 
 
@@ -148,7 +148,7 @@ def _field_type(key: str) -> tuple[str, bool]:
     return name, False
 
 
-def _int_entry(conf: Conf, entry, what: str) -> int:
+def _int_entry(conf: Conf, entry: Entry, what: str) -> int:
     text = entry.value.strip()
     if not text.lstrip("-").isdigit():
         raise conf.error(entry.lineno, f"{what} = {entry.value!r}: expected a number")
@@ -216,7 +216,7 @@ def read_req(conf: Conf) -> ReqSettings:
         if entry.name not in _REQ_KEYS:
             raise conf.error(entry.lineno, f"unknown [req] entry {entry.name!r}")
 
-    def get(name: str):
+    def get(name: str) -> Entry | None:
         return conf.get("req", name)
 
     if (e := get("default_bits")) is not None:

@@ -14,8 +14,9 @@ from typing import TextIO
 
 from tlswrap.errors import TlswrapError
 from tlswrap.wrapcert.dn import RDN, parse_subj
-from tlswrap.wrapcert.extconf import ExtSpec, parse_extension, parse_san, parse_section
-from tlswrap.wrapcert.opensslconf import parse_conf
+from tlswrap.wrapcert.extconf import ExtSpec, SanNames, parse_extension, parse_san, parse_section
+from tlswrap.wrapcert.files import read_bytes
+from tlswrap.wrapcert.opensslconf import Conf, parse_conf
 from tlswrap.wrapcert.reqconf import (
     DEFAULT_KEY,
     DNField,
@@ -81,12 +82,10 @@ class Resolved:
     key_spec: KeySpec
     subject: list[RDN]
     extensions: list[ExtSpec] | None  # None: the caller's defaults
-    san: tuple | None  # from --san, replaces any other
+    san: SanNames | None  # from --san, replaces any other
 
 
-def _read_conf(path: str):
-    from tlswrap.wrapcert.files import read_bytes
-
+def _read_conf(path: str) -> Conf:
     try:
         text = read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -94,14 +93,8 @@ def _read_conf(path: str):
     return parse_conf(text, path, os.environ)
 
 
-def load_settings(path: str) -> ReqSettings:
-    return read_req(_read_conf(path))
-
-
 def _curve_from_file(path: str) -> str:
     import base64
-
-    from tlswrap.wrapcert.files import read_bytes
 
     data = read_bytes(path)
     if b"-----BEGIN EC PARAMETERS-----" in data:
@@ -223,7 +216,8 @@ def resolve(
     need_subject: bool = True,
 ) -> Resolved:
     """Validate everything about a request before any key is made or file written."""
-    settings = load_settings(opts.config) if opts.config else None
+    conf = _read_conf(opts.config) if opts.config else None
+    settings = read_req(conf) if conf is not None else None
     if settings and settings.encrypt_key and not opts.nodes:
         raise TlswrapError(
             f"{settings.filename}:{settings.encrypt_line}: encrypt_key = yes is not supported: a "
@@ -232,9 +226,9 @@ def resolve(
     spec = key_spec(opts, settings) if opts.key is None else DEFAULT_KEY
     exts: list[ExtSpec] | None = None
     if opts.extensions is not None:
-        if settings is None:
+        if conf is None:
             raise TlswrapError("-extensions needs -config")
-        exts = parse_section(_read_conf(opts.config), opts.extensions, None)
+        exts = parse_section(conf, opts.extensions, None)
     elif settings is not None:
         exts = settings.req_extensions if for_csr else settings.x509_extensions
     for text in opts.addext:

@@ -170,7 +170,7 @@ def format_string(tag: int, content: bytes, whole: bytes, flags: int = ONELINE) 
         ]
         convert = True
     state = [False]
-    out = []
+    out: list[str] = []
     for index, c in enumerate(chars):
         extra = FIRST_ESC_2253 if index == 0 else 0
         if index == len(chars) - 1:
@@ -178,8 +178,9 @@ def format_string(tag: int, content: bytes, whole: bytes, flags: int = ONELINE) 
         if convert and c > 0x7F:
             if c > 0x10FFFF:
                 raise DERError("character out of range in UniversalString")
-            for b in chr(c).encode("utf-8", "surrogatepass"):
-                out.append(_esc_byte(b, flags | extra, state))
+            out.extend(
+                _esc_byte(b, flags | extra, state) for b in chr(c).encode("utf-8", "surrogatepass")
+            )
         else:
             out.append(_esc_byte(c, flags | extra, state))
     text = "".join(out)
