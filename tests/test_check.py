@@ -19,7 +19,7 @@ import pytest
 from tlswrap import cli
 
 DATA = Path(__file__).resolve().parent / "data" / "check"
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def check(capsys, *args: str) -> tuple[int, str, str]:
@@ -138,7 +138,7 @@ def test_shadowing_only_when_provable(tmp_path, capsys):
                      "pop3s: .example.com\n"      # shadowed
                      "ALL: ALL : spawn echo %a : deny\n"
                      "imaps: 1.2.3.4 EXCEPT 1.2.3.4\n")  # shadowed: ALL
-    rc, out, _ = check(capsys, "-a", str(allow), "-D", str(tmp_path / "none"))
+    _, out, _ = check(capsys, "-a", str(allow), "-D", str(tmp_path / "none"))
     shadowed = [line for line in out.splitlines() if "shadowed" in line]
     assert shadowed == [
         f"{allow}:6: warning: shadowed by line 5 (ALL : .example.com): every request this rule "
@@ -169,7 +169,7 @@ def test_verbose_lists_rules_like_tcpdchk(tmp_path, capsys, monkeypatch):
                      "pop3s: ALL : umask 999\n")
     (tmp_path / "hosts.deny").write_text("ALL: ALL : allow\n")
     monkeypatch.chdir(tmp_path)
-    rc, out, _ = check(capsys, "-v", "-d")
+    _, out, _ = check(capsys, "-v", "-d")
     assert out == """\
 >>> Rule hosts.allow line 1:
 daemons:  imaps pop3s
@@ -256,7 +256,7 @@ def test_config_sample(config_dir, capsys):
 
 def test_config_options_override_hosts_files(config_dir, capsys):
     (config_dir / "alt.allow").write_text("imap: ALL\n")
-    rc, out, _ = check(capsys, "-a", "alt.allow", "tlswrap.conf")
+    _, out, _ = check(capsys, "-a", "alt.allow", "tlswrap.conf")
     assert "alt.allow:1: warning: imap: no such service in tlswrap.conf" in out.splitlines()
     assert "hosts.allow" not in out and out.splitlines()[-1].startswith(
         "checked tlswrap.conf, alt.allow, hosts.deny: ")
@@ -298,6 +298,95 @@ def test_no_libwrap_skips_hosts_files(config_dir, capsys):
     assert (rc, out) == (0, "nowrap.conf: note: every service has libwrap = no: the hosts "
                             "files are not consulted\n"
                             "checked nowrap.conf: 0 errors, 0 warnings, 1 note\n")
+
+
+def _nowrap(config_dir: Path, text: str, name: str = "t.conf") -> str:
+    """A config of one libwrap = no service with the ``other`` certificate, plus ``text``."""
+    (config_dir / name).write_text(
+        f"{text}[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\nkey = other.key\n"
+        "libwrap = no\n")
+    return name
+
+
+_NOTE = "t.conf: note: every service has libwrap = no: the hosts files are not consulted"
+_TLS_POLICY = "tlswrap serves TLS 1.2 and 1.3 only (RFC 8996 deprecates the older versions)"
+
+
+def test_every_mistake_of_a_config_is_listed(tmp_path, capsys):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[imaps]\naccept = 993\nbogus = 1\nsslVersion = SSLv3\n[pop3s]\n"
+                    "accept = 995\nconnect = 110\n")
+    rc, out, _ = check(capsys, str(conf))
+    assert rc == 1
+    assert out.splitlines() == [
+        f"{conf}:3: error: [imaps] unknown option 'bogus'",
+        f"{conf}:5: error: [pop3s] no 'cert': a TLS server needs a certificate",
+        f"checked {conf}: 2 errors, 0 warnings, 0 notes"]
+
+
+@pytest.mark.parametrize("line", ["sslVersion = SSLv3", "sslVersion = TLSv1",
+                                  "sslVersionMax = TLSv1.1"])
+def test_an_old_tls_version_is_an_error_at_its_line(config_dir, capsys, line):
+    option = line.partition(" = ")[0]
+    rc, out, _ = check(capsys, _nowrap(config_dir, f"{line}\n"))
+    assert (rc, out.splitlines()) == (1, [
+        f"t.conf:1: error: [imaps] {line}: {_TLS_POLICY}: write {option} = TLSv1.2 or "
+        "TLSv1.3, or remove the line to allow both",
+        "checked t.conf: 1 error, 0 warnings, 0 notes"])
+
+
+@pytest.mark.parametrize("version", ["SSLv3", "TLSv1"])
+def test_an_old_tls_minimum_is_a_warning(config_dir, capsys, version):
+    rc, out, _ = check(capsys, _nowrap(config_dir, f"sslVersionMin = {version}\n"))
+    assert (rc, out.splitlines()) == (0, [
+        _NOTE,
+        f"t.conf:1: warning: [imaps] sslVersionMin = {version}: {_TLS_POLICY}, so the lowest "
+        "version served is TLSv1.2: write sslVersionMin = TLSv1.2 to say so",
+        "checked t.conf: 0 errors, 1 warning, 1 note"])
+
+
+def test_every_problem_of_a_service_is_listed(config_dir, capsys):
+    (config_dir / "t.conf").write_text(
+        "[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\nkey = imaps.key\n"
+        "ciphers = NOPE\ncurves = NOPE\nlibwrap = no\n")
+    rc, out, _ = check(capsys, "t.conf")
+    assert (rc, out.splitlines()) == (1, [
+        _NOTE,
+        "t.conf:5: error: [imaps] key = imaps.key: the private key does not match the "
+        "certificate in other.pem",
+        "t.conf:5: warning: [imaps] key = imaps.key: private key is readable by group/others "
+        "(mode 644); use 0600",
+        "t.conf:6: error: [imaps] ciphers = NOPE: OpenSSL accepts none of these",
+        "t.conf:7: error: [imaps] curves = NOPE: OpenSSL does not know these groups",
+        "checked t.conf: 3 errors, 1 warning, 1 note"])
+
+
+def test_log_and_pid_files_that_cannot_be_written(config_dir, capsys):
+    (config_dir / "logs").mkdir()
+    rc, out, _ = check(capsys, _nowrap(config_dir, "output = nodir/tlswrap.log\n"
+                                                   "pid = run/tlswrap.pid\n"
+                                                   "setuid = no-such-user-tlswrap\n"
+                                                   "setgid = no-such-group-tlswrap\n"))
+    assert (rc, out.splitlines()) == (1, [
+        _NOTE,
+        "t.conf:1: error: output = nodir/tlswrap.log: cannot open log file: No such file or "
+        "directory",
+        "t.conf:2: error: pid = run/tlswrap.pid: cannot write the pid file: No such file or "
+        "directory",
+        "t.conf:3: error: setuid = no-such-user-tlswrap: no such user",
+        "t.conf:4: error: setgid = no-such-group-tlswrap: no such group",
+        "checked t.conf: 4 errors, 0 warnings, 1 note"])
+    rc, out, _ = check(capsys, _nowrap(config_dir, "output = logs\npid = logs/tlswrap.pid\n"))
+    assert (rc, out.splitlines()[1]) == (1, "t.conf:1: error: output = logs: cannot open log "
+                                            "file: Is a directory")
+    assert not (config_dir / "logs" / "tlswrap.pid").exists()
+
+
+def test_log_and_pid_files_that_can_be_written_are_not_created(config_dir, capsys):
+    rc, out, _ = check(capsys, _nowrap(config_dir, "output = tlswrap.log\npid = tlswrap.pid\n"))
+    assert (rc, out.splitlines()) == (0, [_NOTE, "checked t.conf: 0 errors, 0 warnings, 1 note"])
+    assert not (config_dir / "tlswrap.log").exists()
+    assert not (config_dir / "tlswrap.pid").exists()
 
 
 # --- end to end ----------------------------------------------------------------------------

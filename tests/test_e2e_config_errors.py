@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 
-
 from conftest import free_port, port_open
 
 
@@ -96,6 +95,45 @@ def test_bad_cipher_list(tmp_path, certs):
     check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {certs.cert_file}\n"
                                        f"key = {certs.key_file}\nciphers = NOPE-CIPHER\n"),
                 ":12: [second] ciphers = NOPE-CIPHER: OpenSSL accepts none of these", [p1, p2])
+
+
+def test_sslv3_is_a_config_error_not_a_traceback(tmp_path, certs):
+    p1, p2 = free_port(), free_port()
+    check_fails(tmp_path, two_services(certs, p1, p2, f"cert = {certs.cert_file}\n"
+                                       f"key = {certs.key_file}\nsslVersion = SSLv3\n"),
+                ":12: [second] sslVersion = SSLv3: tlswrap serves TLS 1.2 and 1.3 only (RFC "
+                "8996 deprecates the older versions): write sslVersion = TLSv1.2 or TLSv1.3, "
+                "or remove the line to allow both", [p1, p2])
+
+
+def test_sslv3_minimum_serves_tls12(tmp_path, certs, tlswrap, thread_server):
+    import ssl
+
+    from conftest import greet_echo, service_config
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                           extra="sslVersionMin = SSLv3\n"), [port])
+    ctx = certs.client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.version() == "TLSv1.2"
+        assert tls.recv(100) == b"* OK echo ready\r\n"
+
+
+def test_unwritable_log_file(tmp_path, certs):
+    p1, p2 = free_port(), free_port()
+    log = tmp_path / "nonexistent" / "tlswrap.log"
+    cfg = tmp_path / "bad.conf"
+    cfg.write_text(f"output = {log}\n" + two_services(certs, p1, p2, f"cert = {certs.cert_file}\n"
+                                                      f"key = {certs.key_file}\n"))
+    out = run_tlswrap(cfg)
+    assert out.returncode == 1
+    assert f"output = {log}: cannot open log file: No such file or directory\n" in out.stderr
+    assert out.stderr.startswith("tlswrap: ") and "Traceback" not in out.stderr
+    assert not port_open(p1) and not port_open(p2)
 
 
 def test_address_in_use_leaves_no_port_listening(tmp_path, certs):

@@ -7,13 +7,20 @@ The hosts files are read with :func:`tlswrap.hostsfiles.read_hosts` and each rul
 the pure :mod:`tlswrap.hostslint`; the config by the daemon's own start-up path.
 
 - error: tlswrap would refuse to start (a syntax error: the daemon strict-loads the hosts
-  files; a config, certificate, key or cipher problem, found by running ``daemon.prepare`` on
-  each service without binding anything), an unknown ``user``/``group`` in an option (tcpd
-  denies when the rule decides), an expired or not yet valid certificate.
+  files; a config, certificate, key or cipher problem, found by running the daemon's
+  ``prepare`` on each service without binding anything; an ``output`` log file or ``pid``
+  file it could not write; a ``setuid``/``setgid`` that names nobody), an unknown
+  ``user``/``group`` in an option (tcpd denies when the rule decides), an expired or not yet
+  valid certificate. Every mistake of the config is listed, not only the first.
 - warning: tcpdchk's warnings; daemon names that match no ``[service]``; patterns that can
   never match; rules shadowed by an earlier rule of the same file; a certificate expiring
-  within ``EXPIRY_DAYS``; a private key readable by group or others.
+  within ``EXPIRY_DAYS``; a private key readable by group or others; an option tlswrap reads
+  differently (``sslVersionMin = TLSv1``: it serves TLS 1.2 and up).
 - note: a pattern or option that makes tlswrap look a name up in DNS per connection.
+
+``output`` and ``pid`` are checked as the user running the check, without creating or
+changing either file (:func:`tlswrap.logsetup.writable_path_problem`); tlswrap opens the log
+file before it drops privileges, but writes the pid file after, as the ``setuid`` user.
 
 Exit status: 0 without errors, 1 with errors, 2 for a usage error. Without CONFIG nothing
 heavy is imported (no trio, no OpenSSL), so the command starts fast.
@@ -28,10 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TextIO
 
-from tlswrap import hostsfiles
 from tlswrap.errors import ConfigError, TlswrapError
-from tlswrap.hostsaccess import Rule
-from tlswrap.hostslint import Emit, Services, System, lint_rule, rule_listing
+from tlswrap.tcpwrappers import Emit, Rule, Services, System, lint_rule, rule_listing
+from tlswrap.tcpwrappers import files as hostsfiles
 
 if TYPE_CHECKING:
     from tlswrap.config import Config, Service
@@ -138,22 +144,27 @@ def _read_lines(path: str) -> list[str]:
 # --- the config: the daemon's own start-up validation, without binding -----------------------
 
 def check_config(path: str, report: Report) -> Config | None:
-    """Parse ``path`` and run ``daemon.prepare`` on each service; certificates, key modes."""
-    from tlswrap.daemon import load_config, prepare
+    """Parse ``path``, run the daemon's ``prepare`` on each service and check what the daemon
+    writes (log file, pid file) and who it runs as; certificates, key modes."""
+    from tlswrap.config import config_warnings, load_config
+    from tlswrap.snapshot import prepare
 
     report.file(path)
     try:
         config = load_config(path)
     except ConfigError as exc:
-        _config_error(report, exc)
+        _config_findings(report, exc)
         return None
+    for warning in config_warnings(config):
+        _config_findings(report, warning, "warning")
+    _check_globals(config, report)
     for svc in config.services:
         # One service at a time, so that every broken service is reported; the hosts files,
         # which prepare() strict-loads, are checked in full by check_hosts().
         try:
             prepare(replace(config, services=(replace(svc, libwrap=False),)))
         except ConfigError as exc:
-            _config_error(report, exc)
+            _config_findings(report, exc)
         except TlswrapError as exc:
             report.add(path, None, "error", f"[{svc.name}] {exc}")
         except OSError as exc:
@@ -164,9 +175,52 @@ def check_config(path: str, report: Report) -> Config | None:
     return config
 
 
-def _config_error(report: Report, exc: ConfigError) -> None:
-    svc = f"[{exc.service}] " if exc.service else ""
-    report.add(exc.filename, exc.lineno, "error", f"{svc}{exc.msg}")
+def _config_findings(report: Report, exc: ConfigError, severity: str = "error") -> None:
+    """Every located message ``exc`` stands for (``ConfigError.all()``) as a finding."""
+    for each in exc.all():
+        svc = f"[{each.service}] " if each.service else ""
+        report.add(each.filename, each.lineno, severity, f"{svc}{each.msg}")
+
+
+def _check_globals(config: Config, report: Report) -> None:
+    """What the daemon does with the global options before serving: open the log file, write
+    the pid file, become ``setuid``/``setgid``."""
+    from tlswrap.logsetup import writable_path_problem
+
+    g = config.globals
+    checks = [("output", g.output, "cannot open log file", False),
+              ("pid", g.pid, "cannot write the pid file", True)]
+    for option, path, what, directory in checks:
+        problem = writable_path_problem(path, directory=directory) if path else None
+        if problem:
+            _config_findings(report, config.error(f"{option} = {path}: {what}: {problem}", option))
+    for option, known in (("setuid", _is_user), ("setgid", _is_group)):
+        name = getattr(g, option)
+        if name is not None and not known(name):
+            kind = "user" if option == "setuid" else "group"
+            _config_findings(report, config.error(f"{option} = {name}: no such {kind}", option))
+
+
+def _is_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _is_group(name: str) -> bool:
+    if name.isdigit():
+        return True  # setgid() takes any number
+    import grp
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _check_certificates(config: Config, svc: Service, report: Report,
@@ -180,7 +234,7 @@ def _check_certificates(config: Config, svc: Service, report: Report,
             certs = x509.load_pem_x509_certificates(f.read())
     except (OSError, ValueError):
         return  # prepare() has said why
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     emit = report.at(config.filename, svc.line_of("cert"), f"[{svc.name}] cert = {svc.cert}: ")
     for i, cert in enumerate(certs):
         which = "" if i == 0 else f"chain certificate {cert.subject.rfc4514_string()}: "

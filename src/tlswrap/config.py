@@ -8,15 +8,24 @@ parses its value, so adding an option is one line there plus a field on the mode
 
 This module is pure: it takes text and a file name and returns values. Every parsed option keeps
 its line number (``Service.lines``), so a later semantic error -- a certificate that does not load,
-a cipher string OpenSSL refuses -- can still say ``FILE:LINE:``.
+a cipher string OpenSSL refuses -- can still say ``FILE:LINE:``. A mistake does not stop the
+parse: every line is read, and the ConfigError raised carries all that were found (``all()``).
+``load_config(path)`` only reads the file and hands the text over, like tomli's ``load``.
+
+TLS versions: tlswrap serves TLS 1.2 and 1.3 only (RFC 8996 deprecates the older ones, and the
+OpenSSL in use will not negotiate them at its security level). Old stunnel files name them, so
+the names are understood: a minimum below TLS 1.2 is read as TLS 1.2 (``tlswrap check`` warns,
+see ``config_warnings``), while a maximum below TLS 1.2 -- nothing tlswrap could serve -- is an
+error at its line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError
 
@@ -27,9 +36,10 @@ SYSLOG_FACILITIES = {
     "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
     "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 }
-TLS_VERSIONS = {"all": None, "tlsv1": "TLSv1", "tlsv1.1": "TLSv1.1", "tlsv1.2": "TLSv1.2",
-                "tlsv1.3": "TLSv1.3", "sslv3": "SSLv3"}
-TLS_ORDER = ["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+TLS_ORDER = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")  # stunnel's names
+TLS_VERSIONS: dict[str, str | None] = {"all": None, **{v.lower(): v for v in TLS_ORDER}}
+TLS_SERVED = ("TLSv1.2", "TLSv1.3")  # what tlswrap negotiates, oldest first (RFC 8996)
+_TLS_POLICY = "tlswrap serves TLS 1.2 and 1.3 only (RFC 8996 deprecates the older versions)"
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,16 @@ class Service:
     def line_of(self, option: str) -> int | None:
         return self.lines.get(option.lower())
 
+    def option_for(self, attr: str) -> str | None:
+        """The option (stunnel's spelling) that gave field ``attr`` its value, None: default."""
+        return _setter(self.lines, attr)
+
+    @property
+    def tls_range(self) -> tuple[str, str]:
+        """The TLS versions served, (lowest, highest): the configured range within TLS_SERVED."""
+        low = max(self.version_min or TLS_SERVED[0], TLS_SERVED[0], key=TLS_ORDER.index)
+        return low, self.version_max or TLS_SERVED[-1]
+
 
 @dataclass(frozen=True)
 class GlobalOptions:
@@ -105,8 +125,10 @@ class Config:
     globals: GlobalOptions
     services: tuple[Service, ...]
 
-    def error(self, msg: str, option: str | None = None, service: Service | None = None) -> ConfigError:
-        """A ConfigError pointing at the line where ``option`` was set (in ``service`` or global)."""
+    def error(self, msg: str, option: str | None = None,
+              service: Service | None = None) -> ConfigError:
+        """A ConfigError pointing at the line where ``option`` was set (in ``service`` or
+        global)."""
         line = None
         if option is not None:
             if service is not None:
@@ -163,6 +185,7 @@ def parse_port(value: str) -> int | str:
 def parse_address(value: str, default_host: str | None, allow_unix: bool) -> Address:
     """``[HOST:]PORT``, ``[IPV6]:PORT``, ``:::PORT`` or, where allowed, a unix socket path."""
     value = value.strip()
+    host: str | None
     if value.startswith("/"):
         if not allow_unix:
             raise ValueError(f"a unix socket is not allowed here: {value!r}")
@@ -207,8 +230,8 @@ def parse_version(value: str) -> str | None:
 
 
 def parse_debug(value: str) -> tuple[str | None, int]:
-    facility, _, level = value.rpartition(".")
-    facility = facility.lower() or None
+    prefix, _, level = value.rpartition(".")
+    facility = prefix.lower() or None
     if facility is not None and facility not in SYSLOG_FACILITIES:
         raise ValueError(f"unknown syslog facility {facility!r}")
     lv = level.lower()
@@ -352,65 +375,56 @@ class _Section:
         self.lineno = lineno
         self.values: dict[str, Any] = {}
         self.lines: dict[str, int] = {}
+        self.broken = False  # a line of it was wrong: not built, so no follow-on errors
 
     def set(self, opt: Option, value: Any, lineno: int) -> None:
         if opt.attr.startswith("_"):  # accepted for compatibility, nothing to store
             pass
         elif opt.repeat:
-            self.values[opt.attr] = self.values.get(opt.attr, ()) + (value,)
+            self.values[opt.attr] = (*self.values.get(opt.attr, ()), value)
         else:
             for attr in (opt.attr, *opt.also):
                 self.values[attr] = value
         self.lines[opt.name.lower()] = lineno
 
 
+def load_config(path: str) -> Config:
+    """Read the config file at ``path`` and parse it; ConfigError if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, f"not UTF-8 text: {exc.reason}") from None
+    return parse_config(text, path)
+
+
 def parse_config(text: str, filename: str = "<config>") -> Config:
-    """Parse stunnel-format ``text``; raise ConfigError(filename, line, message) on any mistake."""
+    """Parse stunnel-format ``text``; raise ConfigError(filename, line, message) on any mistake.
+
+    Every line is read even after a mistake; the error raised is the first, carrying the
+    others (``ConfigError.all()``). A section with a wrong line is not checked as a whole, so
+    one mistake does not bring a second, made-up one ("no 'connect'" after a bad connect line).
+    """
     glob = _Section(None, 0)
     sections: list[_Section] = []
     current = glob
+    errors: list[ConfigError] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line[0] in ";#":
             continue
-        if line.startswith("["):
-            if not line.endswith("]") or len(line) < 3:
-                raise ConfigError(filename, lineno, f"bad section header {line!r}")
-            name = line[1:-1].strip()
-            if not name or any(c.isspace() or c in "[]" for c in name):
-                raise ConfigError(filename, lineno, f"bad service name {name!r}")
-            if any(s.name == name for s in sections):
-                raise ConfigError(filename, lineno, f"service [{name}] is defined twice")
-            current = _Section(name, lineno)
-            sections.append(current)
-            continue
-        key, eq, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not eq or not key:
-            raise ConfigError(filename, lineno, f"expected 'option = value', got {line!r}",
-                              current.name)
-        opt = OPTIONS.get(key.lower())
-        if opt is None:
-            raise ConfigError(filename, lineno, f"unknown option {key!r}", current.name)
-        if opt.scope == "global" and current is not glob:
-            raise ConfigError(filename, lineno,
-                              f"{opt.name!r} is a global option: put it before the first "
-                              "[service] section", current.name)
-        if opt.attr == "debug" and current is glob:
-            try:
-                facility, level = parse_debug(value)
-            except ValueError as exc:
-                raise ConfigError(filename, lineno, f"{opt.name} = {value}: {exc}") from None
-            current.set(opt, level, lineno)
-            if facility:
-                current.values["facility"] = facility
-            continue
         try:
-            parsed = opt.parse(value)
-        except ValueError as exc:
-            raise ConfigError(filename, lineno, f"{opt.name} = {value}: {exc}",
-                              current.name) from None
-        current.set(opt, parsed, lineno)
+            if line.startswith("["):
+                current = _Section(None, lineno)
+                current.name = _section_name(line, sections, filename, lineno)
+                sections.append(current)
+            else:
+                _read_option(line, lineno, current, current is glob, filename)
+        except ConfigError as exc:
+            errors.append(exc)
+            current.broken = True
 
     gvalues = {k: v for k, v in glob.values.items() if k in _GLOBAL_FIELDS}
     globals_ = GlobalOptions(**gvalues, lines={k: v for k, v in glob.lines.items()
@@ -422,10 +436,60 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
         # named like tcpd names a daemon: the program's basename, or "tlswrap".
         exe = defaults.get("exec")
         sections = [_Section(exe.rsplit("/", 1)[-1] if exe else "tlswrap", 0)]
-    services = tuple(_build_service(s, defaults, default_lines, filename) for s in sections)
-    if not services:
-        raise ConfigError(filename, None, "no [service] section: nothing to do")
-    return Config(filename, globals_, services)
+    services = []
+    for sec in sections:
+        if glob.broken or sec.broken:
+            continue
+        try:
+            services.append(_build_service(sec, defaults, default_lines, filename))
+        except ConfigError as exc:
+            errors.append(exc)
+    if not errors and not services:
+        errors.append(ConfigError(filename, None, "no [service] section: nothing to do"))
+    first = ConfigError.of(sorted(errors, key=lambda e: e.lineno or 0))
+    if first is not None:
+        raise first
+    return Config(filename, globals_, tuple(services))
+
+
+def _section_name(line: str, sections: list[_Section], filename: str, lineno: int) -> str:
+    if not line.endswith("]") or len(line) < 3:
+        raise ConfigError(filename, lineno, f"bad section header {line!r}")
+    name = line[1:-1].strip()
+    if not name or any(c.isspace() or c in "[]" for c in name):
+        raise ConfigError(filename, lineno, f"bad service name {name!r}")
+    if any(s.name == name for s in sections):
+        raise ConfigError(filename, lineno, f"service [{name}] is defined twice")
+    return name
+
+
+def _read_option(line: str, lineno: int, section: _Section, is_global: bool,
+                 filename: str) -> None:
+    """One ``key = value`` line into ``section``; ConfigError if it is wrong."""
+    key, eq, value = line.partition("=")
+    key, value = key.strip(), value.strip()
+
+    def fail(msg: str) -> ConfigError:
+        return ConfigError(filename, lineno, msg, section.name)
+
+    if not eq or not key:
+        raise fail(f"expected 'option = value', got {line!r}")
+    opt = OPTIONS.get(key.lower())
+    if opt is None:
+        raise fail(f"unknown option {key!r}")
+    if opt.scope == "global" and not is_global:
+        raise fail(f"{opt.name!r} is a global option: put it before the first [service] "
+                   "section")
+    try:
+        if opt.attr == "debug" and is_global:
+            facility, level = parse_debug(value)
+            section.set(opt, level, lineno)
+            if facility:
+                section.values["facility"] = facility
+        else:
+            section.set(opt, opt.parse(value), lineno)
+    except ValueError as exc:
+        raise fail(f"{opt.name} = {value}: {exc}") from None
 
 
 def service_from_options(name: str, options: list[tuple[str, str]],
@@ -451,8 +515,8 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
     lines = {**default_lines, **sec.lines}
 
     def fail(msg: str, option: str | None = None) -> ConfigError:
-        return ConfigError(filename, lines.get(option, sec.lineno) if option else sec.lineno,
-                           msg, sec.name)
+        line = lines.get(option.lower(), sec.lineno) if option else sec.lineno
+        return ConfigError(filename, line, msg, sec.name)
 
     if values.get("connect") and values.get("exec"):
         raise fail("use either 'connect' or 'exec', not both", "exec")
@@ -462,7 +526,52 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         raise fail("'execArgs' without 'exec'", "execargs")
     if not values.get("cert"):
         raise fail("no 'cert': a TLS server needs a certificate")
-    vmin, vmax = values.get("version_min", "TLSv1.2"), values.get("version_max")
-    if vmin and vmax and TLS_ORDER.index(vmin) > TLS_ORDER.index(vmax):
-        raise fail(f"sslVersionMin {vmin} is above sslVersionMax {vmax}", "sslversionmin")
-    return Service(name=sec.name or "", lines=lines, **values)
+    service = Service(name=sec.name or "", lines=lines, **values)
+    problem = version_problem(service)
+    if problem:
+        raise fail(*problem)
+    return service
+
+
+def _setter(lines: dict[str, int], attr: str) -> str | None:
+    """The option, of those in ``lines``, that set field ``attr`` last (stunnel's spelling)."""
+    setters = [(line, opt.name) for key, opt in OPTIONS.items()
+               if attr in (opt.attr, *opt.also) and (line := lines.get(key)) is not None]
+    return max(setters)[1] if setters else None
+
+
+def version_problem(svc: Service) -> tuple[str, str | None] | None:
+    """Why ``svc`` could serve no TLS version: (message, option that says so), or None."""
+    vmin, vmax = svc.version_min or TLS_ORDER[0], svc.version_max or TLS_ORDER[-1]
+    low, high = svc.tls_range
+    max_opt = svc.option_for("version_max") or "sslVersionMax"
+    if TLS_ORDER.index(vmax) < TLS_ORDER.index(TLS_SERVED[0]):
+        return (f"{max_opt} = {vmax}: {_TLS_POLICY}: write {max_opt} = TLSv1.2 or TLSv1.3, "
+                "or remove the line to allow both", max_opt)
+    if TLS_ORDER.index(vmin) > TLS_ORDER.index(vmax):
+        return (f"sslVersionMin {vmin} is above sslVersionMax {vmax}",
+                svc.option_for("version_min"))
+    served = TLS_SERVED[TLS_SERVED.index(low):TLS_SERVED.index(high) + 1]
+    turned_off = [f"NO_{v.upper().replace('.', '_')}" for v in served]
+    if all(name in svc.ssl_options for name in turned_off):
+        return (f"options = {', '.join(turned_off)}: no TLS version is left to serve "
+                f"(from {low} to {high})", "options")
+    return None
+
+
+def config_warnings(config: Config) -> list[ConfigError]:
+    """What ``config`` says that tlswrap reads differently, located like errors; not fatal.
+
+    A minimum TLS version below 1.2 (old stunnel files carry ``sslVersionMin = TLSv1``) is read
+    as TLS 1.2. A warning written in the global part is given once, without a service.
+    """
+    found: dict[tuple[int | None, str], list[Service]] = {}
+    for svc in config.services:
+        opt = svc.option_for("version_min")
+        if opt and svc.version_min and svc.version_min != svc.tls_range[0]:
+            msg = (f"{opt} = {svc.version_min}: {_TLS_POLICY}, so the lowest version served is "
+                   f"{svc.tls_range[0]}: write sslVersionMin = {svc.tls_range[0]} to say so")
+            found.setdefault((svc.line_of(opt), msg), []).append(svc)
+    return [ConfigError(config.filename, line, msg,
+                        svcs[0].name if len(svcs) == 1 else None)
+            for (line, msg), svcs in found.items()]

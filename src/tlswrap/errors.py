@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class TlswrapError(Exception):
     """A problem the user can fix; the CLIs print it as one line, never a traceback."""
 
 
 class ConfigError(TlswrapError):
-    """A mistake in a file, located as ``file:line: [service] message``."""
+    """A mistake in a file, located as ``file:line: [service] message``.
 
-    def __init__(self, filename: str, lineno: int | None, msg: str, service: str | None = None):
+    One error stands for all that were found in the same pass: ``str()`` is the first, and
+    ``all()`` gives every one in file order, so ``tlswrap check`` can list them together.
+    """
+
+    def __init__(self, filename: str, lineno: int | None, msg: str,
+                 service: str | None = None) -> None:
         self.filename = filename
         self.lineno = lineno
         self.msg = msg
         self.service = service
+        self.more: tuple[ConfigError, ...] = ()
         super().__init__(str(self))
 
     def __str__(self) -> str:
         where = f"{self.filename}:{self.lineno}" if self.lineno else self.filename
         svc = f" [{self.service}]" if self.service else ""
         return f"{where}:{svc} {self.msg}"
+
+    def all(self) -> tuple[ConfigError, ...]:
+        """This error and the further ones found with it."""
+        return (self, *self.more)
+
+    @staticmethod
+    def of(errors: Iterable[ConfigError]) -> ConfigError | None:
+        """The first of ``errors`` carrying all the others (flattened), or None if none."""
+        found = [each for error in errors for each in error.all()]
+        if not found:
+            return None
+        first = found[0]
+        first.more = tuple(found[1:])
+        return first

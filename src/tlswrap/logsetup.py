@@ -2,17 +2,31 @@
 
 stunnel's levels 0-7 (emerg..debug) map onto Python's; ``notice`` (5, the default) gets a level
 of its own between INFO and WARNING. Connection lines are INFO, so the default stays quiet.
+
+Syslog may not be there (a container, ``systemd-socket-activate`` with no syslog daemon) or may
+go away: then one warning line says so -- on the other destinations, or on stderr when there are
+none -- and log lines meant for syslog are dropped quietly, never a traceback per line. The
+handler tries again every ``SYSLOG_RETRY_SECONDS`` and, once syslog answers, tells it how many
+lines were lost.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
+import socket
 import sys
+import time
+from typing import ClassVar, TextIO
+
+from .errors import TlswrapError
 
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
+SYSLOG_ADDRESS = "/dev/log"
+SYSLOG_RETRY_SECONDS = 10.0  # while syslog is unreachable, how often a log line tries again
 
 # stunnel level -> Python level
 _LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
@@ -24,8 +38,15 @@ def python_level(stunnel_level: int) -> int:
 
 
 def setup_logging(level: int, *, stderr: bool, output: str | None = None,
-                  syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap") -> None:
-    """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7."""
+                  syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap",
+                  syslog_address: str = SYSLOG_ADDRESS) -> None:
+    """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7.
+
+    TlswrapError ``output = PATH: cannot open log file: REASON`` if the log file cannot be
+    opened (the caller may locate it: ``config.error(str(exc), "output")``); logging is then
+    left as it was.
+    """
+    log_file = open_log_file(output) if output else None
     root = logging.getLogger("tlswrap")
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -33,25 +54,151 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
     root.setLevel(python_level(level))
     root.propagate = False
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    if stderr:
-        h: logging.Handler = logging.StreamHandler(sys.stderr)
-        h.setFormatter(fmt)
-        root.addHandler(h)
-    if output:
-        fd = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        h = logging.StreamHandler(os.fdopen(fd, "a", buffering=1))
-        h.setFormatter(fmt)
-        root.addHandler(h)
+    handlers = ([logging.StreamHandler(sys.stderr)] if stderr else []) + (
+        [_LogFileHandler(log_file)] if log_file else [])
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
     if syslog:
-        try:
-            h = logging.handlers.SysLogHandler(
-                address="/dev/log",
-                facility=logging.handlers.SysLogHandler.facility_names[facility])
-        except OSError:
-            h = None  # no syslog daemon here; the other handlers still work
-        if h is not None:
-            h.priority_map = {**h.priority_map, "NOTICE": "notice"}  # type: ignore[attr-defined]
-            h.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
-            root.addHandler(h)
+        where = " and ".join((["stderr"] if stderr else []) + ([output] if output else []))
+        to_syslog = SyslogHandler(
+            syslog_address, logging.handlers.SysLogHandler.facility_names[facility],
+            instead=f"logging to {where} only" if where else "log lines are dropped")
+        to_syslog.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
+        root.addHandler(to_syslog)
+        if to_syslog.unreachable:
+            to_syslog.down(to_syslog.unreachable)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+
+
+def open_log_file(path: str) -> TextIO:
+    """``path`` opened for appending (created 0640 if missing), line-buffered."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        raise TlswrapError(f"output = {path}: cannot open log file: {exc.strerror}") from None
+    return os.fdopen(fd, "a", buffering=1)
+
+
+def writable_path_problem(path: str, *, directory: bool = False) -> str | None:
+    """Why a file at ``path`` could not be written -- created if missing -- or None.
+
+    Changes nothing: an existing file is opened for appending and closed, so neither its
+    contents nor its times change; for a missing one the directory must let it be created.
+    ``directory=True`` asks that of the directory in any case (a pid file is replaced and
+    removed). The reason is the OS's wording, e.g. "No such file or directory". It judges as
+    the user running it: tlswrap opens its log file before dropping privileges.
+    """
+    if os.path.exists(path):
+        if os.path.isdir(path):
+            return os.strerror(errno.EISDIR)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOCTTY | os.O_NONBLOCK
+                             | os.O_CLOEXEC))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if not directory:
+            return None
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(parent):
+        return os.strerror(errno.ENOENT)
+    if not os.path.isdir(parent):
+        return os.strerror(errno.ENOTDIR)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return os.strerror(errno.EACCES)
+    return None
+
+
+class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler that owns its file: closing the handler closes the file."""
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
+class SyslogHandler(logging.handlers.SysLogHandler):
+    """Syslog over a unix socket that says once when it cannot be reached, then keeps quiet.
+
+    ``unreachable``: why it could not connect when made (None: it could). While down, a log
+    line is dropped, except one every SYSLOG_RETRY_SECONDS that tries syslog again.
+    """
+
+    priority_map: ClassVar[dict[str, str]] = {
+        **logging.handlers.SysLogHandler.priority_map, "NOTICE": "notice"}
+
+    def __init__(self, address: str, facility: int, instead: str) -> None:
+        self.unreachable: str | None = None
+        self.instead = instead
+        self.dropped = 0
+        self._down = False
+        self._tried_at = 0.0  # when syslog last failed
+        self._failed = False
+        super().__init__(address, facility)  # connects, and keeps quiet if it cannot
+        self.unreachable = _connect_problem(address)
+
+    def down(self, why: str) -> None:
+        """Syslog failed: warn once (on the other handlers, else stderr), then drop lines."""
+        self._down = True
+        self._tried_at = time.monotonic()
+        _announce(self, f"syslog at {self.address} is unreachable ({why}): {self.instead}; "
+                        f"trying again every {SYSLOG_RETRY_SECONDS:g} s")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._down and time.monotonic() - self._tried_at < SYSLOG_RETRY_SECONDS:
+            self.dropped += 1
+            return
+        self._failed = False
+        super().emit(record)  # reconnects when the socket is closed; handleError if it fails
+        if self._down and not self._failed:
+            self._down = False
+            lost, self.dropped = self.dropped, 0
+            if lost:
+                super().emit(logging.makeLogRecord({
+                    "name": record.name, "levelno": logging.WARNING, "levelname": "WARNING",
+                    "msg": f"syslog was unreachable: {lost} log line(s) dropped"}))
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)  # a bug in a log call: keep the stdlib's traceback
+            return
+        self._failed = True
+        self.dropped += 1
+        if self._down:
+            self._tried_at = time.monotonic()
+        else:
+            self.down(exc.strerror or str(exc))
+
+
+def _connect_problem(address: str) -> str | None:
+    """Why no unix socket, datagram or stream (as the stdlib tries), connects to ``address``."""
+    why = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(address)
+            except OSError as exc:
+                why = why or exc.strerror or str(exc)
+            else:
+                return None
+    return why
+
+
+def _announce(source: logging.Handler, msg: str) -> None:
+    """One warning on the tlswrap handlers other than ``source``; on stderr if there are none."""
+    root = logging.getLogger("tlswrap")
+    others = [h for h in root.handlers
+              if h is not source and not isinstance(h, logging.NullHandler)]
+    record = root.makeRecord(root.name, logging.WARNING, __file__, 0, msg, (), None)
+    for handler in others:
+        handler.handle(record)
+    if not others and sys.stderr is not None:
+        try:
+            sys.stderr.write(f"tlswrap: {msg}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed too: nowhere left to say it

@@ -1,7 +1,9 @@
 """The one place that builds OpenSSL contexts, from a configured service.
 
 Secure defaults (each a reason):
-- TLS 1.2 and 1.3 only: older versions have no AEAD ciphers and are deprecated (RFC 8996).
+- TLS 1.2 and 1.3 only: older versions have no AEAD ciphers and are deprecated (RFC 8996);
+  the OpenSSL in cryptography's wheel will not negotiate them at its security level anyway.
+  A configured minimum below TLS 1.2 is raised to it (``Service.tls_range``).
 - No compression (CRIME), no renegotiation (a client-driven CPU drain with no use for mail).
 - ECDHE only, forward secrecy always; the server's cipher preference wins.
 - Key exchange groups: OpenSSL's default list, which includes the hybrid post-quantum
@@ -15,10 +17,12 @@ Secure defaults (each a reason):
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from OpenSSL import SSL
 
-from .config import Config, Service
+from .config import Config, Service, version_problem
 from .errors import ConfigError
 
 # TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
@@ -27,99 +31,142 @@ DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
-_VERSIONS = {
-    "SSLv3": SSL.SSL3_VERSION, "TLSv1": SSL.TLS1_VERSION, "TLSv1.1": SSL.TLS1_1_VERSION,
-    "TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION,
-}
+_VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}  # config.TLS_SERVED
 _SESSION_ID_CONTEXT_MAX = 32
 
 
-def _fail(config: Config, service: Service, option: str, msg: str) -> ConfigError:
-    return config.error(msg, option, service)
+class _Steps:
+    """The problems found while building one context, each a ConfigError at its option's line.
 
+    Each ``step`` is one independent part of the context; a problem in it is recorded and the
+    next step still runs, so one start (or ``tlswrap check``) reports every problem of a service.
+    No OpenSSL exception leaves a step: it becomes ``msg`` with OpenSSL's reason.
+    """
 
-def _check_readable(config: Config, service: Service, option: str, path: str) -> None:
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise _fail(config, service, option,
-                    f"{option} = {path}: cannot read: {exc.strerror}") from None
+    def __init__(self, config: Config, service: Service) -> None:
+        self.config = config
+        self.service = service
+        self.errors: list[ConfigError] = []
+
+    @contextmanager
+    def step(self, option: str | None, msg: str, reason: bool = True) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            self.errors.append(exc)
+        except SSL.Error as exc:
+            why = f" ({ssl_reason(exc)})" if reason else ""
+            self.errors.append(self.fail(option, msg + why))
+
+    def fail(self, option: str | None, msg: str) -> ConfigError:
+        return self.config.error(msg, option, self.service)
 
 
 def server_context(config: Config, service: Service) -> SSL.Context:
-    """A server context for ``service``; ConfigError (with the option's line) on any problem."""
-    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-    ctx.set_min_proto_version(_VERSIONS[service.version_min] if service.version_min else 0)
-    ctx.set_max_proto_version(_VERSIONS[service.version_max] if service.version_max else 0)
-    # IGNORE_UNEXPECTED_EOF: a client that half-closes TCP without close_notify (common in
-    # mail clients) would otherwise make OpenSSL 3+ fail the whole connection, losing the
-    # reply still on its way; the relay tells the two kinds of EOF apart for the log.
-    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
-                    | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_IGNORE_UNEXPECTED_EOF)
-    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
-    ops = {name[3:].upper(): getattr(SSL, name) for name in dir(SSL) if name.startswith("OP_")}
-    for name in service.ssl_options:  # names were checked by the parser
-        ctx.set_options(ops[name])
-    try:
-        ctx.set_cipher_list((service.ciphers or DEFAULT_CIPHERS).encode())
-    except SSL.Error:
-        raise _fail(config, service, "ciphers",
-                    f"ciphers = {service.ciphers}: OpenSSL accepts none of these") from None
-    if service.ciphersuites:
-        try:
-            ctx.set_tls13_ciphersuites(service.ciphersuites.encode())
-        except SSL.Error:
-            raise _fail(config, service, "ciphersuites",
-                        f"ciphersuites = {service.ciphersuites}: "
-                        "OpenSSL accepts none of these") from None
-    if service.curves:
-        _set_groups(config, service, ctx, service.curves)
+    """A server context for ``service``.
 
+    ConfigError (at the option's line) on any problem; it carries every problem found in the
+    service (``ConfigError.all()``), not only the first.
+    """
+    steps = _Steps(config, service)
+    step, fail = steps.step, steps.fail
+    with step(None, "OpenSSL cannot make a TLS server context"):
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    if steps.errors:
+        raise steps.errors[0]
+    problem = version_problem(service)  # the parser said so already; a Service made elsewhere
+    if problem:
+        steps.errors.append(fail(problem[1], problem[0]))
+    else:
+        low, high = service.tls_range
+        option = service.option_for("version_max") or service.option_for("version_min")
+        said = f"{option} = {service.version_max or service.version_min}: " if option else ""
+        with step(option, f"{said}OpenSSL refuses TLS versions {low} to {high}"):
+            ctx.set_min_proto_version(_VERSIONS[low])
+            ctx.set_max_proto_version(_VERSIONS[high])
+    with step(None, "OpenSSL refuses tlswrap's base settings"):
+        # IGNORE_UNEXPECTED_EOF: a client that half-closes TCP without close_notify (common in
+        # mail clients) would otherwise make OpenSSL 3+ fail the whole connection, losing the
+        # reply still on its way; the relay tells the two kinds of EOF apart for the log.
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
+                        | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_IGNORE_UNEXPECTED_EOF)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    ops = {name[3:].upper(): getattr(SSL, name) for name in dir(SSL) if name.startswith("OP_")}
+    with step("options", f"options = {', '.join(service.ssl_options)}: OpenSSL refuses them"):
+        for name in service.ssl_options:  # names were checked by the parser
+            ctx.set_options(ops[name])
+    with step("ciphers", f"ciphers = {service.ciphers}: OpenSSL accepts none of these",
+              reason=False):
+        ctx.set_cipher_list((service.ciphers or DEFAULT_CIPHERS).encode())
+    if service.ciphersuites:
+        with step("ciphersuites", f"ciphersuites = {service.ciphersuites}: "
+                                  "OpenSSL accepts none of these", reason=False):
+            ctx.set_tls13_ciphersuites(service.ciphersuites.encode())
+    if service.curves:
+        with step("curves", f"curves = {service.curves}: OpenSSL refuses them"):
+            _set_groups(steps, ctx, service.curves)
+    with step("cert", f"cert = {service.cert}: OpenSSL refuses it"):
+        _use_cert_and_key(steps, ctx)
+    if service.ca_file:
+        with step("CAfile", f"CAfile = {service.ca_file}: no certificates could be loaded",
+                  reason=False):
+            _check_readable(steps, "CAfile", service.ca_file)
+            ctx.load_verify_locations(service.ca_file.encode())
+    with step("sessionCacheTimeout", f"sessionCacheTimeout = {service.session_timeout:g}: "
+                                     "OpenSSL refuses the session settings"):
+        ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        ctx.set_timeout(int(service.session_timeout))
+    first = ConfigError.of(sorted(steps.errors, key=lambda e: e.lineno or 0))
+    if first is not None:
+        raise first
+    return ctx
+
+
+def _check_readable(steps: _Steps, option: str, path: str) -> bytes:
+    """The contents of ``path``; ConfigError ``OPTION = PATH: cannot read: REASON``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise steps.fail(option, f"{option} = {path}: cannot read: {exc.strerror}") from None
+
+
+def _use_cert_and_key(steps: _Steps, ctx: SSL.Context) -> None:
+    """Load the certificate chain and its key (from ``key``, else from the ``cert`` file)."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    service = steps.service
     cert = service.cert
-    key = service.key or cert
-    assert cert is not None  # parse_config guarantees it
-    _check_readable(config, service, "cert", cert)
+    if cert is None:  # parse_config guarantees one; a Service made elsewhere may not
+        raise steps.fail(None, "no 'cert': a TLS server needs a certificate")
+    key, key_option = (service.key, "key") if service.key else (cert, "cert")
+    _check_readable(steps, "cert", cert)
     try:
         ctx.use_certificate_chain_file(cert.encode())
     except SSL.Error as exc:
-        raise _fail(config, service, "cert",
-                    f"cert = {cert}: no PEM certificate could be loaded from it "
-                    f"({ssl_reason(exc)})") from None
-    key_option = "key" if service.key else "cert"
-    _check_readable(config, service, key_option, key)
-    with open(key, "rb") as f:
-        key_pem = f.read()
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
+        raise steps.fail("cert", f"cert = {cert}: no PEM certificate could be loaded from it "
+                                 f"({ssl_reason(exc)})") from None
+    key_pem = _check_readable(steps, key_option, key)
     try:
         pkey = load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
-        raise _fail(config, service, key_option,
-                    f"{key_option} = {key}: no usable PEM private key in it "
-                    "(encrypted keys are not supported)") from None
+        raise steps.fail(key_option, f"{key_option} = {key}: no usable PEM private key in it "
+                                     "(encrypted keys are not supported)") from None
+    if not isinstance(pkey, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, dsa.DSAPrivateKey,
+                             ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        raise steps.fail(key_option, f"{key_option} = {key}: a {type(pkey).__name__} cannot "
+                                     "sign a TLS handshake: use RSA or EC P-256")
     weak = _weakness(pkey)
     if weak:
-        raise _fail(config, service, key_option, f"{key_option} = {key}: {weak}")
+        raise steps.fail(key_option, f"{key_option} = {key}: {weak}")
     try:
         ctx.use_privatekey(pkey)
         ctx.check_privatekey()
     except SSL.Error:
-        raise _fail(config, service, key_option,
-                    f"{key_option} = {key}: the private key does not match the certificate "
-                    f"in {cert}") from None
-    if service.ca_file:
-        _check_readable(config, service, "cafile", service.ca_file)
-        try:
-            ctx.load_verify_locations(service.ca_file.encode())
-        except SSL.Error:
-            raise _fail(config, service, "cafile",
-                        f"CAfile = {service.ca_file}: no certificates could be loaded") from None
-
-    ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
-    ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
-    ctx.set_timeout(int(service.session_timeout))
-    return ctx
+        raise steps.fail(key_option, f"{key_option} = {key}: the private key does not match "
+                                     f"the certificate in {cert}") from None
 
 
 def _weakness(pkey: object) -> str | None:
@@ -131,23 +178,19 @@ def _weakness(pkey: object) -> str | None:
     return None
 
 
-def _set_groups(config: Config, service: Service, ctx: SSL.Context, groups: str) -> None:
+def _set_groups(steps: _Steps, ctx: SSL.Context, groups: str) -> None:
     # pyOpenSSL exposes no groups setter; SSL_CTX_set1_curves_list is the same call in OpenSSL.
-    from cryptography.hazmat.bindings.openssl.binding import Binding
+    from .opensslffi import context_pointer, lib
 
-    ok = Binding.lib.SSL_CTX_set1_curves_list(ctx._context, groups.encode())  # noqa: SLF001
-    if ok != 1:
-        Binding.lib.ERR_clear_error()
-        raise _fail(config, service, "curves",
-                    f"curves = {groups}: OpenSSL does not know these groups")
+    if lib.SSL_CTX_set1_curves_list(context_pointer(ctx), groups.encode()) != 1:
+        lib.ERR_clear_error()
+        raise steps.fail("curves", f"curves = {groups}: OpenSSL does not know these groups")
 
 
 def ssl_reason(exc: SSL.Error) -> str:
     """The OpenSSL reason strings of an error, e.g. 'unsupported protocol'."""
-    parts = []
-    for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
-        if isinstance(item, tuple) and item:
-            parts.append(str(item[-1]))
+    items = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    parts = [str(item[-1]) for item in items if isinstance(item, tuple) and item]
     return ", ".join(parts) or str(exc) or type(exc).__name__
 
 

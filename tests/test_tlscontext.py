@@ -1,0 +1,116 @@
+"""tlscontext: contexts from a service, real OpenSSL; every problem is a located ConfigError."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import ssl
+import threading
+
+import pytest
+from OpenSSL import SSL
+
+from tlswrap.config import parse_config
+from tlswrap.errors import ConfigError
+from tlswrap.tlscontext import server_context
+
+
+def _config(certs, extra: str = ""):
+    text = (f"[imaps]\naccept = 993\nconnect = 143\ncert = {certs.cert_file}\n"
+            f"key = {certs.key_file}\n{extra}")
+    cfg = parse_config(text, "s.conf")
+    return cfg, cfg.services[0]
+
+
+def _handshake(ctx: SSL.Context, certs, *, lowest=None, highest=None) -> str:
+    """The version a stdlib client negotiates with ``ctx``, or the client's error text."""
+    server_sock, client_sock = socket.socketpair()
+    server = SSL.Connection(ctx, server_sock)
+    server.set_accept_state()
+
+    def serve() -> None:
+        try:
+            server.do_handshake()
+        except SSL.Error:
+            pass
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    client_ctx = certs.client_context()
+    if lowest:
+        client_ctx.minimum_version = lowest
+    if highest:
+        client_ctx.maximum_version = highest
+    try:
+        with client_ctx.wrap_socket(client_sock, server_hostname="localhost") as tls:
+            return tls.version() or ""
+    except ssl.SSLError as exc:
+        return exc.reason or str(exc)
+    finally:
+        client_sock.close()
+        thread.join(10)
+        server_sock.close()
+
+
+@pytest.mark.parametrize("extra", ["sslVersionMin = SSLv3\n", "sslVersionMin = TLSv1\n",
+                                   "sslVersion = TLSv1\nsslVersionMax = TLSv1.3\n", ""])
+def test_a_minimum_below_tls12_serves_tls12_and_tls13(certs, extra):
+    ctx = server_context(*_config(certs, extra))
+    assert _handshake(ctx, certs) == "TLSv1.3"
+    assert _handshake(ctx, certs, highest=ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+
+
+def test_tls12_only(certs):
+    ctx = server_context(*_config(certs, "sslVersion = TLSv1.2\n"))
+    assert _handshake(ctx, certs) == "TLSv1.2"
+    assert _handshake(ctx, certs, lowest=ssl.TLSVersion.TLSv1_3) == "TLSV1_ALERT_PROTOCOL_VERSION"
+
+
+@pytest.mark.parametrize("version", ["SSLv3", "TLSv1", "TLSv1.1"])
+def test_old_versions_on_a_service_made_elsewhere_are_a_config_error(certs, version):
+    # the parser refuses these; a Service built in code gets the same message, no SSL.Error
+    cfg, svc = _config(certs)
+    svc = dataclasses.replace(svc, version_min=version, version_max=version,
+                              lines={**svc.lines, "sslversion": 6})
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, svc)
+    assert str(info.value) == (
+        f"s.conf:6: [imaps] sslVersion = {version}: tlswrap serves TLS 1.2 and 1.3 only "
+        "(RFC 8996 deprecates the older versions): write sslVersion = TLSv1.2 or TLSv1.3, "
+        "or remove the line to allow both")
+
+
+def test_an_openssl_error_in_any_step_becomes_a_config_error(certs, monkeypatch):
+    def refuse(self, timeout):
+        raise SSL.Error([("SSL routines", "", "bad value")])
+
+    monkeypatch.setattr(SSL.Context, "set_timeout", refuse)
+    cfg, svc = _config(certs, "sessionCacheTimeout = 600\n")
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, svc)
+    assert str(info.value) == ("s.conf:6: [imaps] sessionCacheTimeout = 600: OpenSSL refuses "
+                               "the session settings (bad value)")
+
+
+def test_every_problem_of_a_service_is_reported(certs, tmp_path):
+    missing = tmp_path / "none.pem"
+    cfg, svc = _config(certs, f"ciphers = NOPE\ncurves = NOPE\nCAfile = {missing}\n")
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, svc)
+    assert [str(e) for e in info.value.all()] == [
+        "s.conf:6: [imaps] ciphers = NOPE: OpenSSL accepts none of these",
+        "s.conf:7: [imaps] curves = NOPE: OpenSSL does not know these groups",
+        f"s.conf:8: [imaps] CAfile = {missing}: cannot read: No such file or directory",
+    ]
+
+
+def test_problems_come_in_line_order(certs, tmp_path):
+    missing = tmp_path / "none.key"
+    cfg = parse_config(f"[imaps]\naccept = 993\nconnect = 143\ncert = {certs.cert_file}\n"
+                       f"key = {missing}\nciphers = NOPE\n", "s.conf")
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, cfg.services[0])
+    assert [str(e) for e in info.value.all()] == [
+        f"s.conf:5: [imaps] key = {missing}: cannot read: No such file or directory",
+        "s.conf:6: [imaps] ciphers = NOPE: OpenSSL accepts none of these",
+    ]
