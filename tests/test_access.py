@@ -7,7 +7,7 @@ import os
 import trio
 
 from tlswrap.access import AccessControl
-from tlswrap.hostsfiles import HostsFiles
+from tlswrap.tcpwrappers import HostsFiles
 
 PEER = ("192.0.2.7", 40000)
 LOCAL = ("127.0.0.1", 993)

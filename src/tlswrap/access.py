@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .hostsaccess import Decision, Option, Request, decide, expand_percent
-from .hostsfiles import HostsFiles, banner_path_error, check_option, hostname_for, read_patterns
 from .sockstream import peer_host
+from .tcpwrappers import Decision, HostsFiles, Option, Request, decide, expand_percent
+from .tcpwrappers.files import banner_path_error, check_option, hostname_for, read_patterns
 
 log = logging.getLogger("tlswrap.access")
 

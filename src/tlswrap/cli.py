@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tlswrap {__version__}")
             return 0
         if args[0] == "match":
-            from .matchcli import main as match_main
+            from .tcpwrappers.matchcli import main as match_main
 
             return match_main(args[1:])
         if args[0] == "check":

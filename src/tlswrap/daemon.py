@@ -50,7 +50,7 @@ def prepare(config: Config) -> list[Runtime]:
     access = None
     if any(svc.libwrap for svc in config.services):
         from .access import AccessControl
-        from .hostsfiles import HostsFiles
+        from .tcpwrappers import HostsFiles
 
         hosts = HostsFiles(config.globals.hosts_allow, config.globals.hosts_deny)
         hosts.load_strict()  # a syntax error in a hosts file stops the start, with FILE:LINE

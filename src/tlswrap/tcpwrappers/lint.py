@@ -1,9 +1,9 @@
 """The hosts-file half of ``tlswrap check``: what is wrong or noteworthy in one rule.
 
-Pure: rules come in parsed (:mod:`tlswrap.hostsaccess`), ``/path`` lists through a callback,
-findings go out through ``emit(severity, message)``. Patterns are judged with the engine's own
-functions (``string_match``, ``dot_quad_addr``, ``split_at``, the matcher's ``daemon_or_port``),
-so the checker and the matcher cannot disagree on what a pattern means.
+Pure, like tcpdchk(8): rules come in parsed (:mod:`tlswrap.tcpwrappers.rules`), ``/path``
+lists through a callback, findings go out through ``emit(severity, message)``. Patterns are
+judged with the matcher's own functions (:mod:`tlswrap.tcpwrappers.patterns`), so the checker
+and the matcher cannot disagree on what a pattern means.
 """
 
 from __future__ import annotations
@@ -13,9 +13,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tlswrap.hostsaccess import (UNKNOWN, Option, Request, Rule, _atoi, _eq, _inet6, _Matcher,
-                                 _not_inaddr, dot_quad_addr, string_match)
-from tlswrap.hostsoptions import split_at
+from tlswrap.tcpwrappers.cstring import equal, split_at
+from tlswrap.tcpwrappers.options import Option
+from tlswrap.tcpwrappers.patterns import (
+    ReadPatterns,
+    bracketed,
+    daemon_or_port,
+    dot_quad_addr,
+    inet6,
+    ipv4_mask,
+    ipv6_net,
+    not_inaddr,
+    string_match,
+)
+from tlswrap.tcpwrappers.request import UNKNOWN
+from tlswrap.tcpwrappers.rules import Rule
+
+__all__ = ["DNS", "Emit", "Services", "System", "check_host", "lint_rule", "rule_listing"]
 
 _MAX_DEPTH = 8  # /path lists naming /path lists: tcpd would recurse; stop somewhere
 DNS = "needs a DNS lookup per connection"
@@ -27,14 +41,14 @@ Emit = Callable[[str, str], None]  # (severity, message)
 class System(NamedTuple):
     """The questions only the system can answer, asked through callbacks (the shell's)."""
 
-    read_patterns: Callable[[str], Sequence[str]]  # the words of a /path list
-    check_option: Callable[[Option], "str | None"]  # unknown user/group: tcpd's message
-    banner_path_error: Callable[[str], "str | None"]  # a banners directory that is missing
+    read_patterns: ReadPatterns  # the words of a /path list
+    check_option: Callable[[Option], str | None]  # unknown user/group: tcpd's message
+    banner_path_error: Callable[[str], str | None]  # a banners directory that is missing
 
 
-# --- host patterns (hosts_access.c host_match, as _Matcher.host_match does it) -------------
+# --- host patterns (hosts_access.c host_match, as patterns.host_match does it) ----------
 
-def check_host(tok: str, emit: Emit, read_patterns: Callable[[str], Sequence[str]],
+def check_host(tok: str, emit: Emit, read_patterns: ReadPatterns,
                dns: str = DNS, depth: int = 0) -> None:
     """What a client (or ``daemon@host``) host pattern can match, and whether it needs DNS."""
     if tok.startswith("@"):
@@ -44,20 +58,21 @@ def check_host(tok: str, emit: Emit, read_patterns: Callable[[str], Sequence[str
     if tok.startswith("/"):
         _check_host_file(tok, emit, read_patterns, dns, depth)
         return
-    if _eq(tok, "FAIL"):
+    if equal(tok, "FAIL"):
         emit("warning", "FAIL is no longer recognized (use EXCEPT or DENY instead)")
-    if _eq(tok, "KNOWN") or _eq(tok, "LOCAL"):
+    if equal(tok, "KNOWN") or equal(tok, "LOCAL"):
         emit("note", f"{tok}: {dns}")
         return
     net, mask = split_at(tok, "/")
     if mask is not None:
         _check_masked(tok, net, mask, emit)
         return
-    if _eq(tok, "ALL"):
+    if equal(tok, "ALL"):
         return
-    if _not_inaddr(tok):  # compared with the address, then with the host name
-        if len(tok) >= 2 and tok[0] == "[" and tok[-1] == "]":
-            if _inet6(tok[1:-1]) is None:
+    if not_inaddr(tok):  # compared with the address, then with the host name
+        inner = bracketed(tok)
+        if inner is not None:
+            if inet6(inner) is None:
                 emit("warning", f"{tok}: never matches: not an IPv6 address")
                 return
             emit("note", f"{tok}: {dns} for clients with another address "
@@ -83,7 +98,7 @@ def _decimal_octet(s: str) -> bool:
     return s.isdigit() and s.isascii() and str(int(s)) == s and int(s) <= 255
 
 
-def _check_host_file(path: str, emit: Emit, read_patterns: Callable[[str], Sequence[str]],
+def _check_host_file(path: str, emit: Emit, read_patterns: ReadPatterns,
                      dns: str, depth: int) -> None:
     try:
         patterns = read_patterns(path)
@@ -104,15 +119,13 @@ def _check_host_file(path: str, emit: Emit, read_patterns: Callable[[str], Seque
 
 
 def _check_masked(tok: str, net_tok: str, mask_tok: str, emit: Emit) -> None:
-    """hostsaccess.masked_match: IPv4 ``net/mask`` or ``net/len``, IPv6 ``[net]/len``."""
-    if len(net_tok) >= 2 and net_tok[0] == "[" and net_tok[-1] == "]":
-        if _inet6(net_tok[1:-1]) is None or not 0 <= _atoi(mask_tok) <= 128:
+    """patterns.masked_match: IPv4 ``net/mask`` or ``net/len``, IPv6 ``[net]/len``."""
+    if bracketed(net_tok) is not None:
+        if ipv6_net(net_tok, mask_tok) is None:
             emit("warning", f"{tok}: bad net/mask pattern: never matches")
         return
     net = dot_quad_addr(net_tok)
-    mask = dot_quad_addr(mask_tok)
-    if mask is None and 1 <= _atoi(mask_tok) <= 32:
-        mask = (0xFFFFFFFF << (32 - _atoi(mask_tok))) & 0xFFFFFFFF
+    mask = ipv4_mask(mask_tok)
     if net is None or mask is None:
         hint = ""
         if net is not None and mask_tok.strip() == "255.255.255.255":
@@ -137,8 +150,7 @@ class Services:
     def matching(self, pattern: str) -> list[tuple[str, int | None, bool]]:
         found = []
         for name, port, libwrap in self.entries:
-            request = Request(daemon=name, server_port=port)
-            if _Matcher(request, None, None, None, None).daemon_or_port(pattern):
+            if daemon_or_port(pattern, name, port):
                 found.append((name, port, libwrap))
         return found
 
@@ -147,7 +159,7 @@ class Services:
 
 
 def _check_daemon(tok: str, emit: Emit, services: Services | None,
-                  read_patterns: Callable[[str], Sequence[str]]) -> None:
+                  read_patterns: ReadPatterns) -> None:
     """tcpdchk's check_daemon(), then the services of the config."""
     daemon, host = split_at(tok[1:], "@")
     if host is not None:
@@ -164,13 +176,13 @@ def _check_daemon(tok: str, emit: Emit, services: Services | None,
         emit("warning", f"{daemon}: daemon name begins with dot")
     elif daemon[-1] == ".":
         emit("warning", f"{daemon}: daemon name ends in dot")
-    elif _eq(daemon, "ALL") or _eq(daemon, UNKNOWN):
+    elif equal(daemon, "ALL") or equal(daemon, UNKNOWN):
         pass
-    elif _eq(daemon, "FAIL"):
+    elif equal(daemon, "FAIL"):
         emit("warning", "FAIL is no longer recognized (use EXCEPT or DENY instead)")
-    elif any(_eq(daemon, w) for w in ("KNOWN", "PARANOID", "LOCAL")):
+    elif any(equal(daemon, w) for w in ("KNOWN", "PARANOID", "LOCAL")):
         emit("warning", f"{daemon}: daemon name may be reserved word")
-    if services is None or _eq(daemon, "ALL"):
+    if services is None or equal(daemon, "ALL"):
         return
     found = services.matching(daemon)
     if not found:
@@ -185,7 +197,7 @@ def _check_daemon(tok: str, emit: Emit, services: Services | None,
         emit("warning", f"{daemon}: {names} has libwrap = no: this rule never applies to it")
 
 
-def _check_client(tok: str, emit: Emit, read_patterns: Callable[[str], Sequence[str]]) -> None:
+def _check_client(tok: str, emit: Emit, read_patterns: ReadPatterns) -> None:
     user, host = split_at(tok[1:], "@")
     if host is None:
         check_host(tok, emit, read_patterns)
@@ -200,15 +212,15 @@ def _check_client(tok: str, emit: Emit, read_patterns: Callable[[str], Sequence[
 
 def _list_tokens(tokens: Sequence[str], what: str, emit: Emit) -> list[str]:
     """The patterns of a list; tcpdchk's warning when it is empty or ends in EXCEPT."""
-    if tokens and _eq(tokens[0], "EXCEPT"):
+    if tokens and equal(tokens[0], "EXCEPT"):
         emit("warning", f"{what} list begins with EXCEPT: this rule never matches")
         return []
     count = 0
     for tok in tokens:
-        count = 0 if _eq(tok, "EXCEPT") else count + 1
+        count = 0 if equal(tok, "EXCEPT") else count + 1
     if count == 0:
         emit("warning", f"{what} list is empty or ends in EXCEPT")
-    return [t for t in tokens if not _eq(t, "EXCEPT")]
+    return [t for t in tokens if not equal(t, "EXCEPT")]
 
 
 def _check_options(rule: Rule, emit: Emit, system: System) -> None:
@@ -246,7 +258,7 @@ def _cut_ipv6(rule: Rule, raw: str | None) -> str | None:
         return None
     candidate = (head[-1] if head else "") + ":" + tail[0]
     addr = candidate.split("/", 1)[0]
-    return candidate if addr.count(":") >= 2 and _inet6(addr) is not None else None
+    return candidate if addr.count(":") >= 2 and inet6(addr) is not None else None
 
 
 def _cut_message(cut: str) -> str:
@@ -265,11 +277,11 @@ def _covers(earlier: Sequence[str], later: Sequence[str]) -> bool:
         return False
     if tuple(earlier) == tuple(later):
         return True
-    if any(_eq(t, "EXCEPT") for t in earlier):
+    if any(equal(t, "EXCEPT") for t in earlier):
         return False
-    if any(_eq(t, "ALL") for t in earlier):
+    if any(equal(t, "ALL") for t in earlier):
         return True
-    return not any(_eq(t, "EXCEPT") for t in later) and set(later) <= set(earlier)
+    return not any(equal(t, "EXCEPT") for t in later) and set(later) <= set(earlier)
 
 
 def _shadowing(rule: Rule, before: Sequence[Rule]) -> Rule | None:
@@ -315,4 +327,5 @@ def lint_rule(rule: Rule, raw: str | None, seen: Sequence[Rule], services: Servi
 def rule_listing(rule: Rule, path: str, default: str, system: System) -> list[str]:
     """The ``-v`` lines for one rule, as tcpdchk -v prints them."""
     return [f">>> Rule {path} line {rule.lineno}:", f"daemons:  {' '.join(rule.daemons)}",
-            f"clients:  {' '.join(rule.clients)}", f"access:   {_verdict(rule, default, system)}", ""]
+            f"clients:  {' '.join(rule.clients)}",
+            f"access:   {_verdict(rule, default, system)}", ""]

@@ -8,8 +8,15 @@ import os
 import pytest
 
 from tlswrap.errors import ConfigError
-from tlswrap.hostsaccess import PARANOID, Request, decide
-from tlswrap.hostsfiles import HostsFiles, check_option, find_inet_addr, hostname_for, read_hosts
+from tlswrap.tcpwrappers import PARANOID, Option, Request, decide
+from tlswrap.tcpwrappers.files import (
+    HostsFiles,
+    banner_path_error,
+    check_option,
+    find_inet_addr,
+    hostname_for,
+    read_hosts,
+)
 
 
 def write(path, text: str, bump: int = 0) -> None:
@@ -50,7 +57,7 @@ def test_invalid_at_runtime_keeps_last_good(tmp_path, caplog):
     files = HostsFiles(str(allow), str(deny))
     files.load_strict()
     write(deny, "ALL: ALL: bogus\nsyntax error here\n", bump=1_000_000)
-    with caplog.at_level(logging.ERROR, logger="tlswrap.hostsfiles"):
+    with caplog.at_level(logging.ERROR, logger="tlswrap.tcpwrappers.files"):
         assert not verdict(files, "10.0.0.9")
     assert any(f"{deny}:1: bad option name" in r.getMessage() for r in caplog.records)
     write(deny, "ALL: 10.0.0.1\n", bump=2_000_000)
@@ -65,7 +72,7 @@ def test_unreadable_at_runtime_keeps_last_good(tmp_path, caplog):
     files.load_strict()
     deny.chmod(0)
     write(deny, "ALL: 10.0.0.2\n", bump=1_000_000)
-    with caplog.at_level(logging.ERROR, logger="tlswrap.hostsfiles"):
+    with caplog.at_level(logging.ERROR, logger="tlswrap.tcpwrappers.files"):
         assert not verdict(files)
     assert caplog.records
 
@@ -105,10 +112,14 @@ def test_resolver_uses_c_library():
 
 
 def test_check_option():
-    from tlswrap.hostsaccess import Option
-
     assert check_option(Option("user", "user", "root", ("root", None))) is None
     assert check_option(Option("user", "user", "nosuchuser")) == 'unknown user: "nosuchuser"'
     assert check_option(Option("user", "user", "root.nosuchgroup")) == (
         'unknown group: "nosuchgroup"')
     assert check_option(Option("group", "group", "nosuchgroup")) == 'unknown group: "nosuchgroup"'
+
+
+def test_banner_path_error(tmp_path):
+    assert banner_path_error(str(tmp_path)) is None
+    assert banner_path_error(str(tmp_path / "none")) == (
+        f"{tmp_path / 'none'}: No such file or directory")

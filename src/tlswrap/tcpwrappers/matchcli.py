@@ -9,16 +9,25 @@ heavy (no trio, no OpenSSL) so it starts fast.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import TextIO
 
-from tlswrap import hostsfiles
-from tlswrap.hostsaccess import (UNKNOWN, Decision, Option, Request, Rules, _eq, _known,
-                                 _not_inaddr, decide, dot_quad_addr, expand_percent)
-from tlswrap.hostsoptions import split_at
+from tlswrap.tcpwrappers import files
+from tlswrap.tcpwrappers.cstring import equal, split_at
+from tlswrap.tcpwrappers.decide import Decision, decide
+from tlswrap.tcpwrappers.expand import expand_percent
+from tlswrap.tcpwrappers.options import Option
+from tlswrap.tcpwrappers.patterns import dot_quad_addr, not_inaddr
+from tlswrap.tcpwrappers.request import UNKNOWN, Lookup, Request, known
+from tlswrap.tcpwrappers.rules import Rules
+
+__all__ = ["USAGE", "main", "run"]
 
 USAGE = """\
 usage: tlswrap match [-d] [--allow FILE] [--deny FILE] daemon[@host] [user@]host
@@ -69,9 +78,7 @@ def _inet6_numeric(host: str) -> bool:
 
 
 def _link_local(family: int, addr: str) -> bool:
-    import ipaddress
-
-    return family == socket.AF_INET6 and ipaddress.ip_address(addr.split("%")[0]).is_link_local
+    return family == socket.AF_INET6 and ipaddress.ip_address(addr.split("%", 1)[0]).is_link_local
 
 
 def run(argv: list[str], out: TextIO, cwd: str | None = None) -> int:
@@ -102,12 +109,12 @@ def run(argv: list[str], out: TextIO, cwd: str | None = None) -> int:
     client = client if client is not None else client_arg
 
     base = Request(daemon, user=user or None, pid=os.getpid())
-    if not _not_inaddr(server) or _known(server):
-        found = hostsfiles.find_inet_addr(server, warn)
+    if not not_inaddr(server) or known(server):
+        found = files.find_inet_addr(server, warn)
         if found is None:
             return 1
         for _family, addr in found:
-            name = hostsfiles.hostname_for(addr, warn)
+            name = files.hostname_for(addr, warn)
             if name is None:
                 warn(f"host address {addr}->name lookup failed")
             base.server_addr, base.server_name, base.server_port = addr, name, 0
@@ -122,21 +129,22 @@ def run(argv: list[str], out: TextIO, cwd: str | None = None) -> int:
     deny = _read(deny_path, where)
     requests: list[Request] = []
     if dot_quad_addr(client) is not None or _inet6_numeric(client):
-        requests.append(_copy(base, client_addr=client))
-    elif _not_inaddr(client) and not _known(client):
-        requests.append(_copy(base, client_name=client))
+        requests.append(replace(base, client_addr=client))
+    elif not_inaddr(client) and not known(client):
+        requests.append(replace(base, client_name=client))
     else:
-        found = hostsfiles.find_inet_addr(client, warn)
+        found = files.find_inet_addr(client, warn)
         if found is None:
             return 1
         for i, (family, addr) in enumerate(found):
+            client_name: Lookup | str | None
             if _link_local(family, addr):
-                name: object = lambda a=addr: hostsfiles.hostname_for(a, warn)
+                client_name = partial(files.hostname_for, addr, warn)
             else:
-                name = hostsfiles.hostname_for(addr, warn)
-                if name is None:
+                client_name = files.hostname_for(addr, warn)
+                if client_name is None:
                     warn(f"host address {addr}->name lookup failed")
-            req = _copy(base, client_addr=addr, client_name=name, client_port=0)
+            req = replace(base, client_addr=addr, client_name=client_name, client_port=0)
             _match(req, allow, deny, say, out, where)
             if i + 1 < len(found):
                 say("")
@@ -147,15 +155,7 @@ def run(argv: list[str], out: TextIO, cwd: str | None = None) -> int:
 
 
 def _read(path: str, where: Callable[[str], str]) -> Rules:
-    return hostsfiles.read_hosts(where(path), path)
-
-
-def _copy(base: Request, **changes) -> Request:
-    fields = {k: getattr(base, k) for k in ("daemon", "client_addr", "client_name", "server_addr",
-                                             "server_name", "user", "client_port",
-                                             "server_port", "pid")}
-    fields.update(changes)
-    return Request(**fields)
+    return files.read_hosts(where(path), path)
 
 
 def _match(req: Request, allow: Rules, deny: Rules, say: Callable[[str], None], out: TextIO,
@@ -164,16 +164,16 @@ def _match(req: Request, allow: Rules, deny: Rules, say: Callable[[str], None], 
                             ("client:   username", "%u"), ("server:   hostname", "%N"),
                             ("server:   address ", "%A"), ("server:   process ", "%d")):
         text = expand_percent(template, req)
-        if not _eq(text, UNKNOWN):
+        if not equal(text, UNKNOWN):
             say(f"{label} {text}")
 
     def on_option(option: Option, warn: Callable[[str], None]) -> str | None:
         if option.name == "banners" and option.value is not None:
             _banner(option.value, req, out, warn, where)
             return None
-        return hostsfiles.check_option(option)
+        return files.check_option(option)
 
-    decision = decide(allow, deny, req, read_patterns=lambda p: hostsfiles.read_patterns(where(p)),
+    decision = decide(allow, deny, req, read_patterns=lambda p: files.read_patterns(where(p)),
                       on_option=on_option, log=say)
     say(f"access:   {decision.access}")
     return decision
@@ -186,7 +186,7 @@ def _banner(directory: str, req: Request, out: TextIO, warn: Callable[[str], Non
         with open(where(f"{directory}/{req.daemon}"), "rb") as f:
             data = f.read()
     except OSError:
-        problem = hostsfiles.banner_path_error(where(directory))
+        problem = files.banner_path_error(where(directory))
         if problem:
             warn(problem.replace(where(directory), directory, 1))
         return
@@ -194,9 +194,8 @@ def _banner(directory: str, req: Request, out: TextIO, warn: Callable[[str], Non
     stripped = text.lstrip("\0")
     out.write("\0" * (len(text) - len(stripped)))
     for line in stripped.splitlines(keepends=True):
-        if line.endswith("\n"):
-            line = line[:-1] + "\r\n"
-        out.write(expand_percent(line, req, warn))
+        crlf = line[:-1] + "\r\n" if line.endswith("\n") else line
+        out.write(expand_percent(crlf, req, warn))
     out.flush()
 
 

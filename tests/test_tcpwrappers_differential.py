@@ -7,8 +7,10 @@ verbose lines (``matched:``, ``option:``, warnings) to syslog through the fortif
 available a tiny LD_PRELOAD shim sends them to stdout (what tcpdmatch means to do), and the
 full outputs are compared; without one only the lines tcpdmatch prints itself are compared.
 
-The seed is fixed when CI is set, random otherwise (printed; rerun with TLSWRAP_DIFF_SEED).
-TLSWRAP_DIFF_CASES sets the number of cases.
+The seed is fixed (``CI_SEED``) when the environment variable CI is set, random otherwise;
+TLSWRAP_DIFF_SEED overrides both. It is always printed, so a failure can be replayed with
+``TLSWRAP_DIFF_SEED=<seed>``. TLSWRAP_DIFF_CASES sets the number of cases. Marked ``slow``
+(about half a minute on two cores) but selected by default.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tlswrap import matchcli
+from tlswrap.tcpwrappers import matchcli
 
 TCPDMATCH = shutil.which("tcpdmatch") or next(
     (p for p in ("/usr/sbin/tcpdmatch", "/sbin/tcpdmatch") if os.path.exists(p)), None)
-pytestmark = pytest.mark.skipif(TCPDMATCH is None, reason="tcpdmatch (Debian tcpd) not installed")
+needs_tcpdmatch = pytest.mark.skipif(TCPDMATCH is None,
+                                     reason="tcpdmatch (Debian tcpd) not installed")
+CI_SEED = 20240611  # the seed when CI is set, so a CI run is reproducible
 
 SHIM = r"""
 #include <stdarg.h>
@@ -45,7 +50,7 @@ void syslog(int p, const char *fmt, ...)
 # (localhost) or that fail to resolve without any network.
 ADDRS = ["10.0.0.1", "10.0.0.7", "192.0.2.1", "192.0.2.200", "127.0.0.1", "198.51.100.9",
          "2001:db8::1", "2001:db8:0:1::5", "::1", "::ffff:10.0.0.1", "::ffff:192.0.2.1", "fe80::1"]
-CLIENTS = ADDRS + ["localhost", "unknown", "paranoid", "UNKNOWN"]
+CLIENTS = [*ADDRS, "localhost", "unknown", "paranoid", "UNKNOWN"]
 SERVERS = ["", "", "@127.0.0.1", "@localhost", "@unknown", "@UNKNOWN", "@paranoid"]  # no DNS
 DAEMONS = ["imapd", "pop3d", "smtpd", "in.ftpd", "Imapd"]
 USERS = ["", "bob@", "root@", "unknown@"]
@@ -183,10 +188,24 @@ def _verdict_only(text: str) -> list[str]:
     return [line for line in _normalize(text) if line.startswith(keep)]
 
 
+def diff_seed(env: Mapping[str, str] = os.environ) -> int:
+    """TLSWRAP_DIFF_SEED if set; else CI_SEED under CI; else a fresh random seed."""
+    if env.get("TLSWRAP_DIFF_SEED"):
+        return int(env["TLSWRAP_DIFF_SEED"])
+    return CI_SEED if env.get("CI") else random.randrange(1 << 32)
+
+
+def test_seed_is_fixed_under_ci_and_can_be_replayed():
+    assert diff_seed({"CI": "true"}) == CI_SEED
+    assert diff_seed({"CI": "true", "TLSWRAP_DIFF_SEED": "7"}) == 7
+    assert diff_seed({"TLSWRAP_DIFF_SEED": "7"}) == 7
+    assert 0 <= diff_seed({}) < 1 << 32
+
+
+@pytest.mark.slow
+@needs_tcpdmatch
 def test_differential(shim, capsys):
-    seed_env = os.environ.get("TLSWRAP_DIFF_SEED")
-    seed = int(seed_env) if seed_env else (20240611 if os.environ.get("CI") else
-                                            random.randrange(1 << 32))
+    seed = diff_seed()
     count = int(os.environ.get("TLSWRAP_DIFF_CASES", "10000"))
     with capsys.disabled():
         print(f"\ndifferential seed={seed} cases={count} shim={'yes' if shim else 'no'}")
@@ -208,7 +227,8 @@ def test_differential(shim, capsys):
     if failures:
         i, case, rc_o, want, rc_m, got = failures[0]
         pytest.fail(
-            f"{len(failures)} of {count} cases disagree (seed {seed}); first, case {i}:\n"
+            f"{len(failures)} of {count} cases disagree (replay: TLSWRAP_DIFF_SEED={seed}"
+            f" TLSWRAP_DIFF_CASES={count}); first, case {i}:\n"
             f"hosts.allow={case[0]!r}\nhosts.deny={case[1]!r}\nargs={case[2]}\n"
             f"tcpdmatch (rc {rc_o}):\n" + "\n".join(want) +
             f"\ntlswrap match (rc {rc_m}):\n" + "\n".join(got))

@@ -1,6 +1,9 @@
-"""The I/O shell around :mod:`tlswrap.hostsaccess`: files, caching, and the C resolver.
+"""The I/O shell around the rule engine: hosts files, reloading, and the C resolver.
 
-Everything here blocks; the daemon runs it in a worker thread under a timeout.
+Reads hosts.allow/hosts.deny and ``/path`` pattern lists, re-reads them when they change, and
+answers what only the system can: host names through the C library (so /etc/hosts and NSS
+apply, as in tcpd's socket.c), users and groups, banner directories. Everything here blocks;
+the daemon runs it in a worker thread under a timeout.
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ import pwd
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from tlswrap.errors import ConfigError
-from tlswrap.hostsaccess import PARANOID, Option, Rules, parse_hosts
-from tlswrap.hostsoptions import fold, split_at
+from tlswrap.tcpwrappers.cstring import fold, split_at
+from tlswrap.tcpwrappers.options import Option
+from tlswrap.tcpwrappers.request import PARANOID
+from tlswrap.tcpwrappers.rules import Rules, parse_hosts
 
 __all__ = [
-    "HostsFiles", "check_option", "find_inet_addr", "hostname_for", "read_hosts",
-    "read_patterns",
+    "HostsFiles", "banner_path_error", "check_option", "find_inet_addr", "hostname_for",
+    "read_hosts", "read_patterns",
 ]
 
-log = logging.getLogger("tlswrap.hostsfiles")
+log = logging.getLogger("tlswrap.tcpwrappers.files")
 Warn = Callable[[str], None]
 _Identity = tuple[int, int, int, int]
+_SockAddr = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
 
 
 def _strerror(exc: OSError) -> str:
@@ -69,7 +76,7 @@ class _Cached:
     def __init__(self, path: str):
         self.path = path
         self.rules: Rules | None = None
-        self.seen: _Identity | None | bool = False  # identity of the last attempt
+        self.seen: _Identity | bool | None = False  # identity of the last attempt
 
     def load(self, strict: bool) -> Rules:
         try:
@@ -132,7 +139,7 @@ class HostsFiles:
 
 # --- the resolver, through the C library (so /etc/hosts and NSS apply) ------------------------
 
-def _sockaddr(addr: str) -> tuple[int, tuple]:
+def _sockaddr(addr: str) -> tuple[int, _SockAddr]:
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
     if ip.version == 6:
         if ip.ipv4_mapped is not None:  # sock_hostname() looks up mapped clients as IPv4
@@ -143,7 +150,7 @@ def _sockaddr(addr: str) -> tuple[int, tuple]:
     return socket.AF_INET, (str(ip), 0)
 
 
-def _same(family: int, a: tuple, b: tuple) -> bool:
+def _same(family: int, a: _SockAddr, b: _SockAddr) -> bool:
     if family == socket.AF_INET6:
         return (ipaddress.ip_address(a[0].split("%")[0]) == ipaddress.ip_address(b[0].split("%")[0])
                 and a[3] == b[3])
@@ -192,7 +199,8 @@ def find_inet_addr(host: str, warn: Warn | None = None) -> list[tuple[int, str]]
     say = warn or (lambda m: log.warning("%s", m))
     flags = socket.AI_PASSIVE
     try:
-        res = socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM, 0, flags | socket.AI_NUMERICHOST)
+        res = socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM, 0,
+                                 flags | socket.AI_NUMERICHOST)
     except (socket.gaierror, UnicodeError):
         try:
             res = socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM, 0,
@@ -224,9 +232,9 @@ def check_option(option: Option) -> str | None:
             pwd.getpwnam(user)
         except KeyError:
             return f'unknown user: "{user}"'
-    elif option.name == "group" and option.value is not None:
-        if not _group_exists(option.value):
-            return f'unknown group: "{option.value}"'
+    elif (option.name == "group" and option.value is not None
+          and not _group_exists(option.value)):
+        return f'unknown group: "{option.value}"'
     return None
 
 

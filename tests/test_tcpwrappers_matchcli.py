@@ -6,7 +6,7 @@ import io
 import subprocess
 import sys
 
-from tlswrap import matchcli
+from tlswrap.tcpwrappers import matchcli
 
 
 def run(tmp_path, allow: str, deny: str, *args: str) -> tuple[int, str]:
@@ -75,10 +75,10 @@ def test_allow_and_deny_options(tmp_path):
 
 
 def test_imports_stay_light(tmp_path):
-    code = ("import sys, tlswrap.matchcli; "
+    code = ("import sys, tlswrap.tcpwrappers.matchcli; "
             "bad = {'trio', 'OpenSSL', 'cryptography'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
     (tmp_path / "hosts.allow").write_text("ALL: ALL\n")
-    r = subprocess.run([sys.executable, "-m", "tlswrap.matchcli", "-d", "imapd", "10.0.0.1"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    r = subprocess.run([sys.executable, "-m", "tlswrap.tcpwrappers.matchcli", "-d", "imapd",
+                        "10.0.0.1"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.endswith("access:   granted\n")

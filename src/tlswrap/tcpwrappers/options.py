@@ -1,6 +1,6 @@
 """hosts_options(5): the option fields of a tcp_wrappers rule, parsed and validated.
 
-Pure, like :mod:`tlswrap.hostsaccess`, which uses it. Follows tcpd's options.c: fields are
+Pure; :mod:`tlswrap.tcpwrappers.rules` parses with it. Follows tcpd's options.c: fields are
 separated by ``:`` (``\\:`` is a literal colon), an option is ``keyword [=] [value]``, and the
 checks run in tcpd's order so the first error reported is the one tcpd would report.
 Errors that need the system (an unknown user or group for ``user``/``group``, a missing
@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from tlswrap.tcpwrappers.cstring import SPACE, fold, scan_int, split_at
+
 __all__ = ["OPTION_TABLE", "Option", "OptionSpec", "Severity", "parse_options"]
 
-_SPACE = " \t\n\v\f\r"  # isspace(), as chop_string() strips
 _KEY_END = "= \t\r\n"  # options.c whitespace_eq
 
 NEED_ARG, USE_LAST, OPT_ARG, EXPAND_ARG = 2, 4, 8, 16
@@ -104,12 +105,6 @@ class OptionSpec:
         return Option(self.name, self.keyword, value, _convert(self.name, value))
 
 
-def _scan_int(value: str) -> int | None:
-    """sscanf("%d%c") == 1: an optionally signed decimal and nothing after it."""
-    m = re.fullmatch(r"[ \t\n\v\f\r]*([+-]?\d+)", value)
-    return int(m.group(1)) if m else None
-
-
 def _check(name: str, value: str | None) -> str | None:
     """The value errors options.c reports (tcpd_jump) when it runs the option."""
     if value is None:
@@ -122,14 +117,14 @@ def _check(name: str, value: str | None) -> str | None:
         if not 0 <= mask <= 0o777:
             return f'bad umask value: "{value}"'
     elif name == "linger":
-        n = _scan_int(value)
+        n = scan_int(value)
         if n is None or n < 0:
             return f'bad linger value: "{value}"'
     elif name == "nice":
-        if _scan_int(value) is None:
+        if scan_int(value) is None:
             return f'bad nice value: "{value}"'
     elif name == "rfc931":
-        n = _scan_int(value)
+        n = scan_int(value)
         if n is None or n <= 0:
             return f'bad rfc931 timeout: "{value}"'
     elif name == "severity":
@@ -139,27 +134,6 @@ def _check(name: str, value: str | None) -> str | None:
         if fold(level) not in LEVELS:
             return f'bad syslog facility or severity: "{level}"'
     return None
-
-
-_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def fold(s: str) -> str:
-    """strcasecmp's view of a string: ASCII letters folded, nothing else."""
-    return s.translate(_LOWER)
-
-
-def split_at(s: str, delim: str) -> tuple[str, str | None]:
-    """misc.c split_at(): cut at the first ``delim`` outside ``[...]`` (brackets counted)."""
-    depth = 0
-    for i, ch in enumerate(s):
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        elif depth == 0 and ch == delim:
-            return s[:i], s[i + 1:]
-    return s, None
 
 
 def _split_dot(value: str) -> tuple[str, bool, str]:
@@ -174,11 +148,11 @@ def _convert(name: str, value: str | None) -> object:
         return DEFAULT_NICE if name == "nice" else None
     if name == "setenv":
         cut = next((i for i, c in enumerate(value) if c in " \t\r\n"), len(value))
-        return value[:cut].strip(_SPACE), value[cut + 1:].strip(_SPACE)
+        return value[:cut].strip(SPACE), value[cut + 1:].strip(SPACE)
     if name == "umask":
-        return int(value.strip(_SPACE).lstrip("+-"), 8)
+        return int(value.strip(SPACE).lstrip("+-"), 8)
     if name in ("linger", "nice", "rfc931"):
-        return _scan_int(value)
+        return scan_int(value)
     if name == "severity":
         fac, dot, level = _split_dot(value)
         prio = LEVELS[fold(level)] | (FACILITIES[fold(fac)] if dot else 0)
@@ -218,7 +192,7 @@ def parse_options(text: str) -> tuple[tuple[OptionSpec, ...], str | None]:
     specs: list[OptionSpec] = []
     fields = _fields(text)
     for idx, raw in enumerate(fields):
-        opt = raw.strip(_SPACE)
+        opt = raw.strip(SPACE)
         cut = next((i for i, c in enumerate(opt) if c in _KEY_END), len(opt))
         key, rest = opt[:cut], opt[cut:]
         if rest:

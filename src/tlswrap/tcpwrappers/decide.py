@@ -1,0 +1,213 @@
+"""The verdict: hosts_access(5) access control over parsed rules, as Debian's tcpd 7.6.
+
+Pure and I/O-free: everything that needs the outside world (name lookups, ``/path`` pattern
+files, netgroups, user/group checks, banners, aclexec) is a function handed in and called only
+when a rule needs it, so the matcher can run in a worker thread with the lookups bounded by a
+timeout.
+
+General theory of operation (tcpd's hosts_access.c, options.c):
+
+* Access is granted when a rule of hosts.allow matches; otherwise denied when a rule of
+  hosts.deny matches; otherwise granted. The first matching rule of a file decides.
+* A file that cannot be read, or whose scan stops on an over-long or unterminated line, is an
+  error: in hosts.allow the search goes on to hosts.deny, in hosts.deny access is denied.
+* Only the deciding rule's options are evaluated, in order (hosts_options(5)); ``allow`` and
+  ``deny`` override the file, and an error in an option denies (tcpd's tcpd_jump()).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tlswrap.tcpwrappers.cstring import SPACE
+from tlswrap.tcpwrappers.expand import expand_percent
+from tlswrap.tcpwrappers.options import Option
+from tlswrap.tcpwrappers.patterns import Hooks, ReadPatterns, client_match, list_match, server_match
+from tlswrap.tcpwrappers.request import Request
+from tlswrap.tcpwrappers.rules import Note, Rule, Rules
+
+__all__ = ["ACLEXEC_FAILED", "Decision", "OnOption", "decide"]
+
+ACLEXEC_FAILED = "\0aclexec-failed"  # on_option result: the aclexec command exited non-zero
+
+Warn = Callable[[str], None]
+OnOption = Callable[[Option, Warn], "str | None"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict and what decided it.
+
+    ``verdict``: "granted" or "denied". ``file``/``line``: the deciding rule, or None when no
+    rule matched. ``options``: the deciding rule's options that were processed, in order, with
+    values expanded. ``delegated``: a ``twist`` was reached (tcpdmatch prints "delegated"; the
+    daemon runs ``twist`` instead of the backend). ``error``: why access was denied by an error.
+    ``log``: the lines tcpd would log in verbose mode (``matched:``, ``option:``, warnings).
+    """
+
+    verdict: str
+    file: str | None
+    line: int | None
+    options: tuple[Option, ...] = ()
+    delegated: bool = False
+    error: str | None = None
+    log: tuple[str, ...] = ()
+
+    @property
+    def granted(self) -> bool:
+        return self.verdict == "granted"
+
+    @property
+    def access(self) -> str:
+        """What tcpdmatch prints on its ``access:`` line."""
+        return "delegated" if self.delegated else self.verdict
+
+    def option(self, name: str) -> Option | None:
+        """The last processed option called ``name`` (e.g. "twist"), or None."""
+        found = [o for o in self.options if o.name == name]
+        return found[-1] if found else None
+
+
+class _Jump(Exception):
+    """tcpd's longjmp out of option processing: the verdict is ``permit``."""
+
+    def __init__(self, permit: bool):
+        super().__init__(permit)
+        self.permit = permit
+
+
+class _Matcher:
+    def __init__(self, request: Request, read_patterns: ReadPatterns | None,
+                 netgroup: Callable[[str, str], bool] | None, on_option: OnOption | None,
+                 log: Warn | None):
+        self.r = request
+        self.hooks = Hooks(read_patterns, netgroup, self.warn)
+        self.on_option = on_option
+        self.emit = log
+        self.lines: list[str] = []
+        self.where: tuple[str, int] | None = None
+        self.rule: Rule | None = None
+        self.options: list[Option] = []
+        self.delegated = False
+        self.error: str | None = None
+        self.table_error: str | None = None
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+        if self.emit:
+            self.emit(line)
+
+    def diag(self, tag: str, msg: str) -> None:  # diag.c tcpd_diag()
+        where = f"{self.where[0]}, line {self.where[1]}: " if self.where else ""
+        self.log(f"{tag}: {where}{msg}")
+
+    def warn(self, msg: str) -> None:
+        self.diag("warning", msg)
+
+    def jump(self, msg: str) -> None:
+        self.diag("error", msg)
+        self.error = msg
+        raise _Jump(False)
+
+    # hosts_access.c table_match(): True (YES), False (NO) or None (ERR)
+    def table(self, rules: Rules) -> bool | None:
+        if rules.open_error:
+            self.where = None
+            self.warn(rules.open_error)
+            self.table_error = rules.open_error
+            return None
+        try:
+            for e in rules.entries:
+                self.where = (rules.filename, e.lineno)
+                if isinstance(e, Note):
+                    for m in e.messages:
+                        self.warn(m)
+                    if e.fatal:
+                        self.table_error = e.messages[0]
+                        return None
+                elif (list_match(e.daemons, lambda t: server_match(t, self.r, self.hooks))
+                      and list_match(e.clients, lambda t: client_match(t, self.r, self.hooks))):
+                    self.rule = e
+                    self.log(f"matched:  {rules.filename} line {e.lineno}")
+                    return self.process_options(e)
+            return False
+        finally:
+            self.where = None
+
+    def process_options(self, rule: Rule) -> bool:
+        aclexec_failed = False
+        for spec in rule.options:
+            value = spec.value
+            if value is not None and spec.expand:
+                value = expand_percent(value, self.r, self.warn).strip(SPACE)
+            opt = spec.bind(value)
+            self.log(f"option:   {spec.keyword} {value or ''}")
+            self.options.append(opt)
+            if spec.error:
+                self.jump(spec.error)
+            if self.on_option is not None:
+                result = self.on_option(opt, self.warn)
+                if result == ACLEXEC_FAILED:
+                    aclexec_failed = True
+                elif result:
+                    self.jump(result)
+            if opt.name == "allow":
+                raise _Jump(True)
+            if opt.name == "deny":
+                raise _Jump(False)
+            if opt.name == "twist":
+                self.delegated = True
+        if rule.option_error:
+            self.jump(rule.option_error)
+        if aclexec_failed:
+            self.log("aclexec returned 1")
+            self.rule = None
+            self.options.clear()
+            self.delegated = False
+            return False
+        return True
+
+
+def decide(
+    allow: Rules,
+    deny: Rules,
+    request: Request,
+    *,
+    read_patterns: ReadPatterns | None = None,
+    netgroup: Callable[[str, str], bool] | None = None,
+    on_option: OnOption | None = None,
+    log: Warn | None = None,
+) -> Decision:
+    """hosts_access(): allow file, then deny file, then grant; options of the deciding rule.
+
+    ``read_patterns(path)`` returns the whitespace-separated patterns of a ``/path`` list
+    (raise FileNotFoundError for a missing file: no match; other OSError: warning, no match).
+    ``netgroup(group, hostname)`` answers ``@group`` patterns (None: never a member, as tcpd
+    without NIS). ``on_option(option, warn)`` runs once per processed option, in order
+    (``warn`` logs a warning located at the rule); it returns None, an error message (tcpd's
+    jump: access denied) or ACLEXEC_FAILED. Nothing is executed here: spawn, twist and aclexec
+    are only reported in ``Decision.options``. ``log(line)`` receives each verbose line as it
+    is made (they are also in ``Decision.log``).
+    """
+    m = _Matcher(request, read_patterns, netgroup, on_option, log)
+    try:
+        if m.table(allow) is True:
+            permit = True
+        else:
+            found = m.table(deny)
+            permit = found is False
+            if found is None:
+                m.error = m.table_error
+    except _Jump as jump:
+        permit = jump.permit
+    rule = m.rule
+    return Decision(
+        verdict="granted" if permit else "denied",
+        file=rule.filename if rule else None,
+        line=rule.lineno if rule else None,
+        options=tuple(m.options),
+        delegated=m.delegated,
+        error=m.error,
+        log=tuple(m.lines),
+    )

@@ -1,0 +1,98 @@
+"""The request: what is known about one connection, as tcpd's ``struct request_info``.
+
+Host names and the user are looked up lazily and at most once: a field may hold a function,
+called the first time a pattern or a %-sequence needs the value (hosts_access(5): patterns
+that name hosts need a lookup, address patterns do not). A failed lookup reads as
+:data:`UNKNOWN`, a name that does not map back to the address as :data:`PARANOID`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from tlswrap.tcpwrappers.cstring import equal
+
+__all__ = ["PARANOID", "UNKNOWN", "Host", "Lookup", "Request", "known"]
+
+UNKNOWN = "unknown"  # tcpd's STRING_UNKNOWN: the lookup failed
+PARANOID = "paranoid"  # tcpd's STRING_PARANOID: the name does not map back to the address
+
+Lookup = Callable[[], "str | None"]
+
+
+def known(name: str) -> bool:
+    """HOSTNAME_KNOWN(): a name that was looked up and verified."""
+    return not equal(name, UNKNOWN) and not equal(name, PARANOID)
+
+
+class Host(NamedTuple):
+    """One end of the connection, as the matcher asks about it (tcpd's ``struct host_info``).
+
+    ``name_ready()``: the name is at hand without a lookup (given as a string, or looked up
+    already); %h and %c print the address until then, as tcpd's eval_hostinfo() does.
+    """
+
+    addr: Callable[[], str]
+    name: Callable[[], str]
+    name_ready: Callable[[], bool]
+
+
+@dataclass
+class Request:
+    """What is known about one connection; name and user lookups are called lazily, once.
+
+    ``client_name``/``server_name``: a name, or a function returning one; the value (or the
+    function's result) is a host name, ``None``/``UNKNOWN`` when the lookup failed, or
+    ``PARANOID`` when the name does not map back to the address. ``None`` for the whole field
+    means no lookup is possible (tcpd's "unknown"). ``user``: likewise, for the RFC 931 user.
+    Addresses are strings as printed (``10.0.0.1``, ``2001:db8::1``); ``None`` = unknown.
+    """
+
+    daemon: str
+    client_addr: str | None = None
+    client_name: Lookup | str | None = None
+    server_addr: str | None = None
+    server_name: Lookup | str | None = None
+    user: Lookup | str | None = None
+    client_port: int | None = None
+    server_port: int | None = None
+    pid: int | None = None
+    _cache: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _eval(self, key: str, source: Lookup | str | None) -> str:
+        if key not in self._cache:
+            value = source() if callable(source) else source
+            self._cache[key] = value if value else UNKNOWN
+        return self._cache[key]
+
+    def _ready(self, key: str, source: Lookup | str | None) -> bool:
+        return key in self._cache or not callable(source)
+
+    def client_hostname(self) -> str:
+        return self._eval("cn", self.client_name)
+
+    def server_hostname(self) -> str:
+        return self._eval("sn", self.server_name)
+
+    def username(self) -> str:
+        return self._eval("u", self.user)
+
+    def user_ready(self) -> bool:
+        """The user is at hand without a lookup (%c adds it only then)."""
+        return self._ready("u", self.user)
+
+    def client_hostaddr(self) -> str:
+        return self.client_addr or UNKNOWN
+
+    def server_hostaddr(self) -> str:
+        return self.server_addr or UNKNOWN
+
+    def client(self) -> Host:
+        return Host(self.client_hostaddr, self.client_hostname,
+                    lambda: self._ready("cn", self.client_name))
+
+    def server(self) -> Host:
+        return Host(self.server_hostaddr, self.server_hostname,
+                    lambda: self._ready("sn", self.server_name))
