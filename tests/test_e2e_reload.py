@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import signal
 import socket
 import ssl
+import threading
+import time
 
 import trustme
 
@@ -15,9 +19,9 @@ def peer_issuer(port: int) -> str:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw) as s:
-            der = s.getpeercert(binary_form=True)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw) as s:
+        der = s.getpeercert(binary_form=True)
     from cryptography import x509
 
     return x509.load_der_x509_certificate(der).issuer.rfc4514_string()
@@ -56,4 +60,81 @@ def test_sighup_reloads_certificates_and_survives_a_bad_config(certs, thread_ser
              "the failed reload")
     assert "unknown option 'bogus'" in proc.log()
     assert peer_issuer(port) == new_issuer
+    assert proc.proc.poll() is None
+
+
+def test_reload_under_load_never_mixes_two_configurations(certs, thread_server, tlswrap,
+                                                          tmp_path):
+    """20 reloads while 50 clients connect over and over; each reload changes both the
+    certificate and the backend. Every connection must see the certificate and the backend
+    of one and the same configuration."""
+    kinds = 3
+    fingerprints: dict[bytes, int] = {}
+    pems = []
+    for i in range(kinds):
+        issued = trustme.CA().issue_cert("localhost")
+        cert, key = tmp_path / f"c{i}.pem", tmp_path / f"c{i}.key"
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        der = ssl.PEM_cert_to_DER_cert(issued.cert_chain_pems[0].bytes().decode())
+        fingerprints[hashlib.sha256(der).digest()] = i
+        pems.append((cert, key))
+
+    def backend(i: int):
+        def serve(conn: socket.socket) -> None:
+            conn.sendall(f"* OK backend {i}\r\n".encode())
+            while data := conn.recv(1000):
+                conn.sendall(data)
+        return serve
+
+    backends = [thread_server(backend(i)) for i in range(kinds)]
+    port = free_port()
+
+    def config(generation: int) -> str:
+        i = generation % kinds
+        return service_config(certs, port, f"127.0.0.1:{backends[i].port}").replace(
+            str(certs.cert_file), str(pems[i][0])).replace(str(certs.key_file), str(pems[i][1]))
+
+    proc = tlswrap(config(0), [port])
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []
+    errors: list[str] = []
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                        ctx.wrap_socket(raw) as s:
+                    cert = fingerprints[hashlib.sha256(s.getpeercert(binary_form=True)).digest()]
+                    greeting = s.recv(100)
+                    s.sendall(b"a1 NOOP\r\n")
+                    assert s.recv(100) == b"a1 NOOP\r\n"
+            except (OSError, AssertionError) as exc:
+                errors.append(repr(exc))
+                continue
+            seen.append((cert, int(greeting.split()[-1])))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(50)]
+    for t in threads:
+        t.start()
+    try:
+        for generation in range(1, 21):
+            new = proc.config.with_suffix(".new")
+            new.write_text(config(generation))
+            os.replace(new, proc.config)  # the reload reads a whole file
+            proc.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda g=generation: proc.log().count("configuration reloaded") >= g, 15,
+                     f"reload {generation}")
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    mixed = [pair for pair in seen if pair[0] != pair[1]]
+    assert not mixed, f"{len(mixed)} of {len(seen)} connections mixed configurations"
+    assert len({cert for cert, _ in seen}) == kinds  # the reloads did take effect
+    assert len(seen) >= 200 and not errors, errors[:5]
     assert proc.proc.poll() is None

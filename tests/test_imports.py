@@ -14,7 +14,7 @@ TCPWRAPPERS = SRC / "tcpwrappers"
 # the rule engine: everything but the file and resolver shell and the CLI
 PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.py", "patterns.py",
                     "request.py", "rules.py"]
-PURE = ["config.py", "errors.py", *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS)]
+PURE = ["config.py", "errors.py", "addresses.py", "outcome.py", *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS)]
 IO_MODULES = {"trio", "socket", "OpenSSL", "cryptography", "subprocess", "os", "io"}
 
 
@@ -74,8 +74,8 @@ def test_no_private_tcpwrappers_name_is_imported():
 
 
 def test_proxy_path_never_imports_wrapcert():
-    code = ("import sys, tlswrap.cli, tlswrap.daemon, tlswrap.service, tlswrap.access, "
-            "tlswrap.execbackend, tlswrap.systemd, tlswrap.workers; "
+    code = ("import sys, tlswrap.cli, tlswrap.daemon, tlswrap.pipeline, tlswrap.inetd, "
+            "tlswrap.access, tlswrap.execbackend, tlswrap.systemd, tlswrap.workers; "
             "print(sorted(m for m in sys.modules if m.startswith('tlswrap.wrapcert')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)

@@ -23,10 +23,11 @@ import socket
 import struct
 import subprocess
 from dataclasses import dataclass, field
+from typing import cast
 
 import trio
 
-from .sockstream import peer_host
+from .addresses import peer_host, peer_port
 from .tcpwrappers import Decision, HostsFiles, Option, Request, decide, expand_percent
 from .tcpwrappers.files import banner_path_error, check_option, hostname_for, read_patterns
 
@@ -79,7 +80,15 @@ class AccessControl:
         self.hosts = hosts
         self.resolver = resolver  # address -> verified name, PARANOID or None (blocking)
 
-    def _decide(self, daemon: str, peer: tuple, local: tuple,
+    @classmethod
+    def from_files(cls, allow: str, deny: str) -> AccessControl:
+        """Rules from these files; a syntax error in either is a ConfigError (FILE:LINE),
+        so that it stops the start or the reload."""
+        hosts = HostsFiles(allow, deny)
+        hosts.load_strict()
+        return cls(hosts)
+
+    def _decide(self, daemon: str, peer: object, local: object,
                 lookups: bool | None) -> tuple[Decision, str, bytes | None]:
         """Decide; ``lookups``: True (may block), False (raise _NeedsLookup), None (unknown)."""
         allow, deny = self.hosts.rules()
@@ -93,8 +102,7 @@ class AccessControl:
             client_name = server_name = _forbidden
         request = Request(daemon=daemon, client_addr=client_ip, client_name=client_name,
                           server_addr=server_ip, server_name=server_name, user=None,
-                          client_port=peer[1] if isinstance(peer, tuple) else None,
-                          server_port=local[1] if isinstance(local, tuple) else None,
+                          client_port=peer_port(peer), server_port=peer_port(local),
                           pid=os.getpid())
         decision = decide(allow, deny, request, read_patterns=read_patterns,
                           on_option=_on_option)
@@ -110,7 +118,7 @@ class AccessControl:
                 client = name
         return decision, client, decision_banner
 
-    async def check(self, daemon: str, peer: tuple, local: tuple) -> Verdict:
+    async def check(self, daemon: str, peer: object, local: object) -> Verdict:
         try:
             result = self._decide(daemon, peer, local, lookups=False)
         except _NeedsLookup:
@@ -135,8 +143,8 @@ class AccessControl:
             elif name == "twist":
                 v.twist = str(arg)
             elif name == "setenv":
-                key, value = arg  # type: ignore[misc]
-                v.env[str(key)] = str(value)
+                key, value = cast("tuple[str, str]", arg)
+                v.env[key] = value
             elif name == "umask":
                 v.umask = int(arg)  # type: ignore[call-overload]
             elif name == "nice":
@@ -192,10 +200,10 @@ def _spawn_detached(command: str, daemon: str) -> None:
     _reap_later(proc)
 
 
-_pending: list[subprocess.Popen] = []
+_pending: list[subprocess.Popen[bytes]] = []
 
 
-def _reap_later(proc: subprocess.Popen) -> None:
+def _reap_later(proc: subprocess.Popen[bytes]) -> None:
     """Keep the child to reap it at the next spawn (spawned commands are short)."""
     _pending.append(proc)
     for p in list(_pending):

@@ -12,9 +12,11 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
+from .addresses import format_sockaddr
 from .config import Address
 from .sockstream import SocketStream
 
@@ -28,7 +30,7 @@ class Target:
     """One ``connect`` line, with its socket addresses precomputed where they are numeric."""
 
     address: Address
-    resolved: tuple[tuple[int, object], ...] | None  # (family, sockaddr) pairs, or None: resolve
+    resolved: tuple[tuple[int, Any], ...] | None  # (family, sockaddr) pairs, or None: resolve
 
     @classmethod
     def from_address(cls, address: Address) -> Target:
@@ -43,7 +45,7 @@ class Target:
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         return cls(address, ((family, (str(ip), address.port)),))
 
-    async def sockaddrs(self) -> tuple[tuple[int, object], ...]:
+    async def sockaddrs(self) -> tuple[tuple[int, Any], ...]:
         if self.resolved is not None:
             return self.resolved
         infos = await trio.socket.getaddrinfo(self.address.host, self.address.port,
@@ -51,7 +53,7 @@ class Target:
         return tuple((family, sockaddr) for family, _, _, _, sockaddr in infos)
 
 
-async def connect_one(family: int, sockaddr: object, timeout: float) -> SocketStream:
+async def connect_one(family: int, sockaddr: Any, attempt_seconds: float) -> SocketStream:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
@@ -59,7 +61,7 @@ async def connect_one(family: int, sockaddr: object, timeout: float) -> SocketSt
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(sockaddr)
         if err == errno.EINPROGRESS:
-            with trio.fail_after(timeout):
+            with trio.fail_after(attempt_seconds):
                 await trio.lowlevel.wait_writable(sock)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
@@ -70,8 +72,10 @@ async def connect_one(family: int, sockaddr: object, timeout: float) -> SocketSt
         raise
 
 
-async def open_backend(targets: tuple[Target, ...], timeout: float) -> tuple[SocketStream, str]:
-    """Connect to the first target address that answers; return the stream and its address."""
+async def open_backend(targets: tuple[Target, ...],
+                       attempt_seconds: float) -> tuple[SocketStream, str]:
+    """Connect to the first target address that answers, giving each address
+    ``attempt_seconds`` (TIMEOUTconnect); return the stream and the address."""
     failures = []
     for target in targets:
         try:
@@ -80,18 +84,12 @@ async def open_backend(targets: tuple[Target, ...], timeout: float) -> tuple[Soc
             failures.append(f"{target.address}: cannot resolve: {exc.strerror or exc}")
             continue
         for family, sockaddr in addrs:
-            where = _format(family, sockaddr)
+            where = format_sockaddr(sockaddr)
             try:
-                return await connect_one(family, sockaddr, timeout), where
+                return await connect_one(family, sockaddr, attempt_seconds), where
             except trio.TooSlowError:
-                failures.append(f"{where}: timed out after {timeout:g}s")
+                failures.append(f"{where}: timed out after {attempt_seconds:g}s")
             except OSError as exc:
                 failures.append(f"{where}: {exc.strerror or exc}")
     raise BackendError("; ".join(failures) or "no backend address")
 
-
-def _format(family: int, sockaddr: object) -> str:
-    if family == socket.AF_UNIX:
-        return str(sockaddr)
-    host, port = sockaddr[:2]  # type: ignore[index]
-    return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"

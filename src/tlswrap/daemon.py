@@ -1,8 +1,10 @@
 """The standalone daemon: validate everything, bind, drop privileges, serve, drain on SIGTERM.
 
 Start-up order (each step can fail with a FILE:LINE message, and nothing is left listening):
-parse the config -> build every TLS context (certificates and keys read here, while still root)
--> bind every listener -> drop to setgid/setuid -> detach unless in the foreground -> serve.
+parse the config -> compile a snapshot (certificates and keys read here, while still root)
+-> bind every listener -> drop to setgid/setuid -> detach unless in the foreground or under
+systemd -> serve. The live configuration is one immutable ``Snapshot`` held by ``Server``;
+SIGHUP builds a new one off the event loop and swaps it in with one assignment.
 """
 
 from __future__ import annotations
@@ -12,55 +14,42 @@ import logging
 import os
 import signal
 import socket
-import sys
-from typing import Iterable
+from collections.abc import AsyncIterator, Iterable
+from types import MappingProxyType
 
 import trio
 
 from . import __version__, systemd
-from .backend import Target
-from .config import Config, Service, parse_config
-from .errors import ConfigError, TlswrapError
+from .addresses import format_peer
+from .config import Config, Service, load_config
+from .errors import TlswrapError
 from .logsetup import NOTICE, setup_logging
-from .service import Runtime, format_peer
+from .pipeline import serve_guarded
+from .privileges import drop_privileges
+from .snapshot import ServiceRuntime, Snapshot, prepare
 from .sockstream import set_socket_options
-from .tlscontext import key_file_warning, server_context
+from .tlscontext import key_file_warning
 
 log = logging.getLogger("tlswrap.daemon")
 
 DRAIN_SECONDS = 10.0  # how long live connections may finish after SIGTERM before they are cut
 ACCEPT_BATCH = 64     # accepts in a row before letting other tasks run
+ACCEPT_RETRY = 0.1    # pause after an accept error that may pass
+# The process is out of something for now: pause, log once, accept again when it is back.
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# The socket is not (or no longer) a listener: accepting again can never work.
+_DEAD_LISTENER = {errno.EBADF, errno.ENOTSOCK, errno.EINVAL, errno.EOPNOTSUPP}
+
+Listener = tuple[socket.socket, str]  # a listening socket and the name of its service
 
 
-def load_config(path: str) -> Config:
-    """Read and parse a config file (the pure parser does the work)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(path, None, f"cannot read config: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, None, f"not UTF-8 text: {exc.reason}") from None
-    return parse_config(text, path)
+class Server:
+    """One serving process's live state: the current snapshot, replaced whole on reload."""
 
+    __slots__ = ("snapshot",)
 
-def prepare(config: Config) -> list[Runtime]:
-    """Compile every service: TLS context, backend targets. ConfigError on any problem."""
-    access = None
-    if any(svc.libwrap for svc in config.services):
-        from .access import AccessControl
-        from .tcpwrappers import HostsFiles
-
-        hosts = HostsFiles(config.globals.hosts_allow, config.globals.hosts_deny)
-        hosts.load_strict()  # a syntax error in a hosts file stops the start, with FILE:LINE
-        access = AccessControl(hosts)
-    runtimes = []
-    for svc in config.services:
-        ctx = server_context(config, svc)
-        targets = tuple(Target.from_address(a) for a in svc.connect)
-        runtimes.append(Runtime(svc, ctx, targets, access if svc.libwrap else None))
-    return runtimes
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
 
 
 def bind_listener(config: Config, svc: Service, reuseport: bool = False) -> socket.socket:
@@ -93,56 +82,26 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False) -> sock
     return sock
 
 
-def bind_all(config: Config, runtimes: Iterable[Runtime],
-             reuseport: bool = False) -> list[tuple[socket.socket, Runtime]]:
-    bound: list[tuple[socket.socket, Runtime]] = []
+def bind_all(config: Config, services: Iterable[Service],
+             reuseport: bool = False) -> list[Listener]:
+    bound: list[Listener] = []
     try:
-        for rt in runtimes:
-            if rt.service.accept is None:
-                raise config.error("no 'accept': where should this service listen?",
-                                   None, rt.service)
-            bound.append((bind_listener(config, rt.service, reuseport), rt))
+        for svc in services:
+            if svc.accept is None:
+                raise config.error("no 'accept': where should this service listen?", None, svc)
+            bound.append((bind_listener(config, svc, reuseport), svc.name))
     except BaseException:
-        for sock, _ in bound:
-            sock.close()
+        close_all(bound)
         raise
     return bound
 
 
-def drop_privileges(config: Config) -> None:
-    """setgid/setuid as configured; refuse to go on as root when a user was asked for."""
-    g = config.globals
-    if g.setgid is None and g.setuid is None:
-        return
-    import grp
-    import pwd
-
-    gid = uid = None
-    try:
-        if g.setgid is not None:
-            gid = int(g.setgid) if g.setgid.isdigit() else grp.getgrnam(g.setgid).gr_gid
-        if g.setuid is not None:
-            pw = pwd.getpwuid(int(g.setuid)) if g.setuid.isdigit() else pwd.getpwnam(g.setuid)
-            uid = pw.pw_uid
-            if gid is None:
-                gid = pw.pw_gid
-    except KeyError as exc:
-        raise config.error(f"no such user or group: {exc.args[0]}",
-                           "setuid" if g.setuid else "setgid") from None
-    try:
-        if gid is not None:
-            os.setgroups([gid])
-            os.setgid(gid)
-        if uid is not None:
-            os.setuid(uid)
-    except PermissionError:
-        raise config.error("cannot change user/group (not started as root?)",
-                           "setuid" if g.setuid else "setgid") from None
-    if uid is not None and uid != 0 and (os.getuid() == 0 or os.geteuid() == 0):
-        raise TlswrapError("still running as root after setuid; refusing to serve")
+def close_all(listeners: Iterable[Listener]) -> None:
+    for sock, _ in listeners:
+        sock.close()
 
 
-def daemonize(pid_file: str | None) -> None:
+def daemonize() -> None:
     """Detach from the terminal (double fork); the parent exits 0 once the child is set up."""
     if os.fork() > 0:
         os._exit(0)
@@ -155,17 +114,24 @@ def daemonize(pid_file: str | None) -> None:
     os.close(devnull)
 
 
-def write_pid(path: str | None) -> None:
-    if path:
-        with open(path, "w") as f:
+def write_pid(config: Config) -> None:
+    path = config.globals.pid
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="ascii") as f:
             f.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise config.error(f"pid = {path}: cannot write the pid file: "
+                           f"{exc.strerror or exc}", "pid") from None
 
 
-async def accept_loop(lsock: socket.socket, rt: Runtime, nursery: trio.Nursery) -> None:
-    """Accept and hand each connection to its own task; back off (logging once) while the
-    process is out of descriptors or memory."""
+async def accept_loop(lsock: socket.socket, name: str, server: Server,
+                      nursery: trio.Nursery) -> None:
+    """Accept and hand each connection, with the service as it is now, to its own guarded
+    task. Back off (logging once) while the process is out of descriptors or memory; stop
+    (logging once) if the socket is no longer a listener."""
     accept = lsock.accept
-    handle = rt.handle
     batch = 0
     starved = False
     while True:
@@ -183,90 +149,135 @@ async def accept_loop(lsock: socket.socket, rt: Runtime, nursery: trio.Nursery) 
             elif error.errno in _TRANSIENT_ACCEPT:
                 if not starved:
                     log.error("[%s] accept: %s; pausing until descriptors are free",
-                              rt.name, error.strerror)
+                              name, error.strerror)
                     starved = True
-                await trio.sleep(0.1)
+                await trio.sleep(ACCEPT_RETRY)
+            elif error.errno in _DEAD_LISTENER:
+                log.error("[%s] accept: %s: the listening socket is gone; this service "
+                          "stops accepting", name, error.strerror)
+                return
             elif error.errno != errno.ECONNABORTED:
-                log.error("[%s] accept: %s", rt.name, error)
-                await trio.sleep(0.1)
+                log.error("[%s] accept: %s", name, error)
+                await trio.sleep(ACCEPT_RETRY)
             continue
         if starved:
-            log.log(NOTICE, "[%s] accepting again", rt.name)
+            log.log(NOTICE, "[%s] accepting again", name)
             starved = False
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
-            pass  # the client may already be gone; the handler will find out
-        nursery.start_soon(handle, sock, peer)
+            pass  # the client may already be gone (or this is a unix socket)
+        rt = server.snapshot.services.get(name)
+        if rt is None:  # cannot happen: a reload keeps every listened service
+            sock.close()
+        else:
+            nursery.start_soon(serve_guarded, rt, sock, peer, nursery)
         batch += 1
         if batch >= ACCEPT_BATCH:
             batch = 0
             await trio.lowlevel.checkpoint()
 
 
-def reload_runtimes(path: str, runtimes: list[Runtime]) -> None:
-    """SIGHUP: re-read the config and certificates into the running services.
+def merge_reload(old: Snapshot, new: Snapshot) -> tuple[Snapshot, list[str]]:
+    """The snapshot to serve after a reload, and warnings about what waits for a restart.
 
-    Certificates, keys, TLS settings, backends and timeouts of services that keep their name
-    and ``accept`` change for new connections; live connections keep what they started with.
-    Listeners are not rebound (that needs a restart). An invalid new config changes nothing.
+    Services that keep their name and ``accept`` take their new settings (certificates, keys,
+    TLS options, backends, timeouts, rules); a service that is gone or moved keeps its old
+    settings (its listener is not rebound); a new service waits for a restart.
     """
-    config = load_config(path)
-    fresh = {rt.name: rt for rt in prepare(config)}
-    for rt in runtimes:
-        new = fresh.get(rt.name)
-        if new is None:
-            log.warning("[%s] no longer in %s: still served until a restart", rt.name, path)
-        elif new.service.accept != rt.service.accept:
-            log.warning("[%s] accept changed: takes effect at the next restart", rt.name)
+    warnings = []
+    services: dict[str, ServiceRuntime] = {}
+    for name, rt in old.services.items():
+        fresh = new.services.get(name)
+        if fresh is None:
+            warnings.append(f"[{name}] no longer in {new.path}: still served until a restart")
+            services[name] = rt
+        elif fresh.service.accept != rt.service.accept:
+            warnings.append(f"[{name}] accept changed: takes effect at the next restart")
+            services[name] = rt
         else:
-            rt.service, rt.context, rt.targets, rt.access = (
-                new.service, new.context, new.targets, new.access)
-    added = set(fresh) - {rt.name for rt in runtimes}
+            services[name] = fresh
+    added = [name for name in new.services if name not in old.services]
     if added:
-        log.warning("new service(s) %s: take effect at the next restart", ", ".join(sorted(added)))
+        warnings.append(f"new service(s) {', '.join(added)}: take effect at the next restart")
+    return Snapshot(new.config, MappingProxyType(services), new.path), warnings
 
 
-async def serve(listeners: list[tuple[socket.socket, Runtime]], config_path: str | None = None,
-                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads."""
-    runtimes = list({id(rt): rt for _, rt in listeners}.values())
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as conns:
-            async with trio.open_nursery() as accepting:
-                for lsock, rt in listeners:
-                    rt.nursery = conns
-                    accepting.start_soon(accept_loop, lsock, rt, conns)
-                task_status.started()
-                systemd.notify("READY=1")
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        await _reload(config_path, runtimes)
-                        continue
-                    log.log(NOTICE, "%s received: no new connections; draining",
-                            signal.Signals(signum).name)
-                    systemd.notify("STOPPING=1")
+def load_snapshot(path: str) -> Snapshot:
+    """Read, parse and compile a config file (blocking: certificates are read)."""
+    return prepare(load_config(path), path)
+
+
+async def reload(server: Server) -> None:
+    """SIGHUP: a new snapshot, built in a thread, swapped in whole; a bad config changes
+    nothing (the error is logged)."""
+    path = server.snapshot.path
+    if path is None:
+        log.warning("SIGHUP: no config file to reload (command-line service)")
+        return
+    try:
+        fresh = await trio.to_thread.run_sync(load_snapshot, path)
+    except TlswrapError as exc:
+        log.error("reload failed, keeping the running configuration: %s", exc)
+        return
+    except Exception as exc:
+        log.error("reload failed, keeping the running configuration: %r", exc, exc_info=exc)
+        return
+    server.snapshot, warnings = merge_reload(server.snapshot, fresh)  # one assignment
+    for warning in warnings:
+        log.warning("%s", warning)
+    log.log(NOTICE, "configuration reloaded from %s", path)
+
+
+async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = True,
+                task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads.
+
+    ``notify``: tell systemd (READY, RELOADING, STOPPING); a supervisor of workers does that
+    itself, as the main process.
+    """
+    server = Server(snapshot)
+    try:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as conns:
+                async with trio.open_nursery() as accepting:
+                    for lsock, name in listeners:
+                        accepting.start_soon(accept_loop, lsock, name, server, conns)
+                    task_status.started(server)
+                    if notify:
+                        systemd.notify("READY=1")
+                    await _until_stopped(signals, server, notify)
                     accepting.cancel_scope.cancel()
-                    break
-            for lsock, _ in listeners:
-                trio.lowlevel.notify_closing(lsock)
-                lsock.close()
-            conns.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+                close_listeners(listeners)
+                conns.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+    finally:
+        close_listeners(listeners)
     log.log(NOTICE, "tlswrap stopped")
 
 
-async def _reload(config_path: str | None, runtimes: list[Runtime]) -> None:
-    if config_path is None:
-        log.warning("SIGHUP: no config file to reload (command-line service)")
+async def _until_stopped(signals: AsyncIterator[int], server: Server, notify: bool) -> None:
+    """Reload on each SIGHUP; return at the first SIGTERM or SIGINT."""
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            if notify:
+                systemd.notify("RELOADING=1")
+            await reload(server)
+            if notify:
+                systemd.notify("READY=1")
+            continue
+        log.log(NOTICE, "%s received: no new connections; draining",
+                signal.Signals(signum).name)
+        if notify:
+            systemd.notify("STOPPING=1")
         return
-    systemd.notify("RELOADING=1")
-    try:
-        await trio.to_thread.run_sync(reload_runtimes, config_path, runtimes)
-    except TlswrapError as exc:
-        log.error("reload failed, keeping the running configuration: %s", exc)
-    else:
-        log.log(NOTICE, "configuration reloaded from %s", config_path)
-    systemd.notify("READY=1")
+
+
+def close_listeners(listeners: Iterable[Listener]) -> None:
+    """Stop listening (waking any task parked on these sockets); safe to repeat."""
+    for lsock, _ in listeners:
+        if lsock.fileno() != -1:
+            trio.lowlevel.notify_closing(lsock)
+            lsock.close()
 
 
 def run(config_path: str) -> int:
@@ -274,24 +285,24 @@ def run(config_path: str) -> int:
     return run_config(load_config(config_path), config_path)
 
 
-def _adopt(config: Config, runtimes: list[Runtime],
-           fds: list[tuple[int, str]]) -> list[tuple[socket.socket, Runtime]]:
-    """Give systemd's listening sockets to services: by FileDescriptorName, then in order."""
+def adopt(config: Config, snapshot: Snapshot, fds: list[tuple[int, str]]) -> list[Listener]:
+    """Give systemd's listening sockets to services: by FileDescriptorName, then in order;
+    services left without one bind their own ``accept``."""
     socks = {fd: socket.socket(fileno=fd) for fd, _ in fds}
     for s in socks.values():
         s.setblocking(False)
     by_name = {name: fd for fd, name in fds if name}
-    unnamed = [fd for fd, name in fds if not name or name not in {r.name for r in runtimes}]
-    pairs: list[tuple[socket.socket, Runtime]] = []
-    leftover: list[Runtime] = []
-    for rt in runtimes:
+    unnamed = [fd for fd, name in fds if not name or name not in snapshot.services]
+    pairs: list[Listener] = []
+    leftover: list[Service] = []
+    for rt in snapshot:
         fd = by_name.pop(rt.name, None)
         if fd is None and unnamed:
             fd = unnamed.pop(0)
         if fd is None:
-            leftover.append(rt)
+            leftover.append(rt.service)
         else:
-            pairs.append((socks[fd], rt))
+            pairs.append((socks[fd], rt.name))
     for fd in unnamed:
         log.warning("socket-activated descriptor %d matches no service; ignored", fd)
     return pairs + bind_all(config, leftover)
@@ -306,58 +317,62 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     - otherwise a daemon on the configured ``accept`` addresses.
     """
     g = config.globals
-    runtimes = prepare(config)
+    snapshot = prepare(config, config_path)
     passed = systemd.listen_fds(os.environ, os.getpid())
+    under_systemd = bool(passed) or systemd.notify_socket() is not None
     systemd.forget_activation_env()
     conn_fd = None
     if len(passed) == 1 and not systemd.is_listening(passed[0][0]):
         conn_fd = passed[0][0]
-    elif not passed and all(rt.service.accept is None for rt in runtimes):
+    elif not passed and all(rt.service.accept is None for rt in snapshot):
         conn_fd = 0
     if conn_fd is not None:
-        if len(runtimes) != 1:
-            raise config.error(f"one connection to serve (inetd mode) but {len(runtimes)} "
+        if len(snapshot) != 1:
+            raise config.error(f"one connection to serve (inetd mode) but {len(snapshot)} "
                                "services: keep one, or give each an 'accept'")
-        return serve_connection(config, runtimes[0], conn_fd)
+        from .inetd import serve_connection
+
+        return serve_connection(config, next(iter(snapshot)), conn_fd)
     many = g.workers > 1
     if passed:
-        listeners = _adopt(config, runtimes, passed)
+        # systemd's sockets are shared: every worker accepts on the same ones
+        listeners = adopt(config, snapshot, passed)
         worker_sets = [listeners] * g.workers
     else:
         worker_sets = []
         try:
             for _ in range(g.workers):
-                worker_sets.append(bind_all(config, runtimes, reuseport=many))
+                worker_sets.append(bind_all(config, config.services, reuseport=many))
         except BaseException:
             for bound in worker_sets:
-                for lsock, _ in bound:
-                    lsock.close()
+                close_all(bound)
             raise
         listeners = [pair for bound in worker_sets for pair in bound]
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
                       facility=g.facility)
-        _warn_key_modes(runtimes)
+        _warn_key_modes(snapshot)
         drop_privileges(config)
-        if not g.foreground and not passed:
-            daemonize(g.pid)
-        write_pid(g.pid)
-        for lsock, rt in worker_sets[0]:
-            log.log(NOTICE, "[%s] listening on %s, relaying to %s", rt.name,
+        if not g.foreground and not under_systemd:
+            daemonize()  # under systemd the started process is the service's main pid
+        write_pid(config)
+        for lsock, name in worker_sets[0]:
+            svc = snapshot.services[name].service
+            log.log(NOTICE, "[%s] listening on %s, relaying to %s", name,
                     format_peer(lsock.getsockname()),
-                    ", ".join(str(a) for a in rt.service.connect) or rt.service.exec)
-        log.log(NOTICE, "tlswrap %s started with %d service(s)%s", __version__, len(runtimes),
+                    ", ".join(str(a) for a in svc.connect) or svc.exec)
+        log.log(NOTICE, "tlswrap %s started with %d service(s)%s", __version__, len(snapshot),
                 f", {g.workers} workers" if many else "")
         if many:
             from .workers import supervise
 
-            supervise(worker_sets, lambda own: trio.run(serve, own, config_path))
+            supervise(worker_sets, lambda own: trio.run(serve, own, snapshot, False),
+                      notify=systemd.notify)
         else:
-            trio.run(serve, listeners, config_path)
+            trio.run(serve, listeners, snapshot)
     finally:
-        for lsock, _ in listeners:
-            lsock.close()
+        close_all(listeners)
         if g.pid:
             try:
                 os.unlink(g.pid)
@@ -366,61 +381,10 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     return 0
 
 
-def _warn_key_modes(runtimes: list[Runtime]) -> None:
-    for rt in runtimes:
+def _warn_key_modes(snapshot: Snapshot) -> None:
+    for rt in snapshot:
         key = rt.service.key or rt.service.cert
         warning = key_file_warning(key) if key else None
         if warning:
             log.warning("[%s] %s", rt.name, warning)
 
-
-def serve_connection(config: Config, rt: Runtime, fd: int) -> int:
-    """inetd ``nowait`` / systemd ``Accept=yes``: serve the connection on ``fd``, then exit.
-
-    The connection is moved off descriptors 0 and 1 (which become /dev/null), so that closing it
-    really closes it. Logs go to syslog, or ``output``; to stderr only in the foreground and when
-    stderr is not the connection itself (inetd hands the socket as 0, 1 and 2).
-    """
-    g = config.globals
-    if not _is_socket(fd):
-        raise TlswrapError(
-            f"descriptor {fd} is not a connection: with no 'accept' (or -d/--accept) tlswrap "
-            "serves the one connection inetd or systemd hands it; to listen itself, give an "
-            "accept address")
-    conn = socket.socket(fileno=os.dup(fd))
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for std in {0, 1, fd} | ({2} if _is_socket(2) else set()):
-        os.dup2(devnull, std)
-    os.close(devnull)
-    stderr_ok = g.foreground and not _is_socket(2)
-    syslog = g.syslog if g.syslog is not None else not stderr_ok
-    setup_logging(g.debug, stderr=stderr_ok, output=g.output, syslog=syslog,
-                  facility=g.facility, ident=rt.name)
-    drop_privileges(config)
-    try:
-        peer = conn.getpeername()
-    except OSError as exc:
-        log.warning("[%s] inetd connection already gone: %s", rt.name, exc.strerror)
-        conn.close()
-        return 0
-
-    async def one() -> None:
-        async with trio.open_nursery() as nursery:
-            rt.nursery = nursery
-            await rt.handle(conn, peer)
-
-    trio.run(one)
-    return 0
-
-
-def _is_socket(fd: int) -> bool:
-    import stat
-
-    try:
-        return stat.S_ISSOCK(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run(sys.argv[1]))

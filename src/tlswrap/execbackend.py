@@ -18,11 +18,13 @@ import os
 import signal
 import socket
 import subprocess
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import trio
 
-from .sockstream import SocketStream, peer_host
+from .addresses import peer_host, peer_port
+from .sockstream import SocketStream
 
 log = logging.getLogger("tlswrap.exec")
 
@@ -30,12 +32,12 @@ log = logging.getLogger("tlswrap.exec")
 _DROP = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
 
 
-def _host(sockaddr: tuple | str | None) -> tuple[str, str]:
-    host = peer_host(sockaddr)
-    return (host, str(sockaddr[1])) if host is not None else ("", "")  # type: ignore[index]
+def _host(sockaddr: object) -> tuple[str, str]:
+    host, port = peer_host(sockaddr), peer_port(sockaddr)
+    return (host, str(port)) if host is not None and port is not None else ("", "")
 
 
-def exec_environment(base: Mapping[str, str], peer: tuple, local: tuple,
+def exec_environment(base: Mapping[str, str], peer: object, local: object,
                      client_dn: str | None = None, issuer_dn: str | None = None,
                      remote_host: str | None = None,
                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -84,6 +86,7 @@ class ExecStream(SocketStream):
                 proc.kill()
                 await proc.wait()
         status = proc.returncode
+        assert status is not None  # waited for above
         level = logging.INFO if status == 0 else logging.WARNING
         how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
         log.log(level, "%s pid %d %s", self.label, proc.pid, how)
@@ -115,7 +118,7 @@ async def spawn(program: str, argv: list[str], env: dict[str, str], nursery: tri
                 user: tuple[int, int] | None = None) -> ExecStream:
     """Start ``program`` with ``argv`` (argv[0] included) on a fresh socketpair."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    options: dict = {}
+    options: dict[str, Any] = {}
     if umask is not None:
         options["umask"] = umask
     if user is not None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from OpenSSL import SSL
-from OpenSSL import _util
+from OpenSSL import SSL, _util
 
 lib: Any = _util.lib
 ffi: Any = _util.ffi
@@ -26,17 +25,17 @@ REQUIRED = ("SSL_read", "SSL_write", "SSL_do_handshake", "SSL_get_error", "SSL_g
 
 def ssl_pointer(conn: SSL.Connection) -> Any:
     """The ``SSL *`` of a pyOpenSSL connection."""
-    return conn._ssl  # noqa: SLF001
+    return conn._ssl
 
 
 def context_pointer(ctx: SSL.Context) -> Any:
     """The ``SSL_CTX *`` of a pyOpenSSL context."""
-    return ctx._context  # noqa: SLF001
+    return ctx._context
 
 
 def raise_ssl_error(conn: SSL.Connection, result: int) -> None:
     """Turn a failed OpenSSL call's result into pyOpenSSL's exception (reads the error queue)."""
-    conn._raise_ssl_error(conn._ssl, result)  # noqa: SLF001
+    conn._raise_ssl_error(conn._ssl, result)
 
 
 def pointer_key(ssl: Any) -> int:

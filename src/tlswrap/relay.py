@@ -1,10 +1,10 @@
 """The relay: two pumps between the client stream and the backend stream, and the close sequence.
 
 General theory of operation:
-- Each direction is one pump: read what is there (TLS records gathered up to 64 KiB; a
-  plaintext read that grows from 16 KiB to 256 KiB while reads come back full), write it all,
-  repeat. A slow reader therefore slows its writer; nothing buffers more than one read per
-  direction. A short read means the socket is drained, so the next read parks first instead of
+- Each direction is one pump: take what the source has (``recv_batch``: several TLS records,
+  or one plaintext read that grows from 16 KiB to 256 KiB while reads come back full), write it
+  all, repeat. A slow reader therefore slows its writer; nothing buffers more than one batch
+  per direction. A batch that drained the source makes the next read park first instead of
   failing once; without any park the pump yields every few rounds.
 - EOF is passed on as a half-close: the client's close_notify (or a TCP close) becomes a FIN to
   the backend, which may still answer; the backend's FIN becomes close_notify to the client after
@@ -12,152 +12,175 @@ General theory of operation:
 - Once the backend has finished, the client gets TIMEOUTclose to finish too (send its own
   close_notify); then the connection is closed regardless.
 - TIMEOUTidle: no byte in either direction for that long ends the connection. The deadline is
-  refreshed at most once a second, so the hot path pays one clock read per record.
+  refreshed at most once a second, so the hot path pays one clock read per batch.
 - A failed write means the other side is gone: the whole relay ends.
+The relay sees both sides only through ``RelaySide``; it never asks which kind of stream it has.
 """
 
 from __future__ import annotations
 
-import trio
+from typing import Protocol
 
-from .sockstream import SocketStream
+import trio
 
 current_time = trio.current_time
 
-# A TLS read returns at most one record (16 KiB); a plaintext read starts at that size and
-# doubles while reads come back full, so idle connections never hold large transient buffers.
-TLS_READ = 16384
-TLS_GATHER = 65536  # records gathered into one plaintext send
-PLAIN_READ_MAX = 262144
+TLS_GATHER = 65536  # client -> backend: TLS records gathered into one plaintext send
+PLAIN_READ_MAX = 262144  # backend -> client: the largest plaintext read
+YIELD_EVERY = 8  # batches moved without parking before the pump lets other tasks run
+
+
+class RelaySide(Protocol):
+    """What the relay needs of each side (``SocketStream`` and ``TLSStream`` both provide it).
+
+    The relay is the only user of a side's two directions while it runs, so these skip the
+    Stream methods' conflict detection and per-call checkpoints; the relay yields itself.
+    """
+
+    @property
+    def drained(self) -> bool:
+        """True after a ``recv_batch`` that left nothing else ready to read."""
+
+    @property
+    def truncated(self) -> bool:
+        """True once the peer ended without a clean close (TLS: no close_notify); the data
+        up to that point is complete, and the relay treats it as that direction's end."""
+
+    def recv_batch(self, limit: int) -> bytes | None:
+        """What can be read now, at most ``limit`` bytes, never parking: data, ``b""`` at
+        EOF, or None when nothing is ready (then ``await wait_recv()`` and try again).
+        Raises BrokenResourceError when the source failed."""
+
+    async def wait_recv(self) -> None:
+        """Park until the ``recv_batch`` that returned None can make progress."""
+
+    async def wait_readable(self) -> None:
+        """Park until the underlying socket is readable."""
+
+    async def push(self, data: bytes) -> bool:
+        """Write all of ``data``, parking while the peer is slow; True if it had to park.
+        Raises BrokenResourceError when the peer is gone. Never a checkpoint by itself."""
+
+    async def send_eof(self) -> None:
+        """Half-close: FIN (plaintext) or close_notify (TLS); reading goes on."""
+
+
+class SideError(Exception):
+    """A broken stream, labelled with the side it broke on (for the log line)."""
+
+    def __init__(self, side: str, exc: BaseException):
+        super().__init__(f"{side}: {exc}")
+
+
+class Pump:
+    """One direction: source, destination, the read limit and the bytes moved so far."""
+
+    __slots__ = ("dst", "dst_name", "limit", "moved", "src", "src_name")
+
+    def __init__(self, src: RelaySide, dst: RelaySide, src_name: str, dst_name: str,
+                 limit: int):
+        self.src, self.dst = src, dst
+        self.src_name, self.dst_name = src_name, dst_name
+        self.limit = limit
+        self.moved = 0
 
 
 class Relay:
     """Moves bytes both ways; afterwards ``to_backend``, ``to_client`` and ``reason`` tell how."""
 
-    __slots__ = ("client", "backend", "idle", "close_timeout", "to_backend", "to_client",
-                 "reason", "_client_done", "_scope", "_refreshed")
+    __slots__ = ("_client_done", "_down", "_refreshed", "_scope", "_up", "close_timeout",
+                 "idle", "reason")
 
-    def __init__(self, client: SocketStream, backend: SocketStream, idle: float,
+    def __init__(self, client: RelaySide, backend: RelaySide, idle: float,
                  close_timeout: float):
-        self.client = client
-        self.backend = backend
+        self._up = Pump(client, backend, "client", "backend", TLS_GATHER)
+        self._down = Pump(backend, client, "backend", "client", PLAIN_READ_MAX)
         self.idle = idle
         self.close_timeout = close_timeout
-        self.to_backend = 0
-        self.to_client = 0
         self.reason = ""
         self._client_done = False
-        self._scope: trio.CancelScope | None = None
+        self._scope = trio.CancelScope()
         self._refreshed = 0.0
+
+    @property
+    def to_backend(self) -> int:
+        return self._up.moved
+
+    @property
+    def to_client(self) -> int:
+        return self._down.moved
 
     def _note(self, reason: str) -> None:
         if not self.reason:
             self.reason = reason
 
     async def run(self) -> None:
-        with trio.CancelScope() as scope:
-            self._scope = scope
-            self._refreshed = trio.current_time()
-            scope.deadline = self._refreshed + self.idle
+        """Relay until both directions are done, one fails, or a timeout ends it."""
+        scope = self._scope
+        self._refreshed = current_time()
+        scope.deadline = self._refreshed + self.idle
+        with scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._client_to_backend, nursery)
                 await self._backend_to_client(nursery)  # in this task: one task less per conn
         if scope.cancelled_caught and not self.reason:
-            self.reason = "idle timeout" if trio.current_time() >= scope.deadline else "closed"
+            self.reason = "idle timeout" if current_time() >= scope.deadline else "closed"
 
-    async def _flow(self, src: SocketStream, dst: SocketStream, src_side: str,
-                    dst_side: str, size: int, grow: int) -> None:
-        """Move bytes from ``src`` to ``dst`` until ``src`` ends; count them; label failures.
-
-        A read shorter than asked for means the socket is drained: the next read parks first
-        instead of failing once. Full reads are gathered (several TLS records, or a growing
-        plaintext read up to ``grow``) into one send. Without any park, it yields every few
-        rounds so one busy connection cannot starve the others.
-        """
-        to_backend = src is self.client
+    async def _flow(self, pump: Pump) -> None:
+        """Move batches from the pump's source to its destination until the source ends."""
+        src, dst, limit = pump.src, pump.dst, pump.limit
         drained = False
         rounds = 0
-        failed: trio.BrokenResourceError | None = None  # a read error after gathered data
         while True:
             try:
-                if failed is not None:
-                    raise failed
                 if drained:
                     await src.wait_readable()
-                data = src.recv_now(size)
+                data = src.recv_batch(limit)
                 while data is None:
                     await src.wait_recv()
-                    data = src.recv_now(size)
-                if not data:
-                    return
-                drained = len(data) < size
-                if not drained and size < grow:
-                    if src is self.backend:
-                        size *= 2  # plaintext: read more at once next time
-                    else:  # TLS: one record per read; gather what is already there
-                        parts = [data]
-                        total = len(data)
-                        while total < grow:
-                            try:
-                                more = src.recv_now(size)
-                            except trio.BrokenResourceError as exc:
-                                failed = exc  # send what was gathered first
-                                break
-                            if not more:
-                                drained = more is None
-                                break
-                            parts.append(more)
-                            total += len(more)
-                            if len(more) < size:
-                                drained = True
-                                break
-                        data = b"".join(parts) if len(parts) > 1 else data
+                    data = src.recv_batch(limit)
             except trio.BrokenResourceError as exc:
-                if to_backend and getattr(src, "truncated", False):
-                    return  # the client's socket failed under TLS: the end of its data all the same
-                raise _Side(src_side, exc) from exc
-            total = len(data)
+                if src.truncated:
+                    return  # the peer's socket failed under TLS: the end of its data all the same
+                raise SideError(pump.src_name, exc) from exc
+            if not data:
+                return
+            drained = src.drained
             try:
                 parked = await dst.push(data) or drained
             except trio.BrokenResourceError as exc:
-                raise _Side(dst_side, exc) from exc
-            if to_backend:
-                self.to_backend += total
-            else:
-                self.to_client += total
+                raise SideError(pump.dst_name, exc) from exc
+            pump.moved += len(data)
             now = current_time()
             if now - self._refreshed > 1.0:  # push the idle deadline on, at most once a second
                 self._refreshed = now
-                self._scope.deadline = now + self.idle  # type: ignore[union-attr]
+                self._scope.deadline = now + self.idle
             if not parked:
                 rounds += 1
-                if rounds >= 8:
+                if rounds >= YIELD_EVERY:
                     rounds = 0
                     await trio.lowlevel.checkpoint()
 
-    async def _direction(self, src: SocketStream, dst: SocketStream, src_side: str,
-                         dst_side: str, grow: int, nursery: trio.Nursery) -> bool:
+    async def _direction(self, pump: Pump, nursery: trio.Nursery) -> bool:
         """One direction to its end, then the half-close; False (and all cancelled) on error."""
         try:
-            await self._flow(src, dst, src_side, dst_side, TLS_READ, grow)
+            await self._flow(pump)
             try:
-                await dst.send_eof()
+                await pump.dst.send_eof()
             except trio.BrokenResourceError as exc:
-                raise _Side(dst_side, exc) from exc
-        except _Side as side:
+                raise SideError(pump.dst_name, exc) from exc
+        except SideError as side:
             self._note(str(side))
             nursery.cancel_scope.cancel()
             return False
         return True
 
     async def _client_to_backend(self, nursery: trio.Nursery) -> None:
-        if await self._direction(self.client, self.backend, "client", "backend", TLS_GATHER,
-                                 nursery):
+        if await self._direction(self._up, nursery):
             self._client_done = True
 
     async def _backend_to_client(self, nursery: trio.Nursery) -> None:
-        if not await self._direction(self.backend, self.client, "backend", "client",
-                                     PLAIN_READ_MAX, nursery):
+        if not await self._direction(self._down, nursery):
             return
         if self._client_done:
             self._note("closed")
@@ -166,10 +189,3 @@ class Relay:
         self._note("backend closed")
         scope = nursery.cancel_scope
         scope.deadline = min(scope.deadline, current_time() + self.close_timeout)
-
-
-class _Side(Exception):
-    """A broken stream, labelled with the side it broke on (for the log line)."""
-
-    def __init__(self, side: str, exc: BaseException):
-        super().__init__(f"{side}: {exc}")

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 
 DEFAULT_RECEIVE_SIZE = 65536
+FIRST_READ = 16384  # the relay's first read on a plaintext socket; it grows while reads fill
+_READING, _WRITING = 1, 2
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
 
@@ -56,8 +59,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
     """
 
     # Slots: thousands of idle connections each hold two of these.
-    __slots__ = ("socket", "_fd", "_closed", "eof_sent", "_recv", "_send", "_recv_wait",
-                 "_send_wait", "_send_busy", "_recv_busy")
+    __slots__ = ("_batch", "_closed", "_fd", "_lot", "_recv", "_recv_busy", "_recv_wait",
+                 "_send", "_send_busy", "_send_wait", "_waiting", "drained", "eof_sent", "socket")
+
+    truncated = False  # a plaintext EOF is always a clean one (TLS overrides this)
 
     def __init__(self, sock: socket.socket):
         sock.setblocking(False)
@@ -72,20 +77,36 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._recv_wait = self._send_wait = SocketStream.wait_readable
         self._send_busy = _Busy("another task is already sending on this stream")
         self._recv_busy = _Busy("another task is already receiving on this stream")
+        self._waiting = 0  # _READING | _WRITING: a task of this stream waits on the fd
+        self._lot: trio.lowlevel.ParkingLot | None = None  # the others, when there are some
+        self._batch = FIRST_READ
+        self.drained = True  # the last batch read left nothing behind
 
     async def wait_readable(self) -> None:
-        try:
-            await _wait_readable(self._fd)
-        except trio.BusyResourceError:
-            # The other direction of a TLS stream is parked on the same fd (TLS may need to
-            # read while writing). Rare: poll instead of failing.
-            await trio.sleep(0.005)
+        """Park until the socket is readable (or until another task's wait on it ends)."""
+        await self._wait_fd(_READING, _wait_readable)
 
     async def wait_writable(self) -> None:
+        """Park until the socket is writable (or until another task's wait on it ends)."""
+        await self._wait_fd(_WRITING, _wait_writable)
+
+    async def _wait_fd(self, flag: int, wait: Callable[[int], Awaitable[None]]) -> None:
+        # trio lets one task at a time wait for each direction of a descriptor. TLS can need
+        # a read while writing (and a write while reading), so both pumps of a connection may
+        # want the same direction: the second parks on the stream's lot and is woken when the
+        # first one's wait ends. A wake-up may be early; every caller tries again and re-waits.
+        if self._waiting & flag:
+            if self._lot is None:
+                self._lot = trio.lowlevel.ParkingLot()
+            await self._lot.park()
+            return
+        self._waiting |= flag
         try:
-            await _wait_writable(self._fd)
-        except trio.BusyResourceError:
-            await trio.sleep(0.005)
+            await wait(self._fd)
+        finally:
+            self._waiting &= ~flag
+            if self._lot:
+                self._lot.unpark_all()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -103,9 +124,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._recv_wait = SocketStream.wait_readable
             return None
         except OSError as exc:
-            raise _broken(exc) from exc
+            raise broken(exc) from exc
 
-    def send_now(self, data: bytes | memoryview) -> int | None:
+    def send_now(self, data: bytes | bytearray | memoryview) -> int | None:
         """Send what the socket takes now: the count, or None (then ``await wait_send()``)."""
         try:
             return self._send(data)
@@ -113,7 +134,24 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._send_wait = SocketStream.wait_writable
             return None
         except OSError as exc:
-            raise _broken(exc) from exc
+            raise broken(exc) from exc
+
+    def recv_batch(self, limit: int) -> bytes | None:
+        """For the relay: as much as can be read now, up to ``limit``; see ``RelaySide``.
+
+        Plaintext reads start at FIRST_READ and double while they come back full, so an idle
+        connection never holds a large buffer and a bulk one reads big blocks.
+        """
+        size = self._batch
+        data = self.recv_now(size)
+        if data:
+            if len(data) < size:
+                self.drained = True
+            else:
+                self.drained = False
+                if size < limit:
+                    self._batch = min(size * 2, limit)
+        return data
 
     async def wait_recv(self) -> None:
         """Park until the ``recv_now`` that returned None can make progress."""
@@ -187,7 +225,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 self.socket.shutdown(socket.SHUT_WR)
             except OSError as exc:
                 if exc.errno != errno.ENOTCONN:
-                    raise _broken(exc) from exc
+                    raise broken(exc) from exc
 
     def close(self) -> None:
         """Close at once (synchronous; safe to call more than once)."""
@@ -216,15 +254,6 @@ def set_socket_options(sock: socket.socket, options, where: str) -> None:  # typ
             sock.setsockopt(_SOCKET_LEVELS[name], getattr(socket, name), value)
 
 
-def peer_host(sockaddr: tuple | str | None) -> str | None:
-    """The host of a socket address, an IPv4-mapped ``::ffff:a.b.c.d`` shown as IPv4 (what a
-    dual-stack listener reports for IPv4 clients); None for no address."""
-    if not isinstance(sockaddr, tuple):
-        return None
-    host = sockaddr[0]
-    return host[7:] if host.startswith("::ffff:") and "." in host else host
-
-
-def _broken(exc: OSError) -> trio.BrokenResourceError:
+def broken(exc: OSError) -> trio.BrokenResourceError:
     kind = "peer reset or vanished" if exc.errno in _BROKEN_ERRNOS else "socket error"
     return trio.BrokenResourceError(f"{kind}: {exc.strerror or exc}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Mapping
+from collections.abc import Mapping
 
 SD_LISTEN_FDS_START = 3
 
@@ -43,9 +43,17 @@ def is_listening(fd: int) -> bool:
         s.close()
 
 
+def notify_socket() -> str | None:
+    """NOTIFY_SOCKET: set when systemd runs this process as a ``Type=notify`` service."""
+    return os.environ.get("NOTIFY_SOCKET") or None
+
+
 def notify(message: str) -> None:
-    """sd_notify(3): send READY=1, STOPPING=1, STATUS=... when NOTIFY_SOCKET is set."""
-    path = os.environ.get("NOTIFY_SOCKET")
+    """sd_notify(3): send READY=1, STOPPING=1, STATUS=... when NOTIFY_SOCKET is set.
+
+    With ``NotifyAccess=main`` (the default) systemd listens only to the main pid, so the
+    workers' supervisor, not a worker, sends these."""
+    path = notify_socket()
     if not path:
         return
     if path.startswith("@"):

@@ -3,8 +3,10 @@
 Each worker gets its own listening socket per service, bound with SO_REUSEPORT, so the kernel
 spreads new connections over the workers (no thundering herd on one accept queue). The parent
 binds everything (while still privileged), forks the workers, and then only supervises: it
-forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that died unexpectedly (at most once a second), and
-keeps every listening socket open, so a restarted worker finds its accept queue intact.
+forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that died unexpectedly (at most once a second),
+and keeps every listening socket open, so a restarted worker finds its accept queue intact.
+Under systemd ``Accept=no`` the workers share systemd's sockets instead, and the parent, the
+unit's main pid, is the one that tells systemd READY/RELOADING/STOPPING.
 TLS contexts are built before the fork, so session tickets issued by one worker are accepted
 by every other.
 """
@@ -16,7 +18,8 @@ import os
 import signal
 import socket
 import time
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 log = logging.getLogger("tlswrap.workers")
 
@@ -25,8 +28,14 @@ RESTART_INTERVAL = 1.0
 
 
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
-              serve: Callable[[list[tuple[socket.socket, T]]], None]) -> int:
-    """Fork one worker per listener set and supervise them until a stop signal."""
+              serve: Callable[[list[tuple[socket.socket, T]]], None],
+              notify: Callable[[str], None] = lambda message: None) -> int:
+    """Fork one worker per listener set and supervise them until a stop signal.
+
+    Sets may share sockets (systemd's ``Accept=no`` sockets are inherited by every worker):
+    a worker closes only the sockets that are not in its own set. ``notify`` receives the
+    systemd notifications (READY=1, RELOADING=1, STOPPING=1), sent from this, the main,
+    process."""
     children: dict[int, int] = {}
     stopping = False
 
@@ -38,12 +47,13 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
             code = 0
             try:
-                for i, listeners in enumerate(worker_sets):
-                    if i != index:
-                        for sock, _ in listeners:
+                own = {id(sock) for sock, _ in worker_sets[index]}
+                for listeners in worker_sets:
+                    for sock, _ in listeners:
+                        if id(sock) not in own:
                             sock.close()
                 serve(list(worker_sets[index]))
-            except BaseException:  # noqa: BLE001 - a worker must never return into the parent
+            except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
             finally:
@@ -52,15 +62,20 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         children[pid] = index
 
     def forward(signum: int, _frame: object) -> None:  # SIGHUP: each worker reloads
+        if signum == signal.SIGHUP:
+            notify("RELOADING=1")
         for pid in list(children):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+        if signum == signal.SIGHUP:
+            notify("READY=1")  # each worker reloads on its own; a bad config keeps its old one
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+        notify("STOPPING=1")
         forward(signum, frame)
 
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -69,14 +84,15 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         for index in range(len(worker_sets)):
             start(index)
         log.info("%d workers started: %s", len(children), " ".join(map(str, children)))
+        notify("READY=1")
         last_restart = 0.0
         while children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            index = children.pop(pid, None)
-            if index is None or stopping:
+            index = children.pop(pid, -1)
+            if index < 0 or stopping:
                 continue
             log.error("worker %d (pid %d) ended unexpectedly (%s); restarting it", index, pid,
                       _describe(status))

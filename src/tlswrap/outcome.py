@@ -1,0 +1,47 @@
+"""What one connection came to: a value filled in as the connection goes, logged once at the end.
+
+The pipeline (``pipeline.serve_one``) records each fact here as it learns it; the guarded
+spawner writes the one closing log line from it, whatever happened. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One connection's record: who, which service, how it ended, what moved."""
+
+    service: str
+    peer: str
+    started: float = field(default_factory=time.monotonic)
+    reason: str = "closed"
+    tls: str = "no TLS"  # protocol, cipher and group once the handshake is done
+    to_backend: int = 0
+    to_client: int = 0
+    truncated: bool = False  # the client closed TCP without close_notify
+    ended: float | None = None
+
+    @property
+    def who(self) -> str:
+        """``[service] peer``, the prefix of every line about this connection."""
+        return f"[{self.service}] {self.peer}"
+
+    def end(self, reason: str | None = None) -> None:
+        """Note why it ended (a later, more specific reason replaces an earlier one) and when
+        (the first call's time counts)."""
+        if reason is not None:
+            self.reason = reason
+        if self.ended is None:
+            self.ended = time.monotonic()
+
+    def log_line(self) -> str:
+        """The closing line: TLS parameters, bytes each way, duration and why it ended."""
+        ended = self.ended if self.ended is not None else time.monotonic()
+        reason = self.reason
+        if self.truncated and not reason.startswith("client:"):
+            reason += " (the client sent no close_notify)"  # fine for mail, worth knowing
+        return (f"{self.who} closed: {self.tls}, {self.to_backend} bytes to backend, "
+                f"{self.to_client} bytes to client, {ended - self.started:.3f}s, {reason}")

@@ -1,0 +1,191 @@
+"""The per-connection pipeline: access check -> TLS handshake -> backend -> relay.
+
+General theory of operation: ``serve_one`` runs the steps in order, each a function that takes
+values and returns values, and records what happened in an ``Outcome``. The order is
+deliberate: a refused client costs no crypto, and a client that has not finished its handshake
+(under TIMEOUTbusy) never gets a backend connection it could leave hanging. Routine endings
+(refusals, timeouts, resets, a backend that is down) are outcomes, not exceptions.
+
+``serve_guarded`` is what the accept loop spawns: it runs ``serve_one``, catches everything
+that escapes it (exception groups included), logs an unexpected error once with the service
+and peer, and always writes the one closing log line from the outcome. Nothing one connection
+does reaches the server: trio's ``serve_listeners`` warns that an exception escaping a handler
+takes the whole server down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+from .access import Verdict, apply_socket_options
+from .addresses import format_peer
+from .backend import BackendError, open_backend
+from .execbackend import ExecStream, exec_environment, spawn
+from .outcome import Outcome
+from .relay import Relay
+from .snapshot import ServiceRuntime
+from .sockstream import SocketStream, set_socket_options
+from .tlsstream import TLSStream
+
+log = logging.getLogger("tlswrap.pipeline")
+
+
+async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
+                        helpers: trio.Nursery) -> None:
+    """Serve one accepted connection to its end; never raises, except KeyboardInterrupt and
+    SystemExit. Writes the connection's closing log line from its outcome."""
+    outcome = Outcome(rt.name, format_peer(peer))
+    try:
+        await serve_one(rt, sock, peer, helpers, outcome)
+    except BaseException as exc:
+        leaves = list(_leaves(exc))
+        if any(isinstance(e, (KeyboardInterrupt, SystemExit)) for e in leaves):
+            raise
+        problems = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+        if not problems:
+            outcome.end("shut down")  # cancelled: the SIGTERM drain ran out
+        elif all(isinstance(e, trio.BrokenResourceError) for e in problems):
+            outcome.end(str(problems[0]))
+        else:
+            outcome.end(f"internal error: {problems[0]!r}")
+            log.error("%s internal error", outcome.who, exc_info=exc)
+    finally:
+        outcome.end()
+        try:
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s", outcome.log_line())
+        except Exception:  # noqa: BLE001 - a broken log handler must not end the server
+            pass
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or the exception itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
+                    helpers: trio.Nursery, outcome: Outcome) -> Outcome:
+    """Run one connection through every step, recording each in ``outcome`` (returned).
+
+    ``rt`` is the service as it was when the connection was accepted; ``helpers`` is a
+    nursery for tasks that outlive a step (an exec'd program's stderr reader). The socket is
+    closed whatever happens; exceptions other than the routine ones propagate to the guard.
+    """
+    log.info("%s accepted connection", outcome.who)
+    client: TLSStream | None = None
+    backend: SocketStream | None = None
+    try:
+        svc = rt.service
+        if svc.socket_options:
+            set_socket_options(sock, svc.socket_options, "a")
+        local = sock.getsockname()
+        verdict = await check_access(rt, sock, peer, local)
+        if verdict is not None and not verdict.decision.granted and verdict.twist is None:
+            assert rt.access is not None  # a verdict comes from it
+            rt.access.log_refusal(rt.name, verdict)
+            outcome.end("refused by tcp_wrappers")
+            if verdict.banner is None:
+                return outcome  # closed before any TLS byte
+        client = TLSStream(sock, rt.context)
+        with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+            await client.do_handshake()
+        if not client.handshake_done:
+            outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
+            return outcome
+        outcome.tls = client.describe()
+        if verdict is not None and verdict.banner:
+            await client.send_all(verdict.banner)
+            if not verdict.decision.granted and verdict.twist is None:
+                return outcome
+        try:
+            backend = await open_side(rt, client, peer, local, verdict, helpers)
+        except (BackendError, OSError) as exc:
+            log.warning("%s backend unavailable: %s", outcome.who, exc)
+            outcome.end(f"backend unavailable: {exc}")
+            return outcome
+        if verdict is not None and verdict.twist is not None:
+            outcome.end("twist")
+        relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
+        try:
+            await relay.run()
+        finally:
+            outcome.to_backend, outcome.to_client = relay.to_backend, relay.to_client
+            outcome.truncated = client.truncated
+        outcome.end(relay.reason or "closed")
+    except trio.BrokenResourceError as exc:
+        outcome.end(str(exc))
+    finally:
+        if isinstance(backend, ExecStream):
+            await backend.finish(rt.service.timeout_close)
+        elif backend is not None:
+            backend.close()
+        if client is not None:
+            client.close()
+        else:
+            sock.close()
+    return outcome
+
+
+async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
+                       local: object) -> Verdict | None:
+    """hosts.allow/hosts.deny on the raw client address; None when libwrap is off."""
+    if rt.access is None:
+        return None
+    verdict = await rt.access.check(rt.name, peer, local)
+    apply_socket_options(sock, verdict.decision)
+    return verdict
+
+
+async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
+                    verdict: Verdict | None, helpers: trio.Nursery) -> SocketStream:
+    """The plaintext side: a tcp_wrappers twist, the exec'd program, or a backend connection."""
+    svc = rt.service
+    if verdict is not None and verdict.twist is not None:
+        return await run_program(rt, client, peer, local, verdict, helpers,
+                                 "/bin/sh", ["sh", "-c", verdict.twist])
+    if svc.exec is not None:
+        argv = list(svc.exec_args) if svc.exec_args else [os.path.basename(svc.exec)]
+        return await run_program(rt, client, peer, local, verdict, helpers, svc.exec, argv)
+    backend, _ = await open_backend(rt.targets, svc.timeout_connect)
+    if svc.socket_options:
+        set_socket_options(backend.socket, svc.socket_options, "r")
+    return backend
+
+
+async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
+                      verdict: Verdict | None, helpers: trio.Nursery, program: str,
+                      argv: list[str]) -> ExecStream:
+    """Run ``program`` for this connection (exec, or a tcp_wrappers twist)."""
+    dn = issuer = None
+    cert = client.conn.get_peer_certificate(as_cryptography=True)
+    if cert is not None:
+        dn, issuer = oneline(cert.subject), oneline(cert.issuer)
+    env = exec_environment(os.environ, peer, local, dn, issuer,
+                           extra=verdict.env if verdict else None)
+    return await spawn(program, argv, env, helpers, f"[{rt.name}] {argv[0]}",
+                       umask=verdict.umask if verdict else None,
+                       nice=verdict.nice if verdict else None,
+                       user=verdict.user if verdict else None)
+
+
+def oneline(name: x509.Name) -> str:
+    """An x509.Name as OpenSSL's X509_NAME_oneline: /C=CA/O=Example/CN=mail.example.org."""
+    from cryptography.x509.oid import NameOID
+
+    def short(attr: x509.NameAttribute[Any]) -> str:
+        return "emailAddress" if attr.oid == NameOID.EMAIL_ADDRESS else attr.rfc4514_attribute_name
+
+    def text(value: str | bytes) -> str:
+        return value if isinstance(value, str) else value.hex()
+
+    return "".join(f"/{short(a)}={text(a.value)}" for rdn in name.rdns for a in rdn)

@@ -1,0 +1,166 @@
+"""The streams under trio's own conformance suite, and the ragged-EOF policy, on real
+socketpairs with the production server context (``tlscontext.server_context``)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import trio
+from OpenSSL import SSL
+from trio.testing import check_half_closeable_stream
+
+from tlswrap.config import parse_config
+from tlswrap.relay import Relay
+from tlswrap.sockstream import SocketStream
+from tlswrap.tlscontext import server_context
+from tlswrap.tlsstream import TLSStream
+
+
+async def socket_pair() -> tuple[SocketStream, SocketStream]:
+    a, b = socket.socketpair()
+    return SocketStream(a), SocketStream(b)
+
+
+async def clogged_socket_pair() -> tuple[SocketStream, SocketStream]:
+    """A pair where neither stream can send until the other one reads (the suite runs the
+    pair both ways round)."""
+    s, r = await socket_pair()
+    for sender in (s, r):
+        try:
+            while True:
+                sender.socket.send(b"x" * 65536)
+        except BlockingIOError:
+            pass
+    return s, r
+
+
+async def test_socket_stream_conformance():
+    await check_half_closeable_stream(socket_pair, clogged_socket_pair)
+
+
+def production_server_context(certs) -> SSL.Context:
+    config = parse_config(f"[imaps]\naccept = 993\nconnect = 143\ncert = {certs.cert_file}\n"
+                          f"key = {certs.key_file}\n", "test.conf")
+    return server_context(config, config.services[0])
+
+
+def client_context(certs) -> SSL.Context:
+    client = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    client.load_verify_locations(str(certs.ca_file).encode())
+    client.set_verify(SSL.VERIFY_PEER, None)
+    return client
+
+
+async def tls_pair(certs, ragged_eof_ok: bool = False) -> tuple[TLSStream, TLSStream]:
+    """A server (production context) and a client TLSStream over a socketpair, handshake done."""
+    a, b = socket.socketpair()
+    s = TLSStream(a, production_server_context(certs), ragged_eof_ok=ragged_eof_ok)
+    c = TLSStream(b, client_context(certs), server_side=False)
+    async with trio.open_nursery() as n:
+        n.start_soon(s.do_handshake)
+        n.start_soon(c.do_handshake)
+    return s, c
+
+
+async def clogged_tls_pair(certs) -> tuple[TLSStream, TLSStream]:
+    """One-byte records each way until OpenSSL reports WANT_WRITE: the next send blocks until
+    the other side reads. The last record stays pending in OpenSSL and goes out with the next
+    write (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); the suite's clogged cases check blocking,
+    wake-ups and conflicts, not the bytes."""
+    s, c = await tls_pair(certs)
+    for sock in (s.socket, c.socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    for sender in (s, c):
+        while sender.send_now(b"x") is not None:
+            pass
+    return s, c
+
+
+async def test_tls_stream_conformance(certs):
+    await check_half_closeable_stream(lambda: tls_pair(certs), lambda: clogged_tls_pair(certs))
+
+
+async def test_tls_half_close_keeps_reading(certs):
+    s, c = await tls_pair(certs)
+    await c.send_all(b"request")
+    await c.send_eof()  # close_notify
+    assert await s.receive_some(100) == b"request"
+    assert await s.receive_some(100) == b""  # EOF, and only at close_notify
+    assert not s.truncated
+    await s.send_all(b"reply after EOF")
+    assert await c.receive_some(100) == b"reply after EOF"
+    await s.aclose()
+    assert await c.receive_some(100) == b""
+    await c.aclose()
+    await c.aclose()  # idempotent
+
+
+async def test_a_bare_tcp_close_is_truncated_not_a_clean_eof(certs):
+    """With the production context (SSL_OP_IGNORE_UNEXPECTED_EOF set) a FIN without
+    close_notify still must not pass for close_notify."""
+    s, c = await tls_pair(certs)
+    await c.send_all(b"a1 LOGOUT\r\n")
+    c.socket.shutdown(socket.SHUT_WR)  # FIN, no close_notify
+    assert await s.receive_some(100) == b"a1 LOGOUT\r\n"
+    with pytest.raises(trio.BrokenResourceError, match="without close_notify"):
+        await s.receive_some(100)
+    assert s.truncated
+    await s.send_all(b"* BYE\r\n")  # the half-closed client still gets its reply
+    assert await c.receive_some(100) == b"* BYE\r\n"
+    await s.aclose()
+    await c.aclose()
+
+
+async def test_ragged_eof_ok_reads_a_bare_close_as_eof_and_still_says_so(certs):
+    s, c = await tls_pair(certs, ragged_eof_ok=True)
+    c.socket.shutdown(socket.SHUT_WR)
+    assert await s.receive_some(100) == b""
+    assert s.truncated
+    assert await s.receive_some(100) == b""  # and again: EOF stays EOF
+    await s.aclose()
+    await c.aclose()
+
+
+async def test_close_notify_then_fin_is_clean_on_every_later_read(certs):
+    s, c = await tls_pair(certs)
+    await c.send_eof()
+    c.socket.shutdown(socket.SHUT_WR)
+    assert await s.receive_some(100) == b""
+    assert await s.receive_some(100) == b""
+    assert not s.truncated
+    await s.aclose()
+    await c.aclose()
+
+
+@pytest.mark.parametrize("clean", [True, False])
+async def test_the_relay_reports_which_eof_the_client_sent(certs, clean):
+    s, c = await tls_pair(certs)
+    b_near, b_far = socket.socketpair()
+    backend = trio.socket.from_stdlib_socket(b_far)
+    relay = Relay(s, SocketStream(b_near), 300, 60)
+    await c.send_all(b"a1 LOGOUT\r\n")
+    if clean:
+        await c.send_eof()
+    else:
+        c.socket.shutdown(socket.SHUT_WR)
+
+    async def backend_side():
+        got = b""
+        while chunk := await backend.recv(100):
+            got += chunk
+        assert got == b"a1 LOGOUT\r\n"
+        await backend.send(b"a1 OK\r\n")
+        backend.shutdown(socket.SHUT_WR)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(backend_side)
+        await relay.run()
+    assert relay.reason == "closed"
+    assert s.truncated is not clean
+    assert await c.receive_some(100) == b"a1 OK\r\n"
+    for x in (s, c):
+        await x.aclose()
+    backend.close()
+    b_near.close()
