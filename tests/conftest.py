@@ -9,8 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -63,8 +63,7 @@ class Certs:
     def client_context(self):  # an ssl.SSLContext trusting the test CA
         import ssl
 
-        ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        return ctx
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +92,7 @@ class ThreadServer:
         while not self._stop:
             try:
                 conn, _ = self.sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -144,7 +143,7 @@ class Tlswrap:
         self.config = tmp / name
         self.config.write_text(config_text)
         self.log_path = tmp / (name + ".log")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the process's life; stop() closes
         self.proc = subprocess.Popen([sys.executable, "-m", "tlswrap", str(self.config)],
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)

@@ -54,7 +54,7 @@ def test_denied_client_is_closed_before_any_tls_byte(certs, demo_mailserver, tls
     proc = tlswrap(wrapped(certs, port, imap_port, hosts), [port])
     assert refused_before_tls(port)
     wait_for(lambda: "refused connect from 127.0.0.1" in proc.log(), 5, "the refusal line")
-    line = next(l for l in proc.log().splitlines() if "refused connect" in l)
+    line = next(line for line in proc.log().splitlines() if "refused connect" in line)
     assert "[imaps]" in line and f"{hosts[1]} line 1" in line
 
 
@@ -112,7 +112,7 @@ def test_setenv_reaches_the_exec_program(certs, tlswrap, hosts):
     with imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(),
                            timeout=10) as m:
         m.xatom("ENV")
-        env = dict(l.decode().split("=", 1) for l in m.untagged_responses.pop("ENV", []))
+        env = dict(line.decode().split("=", 1) for line in m.untagged_responses.pop("ENV", []))
         m.logout()
     assert env["GREETING_VAR"] == "hello_imapd"
 

@@ -24,8 +24,7 @@ def client_hello() -> bytes:
 
 
 def connect(port: int) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return s
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
 def imap_ok(certs, port: int) -> bool:

@@ -26,7 +26,7 @@ def imap_env(certs, port: int, timeout: float = 20) -> dict[str, str]:
     with imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(),
                            timeout=timeout) as m:
         assert m.welcome.startswith(b"* OK stdio imapd ready")
-        typ, data = m.xatom("ENV")
+        typ, _data = m.xatom("ENV")
         assert typ == "OK"
         env = dict(line.decode().split("=", 1)
                    for line in m.untagged_responses.pop("ENV", []))
@@ -50,7 +50,7 @@ class Inetd:
     def __init__(self, tmp: Path, lines: list[str]):
         self.conf = tmp / "inetd.conf"
         self.conf.write_text("\n".join(lines) + "\n")
-        self.log = open(tmp / "inetd.log", "wb")
+        self.log = open(tmp / "inetd.log", "wb")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen([INETD, "-d", str(self.conf)], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -113,7 +113,7 @@ needs_sa = pytest.mark.skipif(not SOCKET_ACTIVATE, reason="systemd-socket-activa
 class Activated:
     def __init__(self, tmp: Path, argv: list[str], port: int):
         self.log_path = tmp / "activate.log"
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         wait_for(lambda: port_open(port) or self.proc.poll() is not None, 10, "activation")

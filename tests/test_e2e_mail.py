@@ -28,7 +28,7 @@ def proxied(certs, demo_mailserver, tlswrap):
 
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl not installed")
 def test_curl_imaps_lists_mailboxes(certs, proxied):
-    proc, imaps, _ = proxied
+    _proc, imaps, _ = proxied
     out = subprocess.run(
         ["curl", "-sS", "--max-time", "10", "--cacert", str(certs.ca_file),
          "-u", "demo:secret", f"imaps://localhost:{imaps}/"],
@@ -99,7 +99,7 @@ def test_log_lines_name_service_peer_and_tls(certs, proxied):
     wait_for(lambda: f"127.0.0.1:{port} closed" in proc.log(), 5, "the closing log line")
     log = proc.log()
     assert f"[imaps] 127.0.0.1:{port} accepted connection" in log
-    closing = next(l for l in log.splitlines() if f"127.0.0.1:{port} closed" in l)
+    closing = next(line for line in log.splitlines() if f"127.0.0.1:{port} closed" in line)
     assert "[imaps]" in closing and "TLSv1.3" in closing
     assert "bytes to backend" in closing and "bytes to client" in closing
     assert "secret" not in log and "LOGOUT" not in log  # never payload

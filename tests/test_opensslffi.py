@@ -54,4 +54,4 @@ def test_the_installed_pyopenssl_is_inside_the_pinned_range():
     low, high = re.fullmatch(r"pyOpenSSL>=([\d.]+),<([\d.]+)", pin).groups()
     installed = tuple(int(x) for x in version("pyOpenSSL").split(".")[:2])
     assert tuple(int(x) for x in low.split(".")) <= installed
-    assert installed < tuple(int(x) for x in (high.split(".") + ["0"])[:2])
+    assert installed < tuple(int(x) for x in ([*high.split("."), "0"])[:2])

@@ -3,8 +3,9 @@
     tlswrap check [-d] [-v] [-a FILE | --allow FILE] [-D FILE | --deny FILE] [CONFIG]
 
 General theory of operation: every finding is ``FILE:LINE: error|warning|note: message``.
-The hosts files are read with :func:`tlswrap.hostsfiles.read_hosts` and each rule is judged by
-the pure :mod:`tlswrap.hostslint`; the config by the daemon's own start-up path.
+The hosts files are read with :func:`tlswrap.tcpwrappers.files.read_hosts` and each rule is
+judged by the pure :mod:`tlswrap.tcpwrappers.lint`; the config by the daemon's own start-up
+path (:func:`tlswrap.snapshot.prepare`).
 
 - error: tlswrap would refuse to start (a syntax error: the daemon strict-loads the hosts
   files; a config, certificate, key or cipher problem, found by running the daemon's

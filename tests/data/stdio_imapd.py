@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A little IMAP on stdin/stdout, for exec tests: it reports the environment it was given.
 
-Commands: ENV (one untagged line per variable), FDS (open descriptors), SLEEP (never reads again), EXIT (exits at
-once without answering), BIG n (writes n bytes), LOGOUT.
+Commands: ENV (one untagged line per variable), FDS (open descriptors), SLEEP (never reads
+again), EXIT (exits at once without answering), BIG n (writes n bytes), LOGOUT.
 """
 import os
 import sys
