@@ -302,7 +302,10 @@ def test_usage_errors(capsys):
         "wrapcert: unrecognized arguments: -frobnicate (see 'wrapcert new --help')\n"
     )
     assert main(["new", "-days", "many"]) == 2
-    assert "wrapcert: argument -days/--days: invalid int value: 'many'" in capsys.readouterr().err
+    assert (
+        "wrapcert: argument -days/--days: not a number: 'many' (use the digits 0-9)"
+        in capsys.readouterr().err
+    )
     assert main([]) == 2
 
 
@@ -611,3 +614,193 @@ def test_encrypt_key_yes_is_explained(workdir, capsys):
         )
         == 0
     )
+
+
+# --- an output that is also an input --------------------------------------------------------
+
+
+def _private_key_of(path):
+    from tlswrap.wrapcert.files import find_private_key
+
+    return find_private_key(Path(path).read_bytes(), str(path), required=False)
+
+
+def _public_der(holder):
+    return holder.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _combined(workdir, name="server.pem"):
+    assert main(["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", name]) == 0
+    return _private_key_of(workdir / name)
+
+
+@pytest.mark.parametrize("alias", [None, "hardlink", "symlink"])
+def test_renewing_a_combined_pem_keeps_its_key(workdir, capsys, alias):
+    """stunnel's one-file PEM renewed in place: key and new certificate, 0600, same key."""
+    key = _combined(workdir)
+    old = (workdir / "server.pem").read_bytes()
+    key_arg = "server.pem"
+    if alias == "hardlink":
+        os.link(workdir / "server.pem", workdir / "alias.pem")
+        key_arg = "alias.pem"
+    elif alias == "symlink":
+        os.symlink("server.pem", workdir / "alias.pem")
+        key_arg = "alias.pem"
+    capsys.readouterr()
+    os.umask(0o022)
+    argv = ["new", "-key", key_arg, "-out", "server.pem", "--force", "-subj", "/CN=a.example"]
+    assert main(argv) == 0
+    assert "key and certificate: server.pem (mode 0600)" in capsys.readouterr().out
+    data = (workdir / "server.pem").read_bytes()
+    assert data != old
+    kept = _private_key_of(workdir / "server.pem")
+    assert kept is not None and _public_der(kept) == _public_der(key)
+    cert = x509.load_pem_x509_certificate(data)
+    assert _public_der(cert) == _public_der(key)
+    assert stat.S_IMODE((workdir / "server.pem").stat().st_mode) == 0o600
+    assert [p for p in os.listdir(workdir) if p.endswith(".tmp")] == []
+
+
+def test_issue_renews_a_combined_pem_with_its_key(workdir, capsys):
+    assert main(["ca", "new", "-subj", "/CN=Test CA", "-out", "ca.pem", "-keyout", "ca.key"]) == 0
+    key = _combined(workdir)
+    argv = ["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-key", "server.pem",
+            "-out", "server.pem", "--force", "-subj", "/CN=a.example"]  # fmt: skip
+    assert main(argv) == 0
+    kept = _private_key_of(workdir / "server.pem")
+    assert kept is not None and _public_der(kept) == _public_der(key)
+    assert stat.S_IMODE((workdir / "server.pem").stat().st_mode) == 0o600
+
+
+def test_key_written_back_to_its_own_file_is_allowed(workdir, capsys):
+    key = _combined(workdir, "k.pem")
+    argv = ["new", "-key", "k.pem", "-keyout", "k.pem", "-out", "c.pem", "--force",
+            "-subj", "/CN=a.example"]  # fmt: skip
+    assert main(argv) == 0
+    kept = _private_key_of(workdir / "k.pem")
+    assert kept is not None and _public_der(kept) == _public_der(key)
+
+
+EC_PARAMS = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"
+_OVERWRITES = [
+    (["csr", "-key", "k.pem", "-out", "k.pem"], "-out k.pem is also the -key file"),
+    (["new", "-key", "k.pem", "-keyout", "k2.pem", "-out", "k.pem"],
+     "-out k.pem is also the -key file"),
+    (["new", "-config", "stunnel.cnf", "-out", "stunnel.cnf"],
+     "-out stunnel.cnf is also the -config file"),
+    (["new", "-config", "stunnel.cnf", "-out", "c.pem", "-keyout", "stunnel.cnf"],
+     "-keyout stunnel.cnf is also the -config file"),
+    (["new", "-newkey", "ec:params.pem", "-out", "params.pem"],
+     "-out params.pem is also the -newkey file"),
+    (["ca", "new", "-key", "k.pem", "-keyout", "k2.pem", "-out", "k.pem"],
+     "-out k.pem is also the -key file"),
+    (["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-out", "ca.pem"],
+     "-out ca.pem is also the --ca file"),
+    (["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "-out", "x.pem", "-keyout", "ca.key"],
+     "-keyout ca.key is also the --ca-key file"),
+    (["issue", "--ca", "ca.pem", "--ca-key", "ca.key", "--csr", "r.csr", "-out", "r.csr"],
+     "-out r.csr is also the --csr file"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "message"), _OVERWRITES)
+def test_an_output_that_is_an_input_is_refused(workdir, capsys, argv, message):
+    """Every input against every output: refused before anything is written, files intact."""
+    assert main(["ca", "new", "-subj", "/CN=Test CA", "-out", "ca.pem", "-keyout", "ca.key"]) == 0
+    _combined(workdir, "k.pem")
+    assert main(["csr", "-newkey", "ec", "-subj", "/CN=r.example", "-out", "r.csr",
+                 "-keyout", "r.key"]) == 0  # fmt: skip
+    (workdir / "params.pem").write_text(EC_PARAMS)
+    before = {p.name: p.read_bytes() for p in workdir.iterdir()}
+    capsys.readouterr()
+    rest = [] if "-subj" in argv else ["-subj", "/CN=a.example"]
+    assert main([*argv, *rest, "--force"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"wrapcert: {message}") and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in workdir.iterdir()} == before
+
+
+# --- clear errors, never a traceback --------------------------------------------------------
+
+
+def _fails(argv, capsys, status=1) -> str:
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert err.startswith("wrapcert: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_idn_san_is_written_as_its_a_label(workdir, capsys):
+    names = "DNS:bücher.example,DNS:*.Bücher.example,email:info@bücher.example"
+    argv = ["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "i.pem", "--san", names]
+    assert main(argv) == 0
+    assert (
+        "subjectAltName: DNS:xn--bcher-kva.example, DNS:*.xn--bcher-kva.example, "
+        "email:info@xn--bcher-kva.example" in capsys.readouterr().out
+    )
+    cert = x509.load_pem_x509_certificate((workdir / "i.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [
+        "xn--bcher-kva.example",
+        "*.xn--bcher-kva.example",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--san", "email:é@example.org"], "wrapcert: --san: subjectAltName: email:é@example.org:"
+         " the local part must be ASCII"),
+        (["--san", "DNS:bü cher.example"], "wrapcert: --san: subjectAltName: bad DNS name"),
+        (["--san", "URI:https://bücher.example/"], "wrapcert: --san: subjectAltName: URI:"),
+        (["--san", "RID:1.40.5"], "wrapcert: --san: subjectAltName: RID:1.40.5: "),
+        (["--san", "RID:2.340282366920938463463374607431768211376"],
+         "wrapcert: --san: subjectAltName: RID:2.3402"),
+        (["-addext", "extendedKeyUsage=1.2." + "9" * 400], "wrapcert: -addext: extendedKeyUsage:"),
+        (["-subj", "/CN=a/1.2.340282366920938463463374607431768211456=x"],
+         "wrapcert: subject '/CN=a/1.2.340282366920938463463374607431768211456=x': bad OID"),
+        (["-days", "99999999"], "wrapcert: -days 99999999: the certificate would expire after"
+         " 9999-12-31"),
+        (["-days", "3000000"], "wrapcert: -days 3000000: the certificate would expire after"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_one_line_errors(workdir, capsys, args, message):
+    base = ["new", "-newkey", "ec", "-out", "x.pem"]
+    base += [] if "-subj" in args else ["-subj", "/CN=a.example"]
+    assert _fails([*base, *args], capsys).startswith(message)
+    assert not (workdir / "x.pem").exists()
+
+
+def test_largest_oid_arcs_are_accepted(workdir, capsys):
+    """openssl takes any arc; wrapcert takes what fits 128 bits, the issue's example included."""
+    argv = ["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "o.pem",
+            "-addext", "extendedKeyUsage=1.2.3.99999999999999999999999999",
+            "--san", "RID:1.2.340282366920938463463374607431768211455"]  # fmt: skip
+    assert main(argv) == 0
+    assert "RID:1.2.340282366920938463463374607431768211455" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("days", ["²", "٣", "1_000", "9" * 5000])
+def test_days_must_be_ascii_digits(workdir, capsys, days):
+    """openssl: 'Can't parse "²" as a number'; Python's int() would take it."""
+    err = _fails(["new", "-newkey", "ec", "-subj", "/CN=a", "-out", "x.pem", "-days", days],
+                 capsys, status=2)  # fmt: skip
+    assert "argument -days/--days: " in err
+
+
+def test_check_with_a_huge_days_is_no_traceback(tmp_path, capsys):
+    _write_cert(tmp_path / "c.pem", 30)
+    assert main(["check", str(tmp_path / "c.pem"), "--days", "99999999999"]) == 1
+    assert "expiring in 29 days" in capsys.readouterr().err
+
+
+def test_days_up_to_year_9999_is_accepted(workdir, capsys):
+    """openssl req -days N works while notAfter stays within 9999 (GeneralizedTime)."""
+    now = datetime.datetime.now(datetime.UTC)
+    days = (datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC) - now).days - 1
+    argv = ["new", "-newkey", "ec", "-subj", "/CN=a.example", "-out", "y.pem", "-days", str(days)]
+    assert main(argv) == 0
+    cert = x509.load_pem_x509_certificate((workdir / "y.pem").read_bytes())
+    assert cert.not_valid_after_utc.year == 9999

@@ -170,6 +170,11 @@ REQ_ERRORS = [
     ("[req]\ndefault_bits = 1024\n",
      "t.cnf:2: default_bits = 1024: RSA keys of 1024 bits are too weak: use at least 2048 bits"),
     ("[req]\ndefault_bits = lots\n", "t.cnf:2: default_bits = 'lots': expected a number"),
+    ("[req]\ndefault_bits = --2048\n", "t.cnf:2: default_bits = '--2048': expected a number"),
+    ("[req]\ndefault_bits = \u0663072\n",
+     "t.cnf:2: default_bits = '\u0663072': expected a number (ASCII digits)"),
+    ("[req]\ndefault_bits = 9999999999999999999999999999\n",
+     "t.cnf:2: default_bits = 9999999999999999999999999999: above 16384 bits"),
     ("[req]\nfancy = 1\n", "t.cnf:2: unknown [req] entry 'fancy'"),
     ("[req]\ninput_password = x\n", "t.cnf:2: input_password is not supported by wrapcert"),
     ("[req]\ndefault_md = sha1\n",
@@ -185,6 +190,12 @@ REQ_ERRORS = [
      "t.cnf:5: 'CN_default' belongs to no field: declare 'CN = prompt text' in [dn]"),
     ("[req]\ndistinguished_name = dn\n[dn]\nCN = x\nCN_max = many\n",
      "t.cnf:5: CN_max = 'many': expected a number"),
+    ("[req]\ndistinguished_name = dn\n[dn]\nCN = x\nCN_max = \u00b2\n",
+     "t.cnf:5: CN_max = '\u00b2': expected a number (ASCII digits)"),
+    ("[req]\ndistinguished_name = dn\n[dn]\nCN = x\nCN_min = --1\n",
+     "t.cnf:5: CN_min = '--1': expected a number"),
+    ("[req]\ndistinguished_name = dn\n[dn]\nCN = x\n0.1.40.5 = y\n",
+     "t.cnf:5: bad OID '1.40.5': the second arc must be below 40 when the first is 0 or 1"),
     ("[req]\nx509_extensions = ext\n", "t.cnf:2: extension section [ext] not found"),
     ("[req]\nx509_extensions = ext\n[ext]\nfrobnicate = yes\n",
      "t.cnf:4: unknown extension 'frobnicate'"),
@@ -259,12 +270,55 @@ def test_extension_values(name, value, critical, payload):
          "f:3: subjectKeyIdentifier: only 'hash' or 'none' is supported"),
         ("nsComment", "caf\u00e9",
          "f:3: nsComment: the comment must be ASCII (it is an IA5String)"),
+        ("basicConstraints", "CA:TRUE, pathlen:\u2460",
+         "f:3: basicConstraints: unknown item 'pathlen:\u2460' (expected CA:TRUE, CA:FALSE or"
+         " pathlen:N)"),
+        ("extendedKeyUsage", "1.40.5", "f:3: extendedKeyUsage: bad OID '1.40.5': the second arc"
+         " must be below 40 when the first is 0 or 1"),
+        ("extendedKeyUsage", "1.2.\u2460", "f:3: extendedKeyUsage: unknown purpose '1.2.\u2460'"
+         " (known: serverAuth, clientAuth, ...)"),
+        ("extendedKeyUsage", "3.1", "f:3: extendedKeyUsage: bad OID '3.1': the first arc must be"
+         " 0, 1 or 2"),
+        ("extendedKeyUsage", "1.2" + ".1" * 63, "f:3: extendedKeyUsage: bad OID '1.2"
+         + ".1" * 63 + "': too long (at most 63 bytes encoded)"),
+        ("subjectAltName", "RID:2.340282366920938463463374607431768211376",
+         "f:3: subjectAltName: RID:2.340282366920938463463374607431768211376: bad OID:"
+         " an arc is too large (wrapcert takes arcs up to 2**128-1)"),
+        ("subjectAltName", "email:\u00e9@example.org",
+         "f:3: subjectAltName: email:\u00e9@example.org: the local part must be ASCII (an RFC 822"
+         " name is an IA5String; wrapcert does not make SmtpUTF8Mailbox names)"),
+        ("subjectAltName", "URI:https://b\u00fccher.example/",
+         "f:3: subjectAltName: URI:https://b\u00fccher.example/: a URI must be ASCII"
+         " (percent-encode it, and write the host as its xn-- A-label)"),
+        ("subjectAltName", "DNS:b\u00fccher..example",
+         "f:3: subjectAltName: bad DNS name 'b\u00fccher..example'"),
+        ("subjectAltName", "DNS:\u00fc\u200dx.example",
+         "f:3: subjectAltName: bad DNS name '\u00fc\\u200dx.example': Joiner U+200D not allowed at"
+         " position 2 in '\u00fc\\u200dx'"),
+        ("subjectAltName", "email:@", "f:3: subjectAltName: bad email address '@'"),
     ],
 )  # fmt: skip
 def test_extension_errors(name, value, message):
     with pytest.raises(ConfigError) as info:
         parse_extension(name, value, "f", 3)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("DNS:b\u00fccher.example", (("DNS", "xn--bcher-kva.example"),)),
+        ("DNS:B\u00fcCHER.example", (("DNS", "xn--bcher-kva.example"),)),
+        ("DNS:*.b\u00fccher.example", (("DNS", "*.xn--bcher-kva.example"),)),
+        ("DNS:_dmarc.Example.org", (("DNS", "_dmarc.Example.org"),)),  # ASCII stays as written
+        ("email:info@b\u00fccher.example", (("email", "info@xn--bcher-kva.example"),)),
+        ("RID:1.2.03", (("RID", "1.2.3"),)),  # openssl reads 03 as 3
+    ],
+)
+def test_san_names_are_encoded_as_ia5(text, names):
+    """IDNA 2008 with the UTS #46 mapping, what browsers look up; openssl req would store the
+    UTF-8 bytes as they are, a name no client matches."""
+    assert parse_san(text, "f", 3) == names
 
 
 def test_san_from_command_line_names_the_option():
@@ -297,6 +351,9 @@ def test_key_types(text, spec):
     [
         ("rsa:1024", "RSA keys of 1024 bits are too weak: use at least 2048 bits"),
         ("rsa:big", "bad RSA key size 'big' in 'rsa:big': expected e.g. rsa:2048"),
+        ("rsa:\u2460", "bad RSA key size '\u2460' in 'rsa:\u2460': expected e.g. rsa:2048"),
+        ("rsa:" + "9" * 5000, "bad RSA key size '999"),  # int() would refuse past 4300 digits
+        ("rsa:99999999999999999999", "RSA keys above 16384 bits are not supported"),
         ("ec:P-192", "unknown curve 'P-192': use P-256, P-384 or P-521"),
         ("dsa:2048", "unknown key type 'dsa:2048': use rsa:BITS, ec:P-256, ec:P-384 or ed25519"),
     ],
@@ -328,6 +385,11 @@ def test_subj_parsing():
         ("/CN", "subject '/CN': missing '=' after 'CN'"),
         ("/foo=b", "subject '/foo=b': unknown attribute 'foo'"),
         ("/CN=", "subject '/CN=' has no attributes"),
+        (
+            "/1.40.5=x",
+            "subject '/1.40.5=x': bad OID '1.40.5': the second arc must be below 40"
+            " when the first is 0 or 1",
+        ),
     ],
 )
 def test_subj_errors(text, message):

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from tlswrap.errors import TlswrapError
+from tlswrap.errors import ConfigError, TlswrapError
 from tlswrap.wrapcert.dn import CN_OID, COUNTRY_OID, RDN
 from tlswrap.wrapcert.extconf import ExtSpec
 from tlswrap.wrapcert.reqconf import MIN_RSA_BITS, KeySpec
@@ -58,6 +58,9 @@ _HASHES: dict[str, hashes.SHA256 | hashes.SHA384 | hashes.SHA512] = {
 _HOSTNAME = re.compile(
     r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\Z"
 )
+
+# The last moment a GeneralizedTime (YYYYMMDDHHMMSSZ) can hold, and so a notAfter.
+LAST_DATE = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 
 # The keys wrapcert makes and accepts for a certificate of its own.
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -239,48 +242,60 @@ def build_extensions(
     """Turn specs into cryptography extensions. *issuer_key* None means a CSR (no AKI)."""
     out: list[tuple[x509.ExtensionType, bool]] = []
     for spec in specs:
-        v = spec.value
-        ext: x509.ExtensionType | None
-        if spec.name == "basicConstraints":
-            ext = x509.BasicConstraints(ca=v[0], path_length=v[1])
-        elif spec.name == "keyUsage":
-            flags = set(v)
-            ext = x509.KeyUsage(
-                digital_signature=0 in flags, content_commitment=1 in flags,
-                key_encipherment=2 in flags, data_encipherment=3 in flags,
-                key_agreement=4 in flags, key_cert_sign=5 in flags, crl_sign=6 in flags,
-                encipher_only=7 in flags, decipher_only=8 in flags,
-            )  # fmt: skip
-        elif spec.name == "extendedKeyUsage":
-            ext = x509.ExtendedKeyUsage([ObjectIdentifier(o) for o in v])
-        elif spec.name == "subjectAltName":
-            ext = san_extension(v)
-        elif spec.name == "nsCertType":
-            ext = x509.UnrecognizedExtension(NS_CERT_TYPE_OID, _bit_string(v))
-        elif spec.name == "nsComment":
-            raw = v.encode("ascii")
-            ext = x509.UnrecognizedExtension(NS_COMMENT_OID, b"\x16" + _der_length(len(raw)) + raw)
-        elif spec.name == "subjectKeyIdentifier":
-            ext = None if v == "none" else x509.SubjectKeyIdentifier.from_public_key(subject_key)
-        elif spec.name == "authorityKeyIdentifier":
-            if issuer_key is None:
-                continue
-            keyid = (
-                x509.SubjectKeyIdentifier.from_public_key(issuer_key).digest
-                if v[0] is not None
-                else None
-            )
-            with_issuer = v[1] == "always" or (v[1] == "" and keyid is None)
-            ext = x509.AuthorityKeyIdentifier(
-                keyid,
-                [x509.DirectoryName(issuer_name)] if with_issuer and issuer_name else None,
-                issuer_serial if with_issuer and issuer_name else None,
-            )
-        else:  # pragma: no cover - extconf only produces the names above
-            raise TlswrapError(f"extension {spec.name} not supported")
+        try:
+            ext = _extension(spec, subject_key, issuer_key, issuer_name, issuer_serial)
+        except ValueError as exc:  # a value extconf let through that cryptography refuses
+            raise ConfigError(spec.filename, spec.lineno, f"{spec.name}: {exc}") from None
         if ext is not None:
             out.append((ext, spec.critical))
     return out
+
+
+def _extension(
+    spec: ExtSpec,
+    subject_key: CertificatePublicKeyTypes,
+    issuer_key: CertificatePublicKeyTypes | None,
+    issuer_name: x509.Name | None,
+    issuer_serial: int | None,
+) -> x509.ExtensionType | None:
+    """One spec as a cryptography extension; None: none to add."""
+    v = spec.value
+    if spec.name == "basicConstraints":
+        return x509.BasicConstraints(ca=v[0], path_length=v[1])
+    if spec.name == "keyUsage":
+        flags = set(v)
+        return x509.KeyUsage(
+            digital_signature=0 in flags, content_commitment=1 in flags,
+            key_encipherment=2 in flags, data_encipherment=3 in flags,
+            key_agreement=4 in flags, key_cert_sign=5 in flags, crl_sign=6 in flags,
+            encipher_only=7 in flags, decipher_only=8 in flags,
+        )  # fmt: skip
+    if spec.name == "extendedKeyUsage":
+        return x509.ExtendedKeyUsage([ObjectIdentifier(o) for o in v])
+    if spec.name == "subjectAltName":
+        return san_extension(v)
+    if spec.name == "nsCertType":
+        return x509.UnrecognizedExtension(NS_CERT_TYPE_OID, _bit_string(v))
+    if spec.name == "nsComment":
+        raw = v.encode("ascii")
+        return x509.UnrecognizedExtension(NS_COMMENT_OID, b"\x16" + _der_length(len(raw)) + raw)
+    if spec.name == "subjectKeyIdentifier":
+        return None if v == "none" else x509.SubjectKeyIdentifier.from_public_key(subject_key)
+    if spec.name == "authorityKeyIdentifier":
+        if issuer_key is None:
+            return None
+        keyid = (
+            x509.SubjectKeyIdentifier.from_public_key(issuer_key).digest
+            if v[0] is not None
+            else None
+        )
+        with_issuer = v[1] == "always" or (v[1] == "" and keyid is None)
+        return x509.AuthorityKeyIdentifier(
+            keyid,
+            [x509.DirectoryName(issuer_name)] if with_issuer and issuer_name else None,
+            issuer_serial if with_issuer and issuer_name else None,
+        )
+    raise TlswrapError(f"extension {spec.name} not supported")  # pragma: no cover - see extconf
 
 
 def _hash_for(
@@ -308,6 +323,12 @@ def issue(
     if days < 1:
         raise TlswrapError(f"-days {days}: must be at least 1")
     now = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
+    if days > (most := (LAST_DATE - now).days):
+        # openssl req refuses too (exit 1, no message); cryptography would overflow
+        raise TlswrapError(
+            f"-days {days}: the certificate would expire after 9999-12-31, the last day an X.509"
+            f" date can hold; at most {most} days from now"
+        )
     serial = x509.random_serial_number()
     builder = (
         x509.CertificateBuilder()

@@ -13,8 +13,9 @@ import sys
 from typing import NoReturn
 
 from tlswrap.errors import TlswrapError
+from tlswrap.wrapcert.opensslconf import parse_number
 
-__all__ = ["main"]
+__all__ = ["ascii_number", "main"]
 
 
 class _UsageError(Exception):
@@ -26,10 +27,25 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def ascii_number(text: str) -> int:
+    """An argparse type: a decimal number in ASCII digits, as openssl's options take it
+    (``int()`` would take ``²``, ``٣`` and ``1_000`` too)."""
+    number = parse_number(text, signed=True)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use the digits 0-9)")
+    return number
+
+
 def _req_options(p: argparse.ArgumentParser, default_days: int, ca: bool = False) -> None:
     add = p.add_argument
     add("-config", "--config", metavar="FILE", help="openssl-style config with a [req] section")
-    add("-days", "--days", type=int, metavar="N", help=f"validity in days (default {default_days})")
+    add(
+        "-days",
+        "--days",
+        type=ascii_number,
+        metavar="N",
+        help=f"validity in days (default {default_days})",
+    )
     add("-out", "--out", metavar="FILE", help="where the certificate goes")
     add(
         "-keyout",
@@ -171,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument(
         "--days",
-        type=int,
+        type=ascii_number,
         default=30,
         metavar="N",
         help="warn when expiring within N days (default 30)",
@@ -200,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
         "tlsa", help="the DANE TLSA 3 1 1 record of a certificate", allow_abbrev=False
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--port", type=int, metavar="N", help="e.g. 993")
+    p.add_argument("--port", type=ascii_number, metavar="N", help="e.g. 993")
     p.add_argument("--host", metavar="NAME", help="e.g. mail.example.org")
     p.add_argument("--proto", default="tcp", choices=("tcp", "udp", "sctp"))
     return top

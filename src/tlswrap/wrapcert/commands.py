@@ -27,7 +27,7 @@ from tlswrap.wrapcert.files import (
     same_file,
     write_atomic,
 )
-from tlswrap.wrapcert.request import ReqOptions, Resolved, resolve
+from tlswrap.wrapcert.request import ReqOptions, Resolved, input_files, resolve
 
 __all__ = [
     "CHECK_EXPIRING",
@@ -108,6 +108,35 @@ def _outputs(
     return out, keyout, False
 
 
+def _check_overwrites(
+    inputs: list[tuple[str, str | None]],
+    out: str,
+    keyout: str | None,
+    combined: bool,
+    key_written: bool,
+) -> None:
+    """Every input file against every output file, before anything is written.
+
+    An output may be an input only when it is the ``-key`` file and the key is written back into
+    it: a combined PEM renewed in place (``-key server.pem -out server.pem``), or ``-keyout``
+    naming the file the key came from. Any other would replace what was read (the key, a CA, the
+    config) with something else, so it is refused.
+    """
+    outputs = [("-out", out, combined and key_written)]
+    if keyout is not None and not combined:
+        outputs.append(("-keyout", keyout, key_written))
+    for out_flag, target, holds_key in outputs:
+        for in_flag, source in inputs:
+            if source is None or not same_file(source, target):
+                continue
+            if in_flag == "-key" and holds_key:
+                continue
+            raise TlswrapError(
+                f"{out_flag} {target} is also the {in_flag} file: writing it would replace an "
+                f"input; give another {out_flag} file"
+            )
+
+
 def _write(
     out: str, keyout: str | None, combined: bool, key_pem: bytes | None, body: bytes, force: bool
 ) -> list[str]:
@@ -174,15 +203,18 @@ def cmd_new(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Tex
     r = resolve(opts, stdin, stderr)
     keyout = opts.keyout or (r.settings.default_keyfile if r.settings else None)
     if opts.key is not None and opts.keyout is None:
-        keyout = None
+        # the key stays where it is; unless that is where the certificate goes: a combined PEM
+        # renewed in place keeps its key (stunnel reads both from the one file)
+        keyout = opts.out if opts.out is not None and same_file(opts.key, opts.out) else None
     out, keyout, combined = _outputs(opts.out, keyout, opts.force, "certificate")
+    _check_overwrites(input_files(opts), out, keyout, combined, opts.key is None or bool(keyout))
     key, new_key = _key_for(r, opts)
     name = build.make_name(r.subject)
     specs = build.server_extensions(key, []) if r.extensions is None else _with_ski(r.extensions)
     specs = _with_san(specs, r.san, name, stderr)
     md = _digest(opts, r)
     cert = build.issue(key.public_key(), name, key, name, specs, opts.days or 365, md)
-    key_pem = build.key_pem(key) if new_key or opts.keyout else None
+    key_pem = build.key_pem(key) if new_key or keyout else None
     where = _write(out, keyout, combined, key_pem, cert.public_bytes(PEM), opts.force)
     stdout.write(_summary(cert, where))
     return 0
@@ -199,6 +231,7 @@ def cmd_csr(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: Tex
     if opts.key is not None:
         keyout = opts.keyout
     out, keyout, combined = _outputs(opts.out, keyout, opts.force, "request")
+    _check_overwrites(input_files(opts), out, keyout, combined, keyout is not None)
     key, _ = _key_for(r, opts)
     name = build.make_name(r.subject)
     specs = _with_san(list(r.extensions or []), r.san, name, stderr)
@@ -225,6 +258,7 @@ def cmd_ca_new(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: 
             "a CA keeps its key apart from the certificate it hands out: give --key-out FILE"
         )
     out, keyout, _ = _outputs(opts.out, opts.keyout, opts.force, "CA certificate")
+    _check_overwrites(input_files(opts), out, keyout, False, True)
     key, _ = _key_for(r, opts)
     name = build.make_name(r.subject)
     specs = build.ca_extensions() if r.extensions is None else _with_ski(r.extensions)
@@ -261,6 +295,8 @@ def cmd_issue(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: T
     r = resolve(opts, stdin, stderr, need_subject=csr is None or opts.subj is not None)
     keyout = None if csr is not None else opts.keyout
     out, keyout, combined = _outputs(opts.out, keyout, opts.force, "certificate")
+    inputs = [*input_files(opts), ("--ca", args.ca), ("--ca-key", args.ca_key), ("--csr", args.csr)]
+    _check_overwrites(inputs, out, keyout, combined, csr is None)
     if csr is not None:
         public, key_pem = csr.public_key(), None
         name = build.make_name(r.subject) if r.subject else csr.subject
@@ -339,7 +375,7 @@ def check_certificate(
     left = cert.not_valid_after_utc - now
     whole = left.days
     until = f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
-    if left <= datetime.timedelta(days=days):
+    if left.total_seconds() <= days * 86400:  # a timedelta of any --days would overflow
         return CHECK_EXPIRING, f"expiring in {whole} days (on {until})"
     return CHECK_OK, f"valid for {whole} more days (until {until})"
 

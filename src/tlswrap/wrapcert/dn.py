@@ -12,7 +12,7 @@ import re
 
 from tlswrap.errors import TlswrapError
 
-__all__ = ["ATTRIBUTES", "RDN", "Attr", "format_subj", "lookup", "parse_subj"]
+__all__ = ["ATTRIBUTES", "RDN", "Attr", "canonical_oid", "format_subj", "lookup", "parse_subj"]
 
 Attr = tuple[str, str]  # (dotted OID, value)
 RDN = list[Attr]
@@ -55,17 +55,52 @@ ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
 
 SHORT_NAMES = {oid: sn for oid, sn, _ in ATTRIBUTES}
 _BY_NAME = {sn: oid for oid, sn, _ in ATTRIBUTES} | {ln: oid for oid, _, ln in ATTRIBUTES}
-_DOTTED = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+\Z")
+DOTTED = re.compile(r"[0-9]+(\.[0-9]+)+\Z")  # written as an OID; see canonical_oid
+
+# What an OID may hold to be encoded here: cryptography's ObjectIdentifier takes subidentifiers
+# up to 2**128-1 and 63 bytes of DER content (a larger arc fails, or panics for the first
+# subidentifier 40*X+Y); OpenSSL takes arcs of any size. X.660 limits the first arc to 0-2 and,
+# under 0 and 1, the second to 0-39 (OpenSSL: "second number too large").
+MAX_ARC = 2**128 - 1
+MAX_OID_BYTES = 63
+_TOO_LARGE = "an arc is too large (wrapcert takes arcs up to 2**128-1)"
 
 CN_OID = "2.5.4.3"
 COUNTRY_OID = "2.5.4.6"
 
 
+def canonical_oid(text: str) -> str:
+    """*text*, a dotted OID, in canonical form (``1.2.03`` is ``1.2.3``, as OpenSSL reads it);
+    ValueError saying why when it is no OID or one that cannot be encoded."""
+    if not DOTTED.match(text):
+        raise ValueError("not a dotted OID such as 1.2.3")
+    digits = [arc.lstrip("0") or "0" for arc in text.split(".")]
+    if any(len(arc) > len(str(MAX_ARC)) for arc in digits):  # before int(): no 5000-digit ints
+        raise ValueError(_TOO_LARGE)
+    arcs = [int(arc) for arc in digits]
+    if arcs[0] > 2:
+        raise ValueError("the first arc must be 0, 1 or 2")
+    if arcs[0] < 2 and arcs[1] >= 40:
+        raise ValueError("the second arc must be below 40 when the first is 0 or 1")
+    subids = [40 * arcs[0] + arcs[1], *arcs[2:]]
+    if max(subids) > MAX_ARC:
+        raise ValueError(_TOO_LARGE)
+    if sum(max(1, -(-n.bit_length() // 7)) for n in subids) > MAX_OID_BYTES:
+        raise ValueError(f"too long (at most {MAX_OID_BYTES} bytes encoded)")
+    return ".".join(map(str, arcs))
+
+
 def lookup(name: str) -> str | None:
-    """The dotted OID for an attribute name (short, long or dotted), or None."""
+    """The dotted OID for an attribute name (short, long or dotted), or None if unknown.
+
+    A dotted name that cannot be encoded is a :class:`TlswrapError` saying why.
+    """
     oid = _BY_NAME.get(name)
-    if oid is None and _DOTTED.match(name):
-        oid = name
+    if oid is None and DOTTED.match(name):
+        try:
+            oid = canonical_oid(name)
+        except ValueError as exc:
+            raise TlswrapError(f"bad OID {name!r}: {exc}") from None
     return oid
 
 
@@ -92,7 +127,10 @@ def parse_subj(text: str) -> list[RDN]:
             return  # an empty segment, as in a trailing '/'
         if not in_value:
             raise TlswrapError(f"subject {text!r}: missing '=' after {name!r}")
-        oid = lookup(name)
+        try:
+            oid = lookup(name)
+        except TlswrapError as exc:
+            raise TlswrapError(f"subject {text!r}: {exc}") from None
         if oid is None:
             raise TlswrapError(f"subject {text!r}: unknown attribute {name!r}")
         value = "".join(val)

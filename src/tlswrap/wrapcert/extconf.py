@@ -11,10 +11,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any
 
 from tlswrap.errors import ConfigError
-from tlswrap.wrapcert.opensslconf import Conf
+from tlswrap.wrapcert.dn import DOTTED, canonical_oid
+from tlswrap.wrapcert.opensslconf import Conf, parse_number
 
 __all__ = [
     "EKU_NAMES",
@@ -153,15 +155,56 @@ def parse_san(value: str, filename: str, lineno: int | None, conf: Conf | None =
             raise fail(line, f"email:{text} is not supported")
         if canon == "DNS" and (" " in text or text.endswith(".") or ".." in text):
             raise fail(line, f"bad DNS name {text!r}")
-        if canon == "RID" and not _is_oid(text):
-            raise fail(line, f"{kind}:{text}")
-        names.append((canon, text))
+        try:
+            names.append((canon, _ia5_name(canon, text)))
+        except ValueError as exc:
+            raise fail(line, str(exc)) from None
     return tuple(names)
 
 
-def _is_oid(text: str) -> bool:
-    parts = text.split(".")
-    return len(parts) >= 2 and all(p.isdigit() for p in parts)
+def _a_label(domain: str) -> str:
+    """*domain* with its labels in IDNA form (``bücher.example`` -> ``xn--bcher-kva.example``).
+
+    A SAN name is an IA5String: ``openssl req -addext subjectAltName=DNS:bücher.example`` stores
+    the UTF-8 bytes as they are, which is no valid IA5 and matches no name a client looks up.
+    Clients look up the A-label, so that is what is written: IDNA 2008 with the UTS #46 mapping
+    (``Bücher`` is ``bücher``), as browsers do. A leading ``*.`` stays a wildcard.
+    """
+    import idna  # a dependency of trio; only the rare non-ASCII name needs it
+
+    wildcard = "*." if domain.startswith("*.") else ""
+    try:
+        return wildcard + idna.encode(domain[len(wildcard) :], uts46=True).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError and the codec errors it may pass on
+        raise ValueError(f"bad DNS name {domain!r}: {exc}") from None
+
+
+def _ia5_name(kind: str, text: str) -> str:
+    """The IA5 (ASCII) form of a DNS, email, URI or RID name; ValueError saying why if none."""
+    if kind == "RID":
+        try:
+            return canonical_oid(text)
+        except ValueError as exc:
+            raise ValueError(f"RID:{text}: bad OID: {exc}") from None
+    if kind == "email":
+        local, at, domain = text.rpartition("@")
+        if not local.isascii():
+            raise ValueError(
+                f"email:{text}: the local part must be ASCII (an RFC 822 name is an IA5String; "
+                "wrapcert does not make SmtpUTF8Mailbox names)"
+            )
+        address = local + at + (domain if domain.isascii() else _a_label(domain))
+        if parseaddr(address) != ("", address.strip("<>")):  # as cryptography checks it
+            raise ValueError(f"bad email address {text!r}")
+        return address
+    if text.isascii():
+        return text
+    if kind == "DNS":
+        return _a_label(text)
+    raise ValueError(
+        f"{kind}:{text}: a URI must be ASCII (percent-encode it, and write the host as its xn--"
+        " A-label)"
+    )
 
 
 def parse_extension(
@@ -186,8 +229,8 @@ def parse_extension(
             key, sep, val = item.partition(":")
             if key.upper() == "CA" and sep and val.strip().lower() in _BOOL:
                 ca = _BOOL[val.strip().lower()]
-            elif key.lower() == "pathlen" and sep and val.strip().isdigit():
-                pathlen = int(val)
+            elif key.lower() == "pathlen" and sep and (n := parse_number(val)) is not None:
+                pathlen = n
             else:
                 raise fail(f"unknown item {item!r} (expected CA:TRUE, CA:FALSE or pathlen:N)")
         if ca is None:
@@ -202,10 +245,13 @@ def parse_extension(
     elif name == "extendedKeyUsage":
         oids = []
         for item in items:
-            oid = EKU_NAMES.get(item) or (item if _is_oid(item) else None)
-            if oid is None:
+            oid = EKU_NAMES.get(item)
+            if oid is None and not DOTTED.match(item):
                 raise fail(f"unknown purpose {item!r} (known: serverAuth, clientAuth, ...)")
-            oids.append(oid)
+            try:
+                oids.append(oid or canonical_oid(item))
+            except ValueError as exc:
+                raise fail(f"bad OID {item!r}: {exc}") from None
         payload = tuple(oids)
     elif name == "subjectAltName":
         payload = parse_san(", ".join(items), filename, lineno, conf)

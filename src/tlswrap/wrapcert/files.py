@@ -3,7 +3,8 @@
 A private key is never readable by others, not even for an instant: the data goes to a new file
 created ``O_CREAT | O_EXCL`` with mode 0600 in the target's directory, is flushed to disk, and
 only then takes the target's name (``link`` when the target must not exist, so a file that
-appeared meanwhile is never clobbered; ``rename`` with ``--force``).
+appeared meanwhile is never clobbered; ``rename`` with ``--force``), and the directory is flushed
+too. A reader of the old file never sees half a new one, and a crash leaves the old one whole.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def read_bytes(path: str) -> bytes:
 
 
 def same_file(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
+    """Whether *a* and *b* name one file: the same inode when both exist (hard links, symbolic
+    links, ``./x`` and ``x``), else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def check_writable(paths: list[str], force: bool) -> None:
@@ -70,11 +76,21 @@ def write_atomic(path: str, data: bytes, mode: int, force: bool) -> None:
             except FileExistsError:
                 raise TlswrapError(f"{path} exists; not overwriting it without --force") from None
             os.unlink(tmp)
+        _fsync_directory(directory)
     except OSError as exc:
         raise TlswrapError(f"{path}: {exc.strerror}") from None
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the new name durable (the rename is an entry of the directory)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @overload

@@ -21,12 +21,13 @@ that a later semantic error can still say ``FILE:LINE:``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tlswrap.errors import ConfigError
 
-__all__ = ["Conf", "Entry", "parse_conf"]
+__all__ = ["Conf", "Entry", "parse_conf", "parse_number"]
 
 # OpenSSL refuses values that grow past this through expansion (MAX_CONF_VALUE_LENGTH).
 MAX_VALUE_LENGTH = 65536
@@ -35,6 +36,20 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 # Characters OpenSSL accepts in entry and section names besides letters and digits.
 _NAME_PUNCT = frozenset("!.%&*+,/;?@^~|-")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b"}
+# ASCII digits only: Python's int() also takes "²", "٣", "1_000" and " +5", which OpenSSL does
+# not. 4000 digits keeps int() below its limit on digit strings; far past every use's maximum.
+_NUMBER = re.compile(r"[0-9]{1,4000}\Z")
+_SIGNED_NUMBER = re.compile(r"[+-]?[0-9]{1,4000}\Z")
+
+
+def parse_number(text: str, signed: bool = False) -> int | None:
+    """*text* as a decimal number, or None: ASCII digits with the blanks around them ignored,
+    as OpenSSL's ``NCONF_get_number`` (config values, never signed) and ``opt_long`` (command
+    line, *signed*) read them."""
+    text = text.strip(" \t")
+    if not (_SIGNED_NUMBER if signed else _NUMBER).match(text):
+        return None
+    return int(text)
 
 
 @dataclass(frozen=True)

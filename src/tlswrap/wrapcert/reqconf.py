@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from tlswrap.errors import ConfigError, TlswrapError
 from tlswrap.wrapcert.dn import COUNTRY_OID, lookup
 from tlswrap.wrapcert.extconf import ExtSpec, parse_section
-from tlswrap.wrapcert.opensslconf import Conf, Entry
+from tlswrap.wrapcert.opensslconf import Conf, Entry, parse_number
 
 __all__ = ["DNField", "KeySpec", "ReqSettings", "parse_key_type", "read_req", "weak_rsa_reason"]
 
@@ -68,8 +68,8 @@ def parse_key_type(text: str, default_bits: int = 2048) -> KeySpec:
     if kind == "rsa":
         if not arg:
             bits = default_bits
-        elif arg.isdigit():
-            bits = int(arg)
+        elif (number := parse_number(arg)) is not None:
+            bits = number
         else:
             raise TlswrapError(f"bad RSA key size {arg!r} in {text!r}: expected e.g. rsa:2048")
         if bits < MIN_RSA_BITS:
@@ -149,10 +149,12 @@ def _field_type(key: str) -> tuple[str, bool]:
 
 
 def _int_entry(conf: Conf, entry: Entry, what: str) -> int:
-    text = entry.value.strip()
-    if not text.lstrip("-").isdigit():
-        raise conf.error(entry.lineno, f"{what} = {entry.value!r}: expected a number")
-    return int(text)
+    number = parse_number(entry.value)
+    if number is None:
+        raise conf.error(
+            entry.lineno, f"{what} = {entry.value!r}: expected a number (ASCII digits)"
+        )
+    return number
 
 
 def read_dn_section(
@@ -174,7 +176,10 @@ def read_dn_section(
                 )
             continue
         type_name, multi = _field_type(base)
-        oid = lookup(type_name)
+        try:
+            oid = lookup(type_name)
+        except TlswrapError as exc:
+            raise conf.error(entry.lineno, str(exc)) from None
         if oid is None:
             raise conf.error(entry.lineno, f"unknown distinguished-name field {type_name!r}")
         if not prompt:

@@ -26,7 +26,7 @@ from tlswrap.wrapcert.reqconf import (
     read_req,
 )
 
-__all__ = ["PREAMBLE", "ReqOptions", "prompt_dn", "resolve"]
+__all__ = ["PREAMBLE", "ReqOptions", "input_files", "prompt_dn", "resolve"]
 
 PREAMBLE = (
     "You are about to be asked to enter information that will be incorporated\n"
@@ -106,8 +106,8 @@ def _curve_from_file(path: str) -> str:
     return curve
 
 
-def key_spec(opts: ReqOptions, settings: ReqSettings | None) -> KeySpec:
-    bits = settings.key.bits if settings and settings.key else DEFAULT_KEY.bits
+def _newkey_text(opts: ReqOptions) -> str | None:
+    """-newkey with -pkeyopt folded in: ``ec:P-384``, ``rsa:3072``, ``ec:FILE``, or None."""
     text = opts.newkey
     for opt in opts.pkeyopt:
         name, _, value = opt.partition(":")
@@ -119,16 +119,38 @@ def key_spec(opts: ReqOptions, settings: ReqSettings | None) -> KeySpec:
             raise TlswrapError(
                 f"-pkeyopt {opt}: only ec_paramgen_curve and rsa_keygen_bits are supported"
             )
-    if text is None:
-        return settings.key if settings and settings.key else DEFAULT_KEY
-    kind, _, arg = text.partition(":")
+    return text
+
+
+def _param_file(text: str | None) -> str | None:
+    """The EC parameter file of ``-newkey ec:FILE``, if that is what *text* names."""
+    kind, _, arg = (text or "").partition(":")
     if (
         kind.lower() == "ec"
         and arg
-        and os.path.exists(arg)
         and arg not in ("P-256", "P-384", "P-521")
+        and os.path.exists(arg)
     ):
-        return KeySpec("ec", curve=_curve_from_file(arg))
+        return arg
+    return None
+
+
+def input_files(opts: ReqOptions) -> list[tuple[str, str | None]]:
+    """(option, path) of every file a request reads, for the checks against its outputs."""
+    return [
+        ("-config", opts.config),
+        ("-key", opts.key),
+        ("-newkey", _param_file(_newkey_text(opts))),
+    ]
+
+
+def key_spec(opts: ReqOptions, settings: ReqSettings | None) -> KeySpec:
+    bits = settings.key.bits if settings and settings.key else DEFAULT_KEY.bits
+    text = _newkey_text(opts)
+    if text is None:
+        return settings.key if settings and settings.key else DEFAULT_KEY
+    if (path := _param_file(text)) is not None:
+        return KeySpec("ec", curve=_curve_from_file(path))
     return parse_key_type(text, bits)
 
 
