@@ -96,3 +96,86 @@ async def test_a_resolver_that_hangs_counts_as_a_failed_lookup(tmp_path, monkeyp
     with trio.fail_after(5):
         verdict = await ac.check("imapd", PEER, LOCAL)
     assert verdict.decision.granted  # the name stayed unknown, so KNOWN did not match
+
+
+async def wait_for_file(path, timeout: float = 10.0) -> str:
+    with trio.fail_after(timeout):
+        while not path.exists() or not path.read_text().endswith("\n"):
+            await trio.sleep(0.02)
+    return path.read_text()
+
+
+async def test_aclexec_exit_status_decides(tmp_path):
+    ac = control(tmp_path, allow="imapd: ALL: aclexec exit 1\n", deny="ALL: ALL\n")
+    assert not (await ac.check("imapd", PEER, LOCAL)).decision.granted
+    ac = control(tmp_path, allow="imapd: ALL: aclexec test %a = 192.0.2.7 -a %d = imapd\n",
+                 deny="ALL: ALL\n")
+    assert (await ac.check("imapd", PEER, LOCAL)).decision.granted
+
+
+async def test_aclexec_sees_earlier_setenv_and_umask_and_stdio_on_dev_null(tmp_path):
+    made = tmp_path / "made"
+    ac = control(tmp_path, allow=(
+        f'imapd: ALL: setenv FOO bar: umask 077: aclexec test "$FOO" = bar && touch {made}'
+        ' && test "$(readlink /proc/$$/fd/0)$(readlink /proc/$$/fd/1)$(readlink /proc/$$/fd/2)"'
+        ' = /dev/null/dev/null/dev/null\n'), deny="ALL: ALL\n")
+    assert (await ac.check("imapd", PEER, LOCAL)).decision.granted
+    assert made.stat().st_mode & 0o777 == 0o600
+
+
+async def test_aclexec_that_hangs_is_killed_and_refuses(tmp_path, monkeypatch):
+    from tlswrap import access
+
+    monkeypatch.setattr(access, "ACLEXEC_TIMEOUT", 0.3)
+    pidfile = tmp_path / "pid"
+    ac = control(tmp_path, allow=f"imapd: ALL: aclexec echo $$ > {pidfile}; exec sleep 30\n",
+                 deny="ALL: ALL\n")
+    with trio.fail_after(10):
+        verdict = await ac.check("imapd", PEER, LOCAL)
+    assert not verdict.decision.granted
+    pid = int(pidfile.read_text())
+    with trio.fail_after(5):
+        while os.path.exists(f"/proc/{pid}") and "Z" not in _proc_state(pid):
+            await trio.sleep(0.02)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+async def test_aclexec_runs_off_the_event_loop(tmp_path):
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await trio.sleep(0.01)
+            ticks += 1
+
+    ac = control(tmp_path, allow="imapd: ALL: aclexec sleep 0.5\n", deny="ALL: ALL\n")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        verdict = await ac.check("imapd", PEER, LOCAL)
+        nursery.cancel_scope.cancel()
+    assert verdict.decision.granted
+    assert ticks >= 5  # the loop kept running while the command did
+
+
+async def test_spawn_sees_earlier_umask_and_setenv(tmp_path):
+    touched, echoed = tmp_path / "touched", tmp_path / "echoed"
+    ac = control(tmp_path, allow=f"imapd: ALL: umask 077: setenv FOO bar: "
+                                 f"spawn touch {touched}; echo $FOO > {echoed}\n")
+    assert (await ac.check("imapd", PEER, LOCAL)).decision.granted
+    assert await wait_for_file(echoed) == "bar\n"
+    assert touched.stat().st_mode & 0o777 == 0o600
+
+
+async def test_setenv_after_spawn_does_not_reach_it(tmp_path):
+    echoed = tmp_path / "echoed"
+    ac = control(tmp_path, allow=f"imapd: ALL: spawn echo x$FOO > {echoed}: setenv FOO bar\n")
+    assert (await ac.check("imapd", PEER, LOCAL)).decision.granted
+    assert await wait_for_file(echoed) == "x\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import re
 import socket
 import ssl
 from pathlib import Path
@@ -176,3 +177,65 @@ def test_ipv4_client_on_a_dual_stack_listener_matches_ipv4_rules(certs, demo_mai
     assert refused_before_tls(port)
     wait_for(lambda: "refused connect from 127.0.0.1" in proc.log(), 5, "the refusal line")
     assert "::ffff:" not in proc.log()
+
+
+@pytest.mark.parametrize("status", [1, 0])
+def test_aclexec_exit_status_decides_for_a_real_client(certs, demo_mailserver, tlswrap, hosts,
+                                                       tmp_path, status):
+    """hosts.allow ``aclexec`` + ``ALL: ALL`` in hosts.deny: exit 1 refuses, exit 0 grants."""
+    imap_port, _ = demo_mailserver
+    ran = tmp_path / "ran"
+    hosts[0].write_text(f"imaps: ALL: aclexec /bin/sh -c 'echo %d %a > {ran}; exit {status}'\n")
+    hosts[1].write_text("ALL: ALL\n")
+    port = free_port()
+    proc = tlswrap(wrapped(certs, port, imap_port, hosts), [port])
+    if status:
+        assert refused_before_tls(port)
+        wait_for(lambda: "refused connect from 127.0.0.1" in proc.log(), 5, "the refusal line")
+        assert f"{hosts[1]} line 1" in proc.log()
+    else:
+        assert login(certs, port)
+    assert ran.read_text() == "imaps 127.0.0.1\n"
+
+
+def test_spawn_flood_is_bounded_and_a_real_client_is_served(certs, demo_mailserver, tlswrap,
+                                                            hosts, tmp_path):
+    """The classic ``spawn (...) &``: a connect flood runs at most the bound at once (the
+    backgrounded subshell counts until it ends), the excess is dropped and counted in one log
+    line, and a legitimate client in the middle is served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tlswrap.access import SPAWN_LIMIT
+
+    imap_port, _ = demo_mailserver
+    trace = tmp_path / "trace"
+    hosts[0].write_text(f"imaps: ALL: spawn (echo s >> {trace}; sleep 2; echo e >> {trace}) &\n")
+    port = free_port()
+    proc = tlswrap(wrapped(certs, port, imap_port, hosts), [port])
+    flood = 300
+
+    def knock(_):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10):
+                pass
+        except OSError:
+            pass
+
+    with ThreadPoolExecutor(16) as pool:
+        first = pool.map(knock, range(flood // 2))
+        assert login(certs, port)  # in the middle of the flood
+        list(first)
+        list(pool.map(knock, range(flood - flood // 2)))
+    dropped = re.compile(r"spawn: (\d+) commands dropped in the last \d+s \((\d+) running\)")
+    wait_for(lambda: dropped.search(proc.log()), 30, "the dropped-spawns line")
+    wait_for(lambda: trace.exists() and trace.read_text().count("s") ==
+             trace.read_text().count("e"), 30, "the spawned commands to end")
+    running = peak = 0
+    for mark in trace.read_text().split():
+        running += 1 if mark == "s" else -1
+        peak = max(peak, running)
+    started = trace.read_text().count("s")
+    assert 0 < peak <= SPAWN_LIMIT
+    total_dropped = sum(int(m.group(1)) for m in dropped.finditer(proc.log()))
+    assert started + total_dropped == flood + 2  # + the fixture's port probe and the login
+    assert proc.proc.poll() is None

@@ -64,3 +64,64 @@ def test_log_callback_sees_the_verbose_lines_as_they_come():
     d = allow_text("ALL: 10.0.0.1: spawn echo %a\n", addr("10.0.0.1"), log=lines.append)
     assert tuple(lines) == d.log == ("matched:  hosts.allow line 1",
                                      "option:   spawn echo 10.0.0.1")
+
+
+def _aclexec(status: dict[str, bool]):
+    """An on_option hook that answers aclexec from ``status`` (command -> exited 0)."""
+    def hook(option, warn):
+        if option.name == "aclexec":
+            return None if status[option.arg] else ACLEXEC_FAILED
+        return None
+    return hook
+
+
+def test_aclexec_failure_in_hosts_allow_goes_on_to_hosts_deny():
+    """libwrap's hosts_access(): the failed rule ends the allow file's search (a later allow
+    rule is not consulted), the deny file decides."""
+    hook = _aclexec({"ok": True, "bad": False})
+    assert allow_text("imapd: ALL: aclexec ok\n", addr("10.0.0.1"), "ALL: ALL\n",
+                      on_option=hook).granted
+    d = allow_text("imapd: ALL: aclexec bad\nimapd: ALL\n", addr("10.0.0.1"), "ALL: ALL\n",
+                   on_option=hook)
+    assert (d.granted, d.file, d.line) == (False, "hosts.deny", 1)
+    assert "aclexec returned 1" in d.log
+
+
+def test_aclexec_failure_in_hosts_deny_grants():
+    hook = _aclexec({"ok": True, "bad": False})
+    assert allow_text("", addr("10.0.0.1"), "ALL: ALL: aclexec bad\n", on_option=hook).granted
+    assert not allow_text("", addr("10.0.0.1"), "ALL: ALL: aclexec ok\n", on_option=hook).granted
+
+
+def test_aclexec_status_is_the_last_one_and_outlives_the_rule():
+    """tcpd keeps the status in a global that only a later aclexec resets; it is checked after
+    every rule with options, so a failed allow rule makes a deny rule *with options* not match."""
+    hook = _aclexec({"ok": True, "bad": False})
+    failed = "imapd: ALL: aclexec bad\n"
+    assert allow_text(failed, addr("10.0.0.1"), "ALL: ALL: severity info\n",
+                      on_option=hook).granted
+    assert not allow_text(failed, addr("10.0.0.1"), "ALL: ALL\n", on_option=hook).granted
+    assert not allow_text(failed, addr("10.0.0.1"), "ALL: ALL: aclexec ok\n",
+                          on_option=hook).granted
+    assert allow_text("imapd: ALL: aclexec bad: aclexec ok\n", addr("10.0.0.1"), "ALL: ALL\n",
+                      on_option=hook).granted
+    assert not allow_text("imapd: ALL: aclexec ok: aclexec bad\n", addr("10.0.0.1"),
+                          "ALL: ALL\n", on_option=hook).granted
+
+
+def test_allow_deny_and_twist_end_the_rule_before_the_aclexec_status_counts():
+    hook = _aclexec({"bad": False})
+    assert allow_text("imapd: ALL: aclexec bad: allow\n", addr("10.0.0.1"), "ALL: ALL\n",
+                      on_option=hook).granted
+    d = allow_text("imapd: ALL: aclexec bad: twist echo hi\n", addr("10.0.0.1"), "ALL: ALL\n",
+                   on_option=hook)
+    assert d.delegated and d.option("twist") is not None
+
+
+def test_options_of_a_rule_whose_aclexec_failed_were_carried_out():
+    """tcpd ran them (setenv, spawn, umask...) before the status was known: they stay."""
+    hook = _aclexec({"bad": False})
+    d = allow_text("imapd: ALL: setenv A b: aclexec bad\n", addr("10.0.0.1"),
+                   "ALL: ALL: spawn echo %a\n", on_option=hook)
+    assert d.granted  # the failed status outlives its rule (above)
+    assert [o.name for o in d.options] == ["setenv", "aclexec", "spawn"]

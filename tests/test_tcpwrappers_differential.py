@@ -6,6 +6,9 @@ verbose lines (``matched:``, ``option:``, warnings) to syslog through the fortif
 ``__syslog_chk``, which tcpdmatch's own stdout logger does not catch; when a C compiler is
 available a tiny LD_PRELOAD shim sends them to stdout (what tcpdmatch means to do), and the
 full outputs are compared; without one only the lines tcpdmatch prints itself are compared.
+tcpdmatch never runs aclexec (a dry run: every aclexec counts as exiting 0), so a second
+oracle, libwrap's own hosts_access() in a tiny C program, decides rule sets whose aclexec
+commands really run (see below).
 
 The seed is fixed (``CI_SEED``) when the environment variable CI is set, random otherwise;
 TLSWRAP_DIFF_SEED overrides both. It is always printed, so a failure can be replayed with
@@ -82,6 +85,7 @@ OPTIONS = [
     "nice -3", "nice x", "umask 022", "umask 0777", "umask 1000", "umask 9", "umask -0",
     "rfc931", "rfc931 5", "rfc931 0", "rfc931 x", "banners /nonexistent", "banners /bnr",
     "user nosuchuser", "user nobody.nosuchgroup", "group nosuchgroup", "aclexec /bin/false %a",
+    "aclexec exit 1", "aclexec", "ACLEXEC true %d",  # a dry run: tcpdmatch never runs them
     "bogus", "spawn", "twist", "", " ", "/bin/cmd", "spawn a\\:b", "spawn [a:b]", "Spawn=x",
 ]
 
@@ -202,14 +206,20 @@ def test_seed_is_fixed_under_ci_and_can_be_replayed():
     assert 0 <= diff_seed({}) < 1 << 32
 
 
+def _seeded(capsys, cases_var: str, default: int, what: str) -> tuple[int, int, random.Random]:
+    """The seed (printed, for a replay), the number of cases and the generator."""
+    seed = diff_seed()
+    count = int(os.environ.get(cases_var, str(default)))
+    with capsys.disabled():
+        print(f"\n{what} seed={seed} cases={count}")
+    return seed, count, random.Random(seed)
+
+
 @pytest.mark.slow
 @needs_tcpdmatch
 def test_differential(shim, capsys):
-    seed = diff_seed()
-    count = int(os.environ.get("TLSWRAP_DIFF_CASES", "10000"))
-    with capsys.disabled():
-        print(f"\ndifferential seed={seed} cases={count} shim={'yes' if shim else 'no'}")
-    rng = random.Random(seed)
+    seed, count, rng = _seeded(capsys, "TLSWRAP_DIFF_CASES", 10000,
+                               f"differential shim={'yes' if shim else 'no'}")
     cases = [_case(rng) for _ in range(count)]
     failures = []
     with tempfile.TemporaryDirectory() as root:
@@ -232,3 +242,115 @@ def test_differential(shim, capsys):
             f"hosts.allow={case[0]!r}\nhosts.deny={case[1]!r}\nargs={case[2]}\n"
             f"tcpdmatch (rc {rc_o}):\n" + "\n".join(want) +
             f"\ntlswrap match (rc {rc_m}):\n" + "\n".join(got))
+
+
+# --- hosts_access() itself: options that change the verdict, commands run for real ----------
+#
+# tcpdmatch is a dry run: it never runs aclexec (options.c returns early when dry_run is set),
+# so for it every aclexec exits 0. libwrap's hosts_access(), called by a tiny C program built
+# against libwrap0-dev, runs them, as tcpd does; tlswrap's side runs them with the daemon's own
+# runner (tlswrap.access.run_aclexec). Not covered here: twist (hosts_access() would exec it;
+# tcpdmatch's "delegated" covers it above), rfc931 (would need a socket), and user/group
+# switching (Debian's tcpd checks the names but only switches in a dry run).
+
+LIBWRAP_ORACLE = r"""
+#include <stdio.h>
+#include <syslog.h>
+#include <tcpd.h>
+int allow_severity = LOG_INFO, deny_severity = LOG_WARNING;
+extern char *hosts_allow_table, *hosts_deny_table;
+int main(int argc, char **argv)
+{
+    struct request_info req;
+    if (argc != 6) return 2;
+    hosts_allow_table = argv[1];
+    hosts_deny_table = argv[2];
+    request_init(&req, RQ_DAEMON, argv[3], RQ_CLIENT_ADDR, argv[4], RQ_CLIENT_NAME, argv[5], 0);
+    printf("%s\n", hosts_access(&req) ? "granted" : "denied");
+    return 0;
+}
+"""
+LW_CLIENT = ("192.0.2.7", "mail.example.org")
+LW_DAEMONS = ["imapd", "pop3d"]
+LW_DAEMONPATS = ["ALL", "imapd", "pop3d", "imapd pop3d"]
+LW_CLIENTPATS = ["ALL", "192.0.2.7", "192.0.2.", "10.0.0.1", ".example.org", "KNOWN",
+                 "ALL EXCEPT 192.0.2.7"]
+LW_OPTIONS = [
+    "allow", "deny", "aclexec exit 0", "aclexec exit 1", "aclexec exit 3", "aclexec kill -9 $$",
+    "aclexec test %a = 192.0.2.7", "aclexec test %d = imapd", "aclexec test %n = mail.example.org",
+    'aclexec test "$TW" = on', "setenv TW on", "setenv TW off", "spawn true",
+    "severity mail.info", "umask 022", "umask 9", "nice x", "linger x", "keepalive",
+    "user nosuchuser", "banners /nonexistent", "bogus", "nice 1",
+]
+
+
+def _lw_table(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(0, 3)):
+        line = f"{rng.choice(LW_DAEMONPATS)}: {rng.choice(LW_CLIENTPATS)}"
+        if rng.random() < 0.8:
+            line += ": " + ": ".join(rng.choice(LW_OPTIONS) for _ in range(rng.randint(1, 3)))
+        lines.append(line + "\n")
+    return "".join(lines)
+
+
+@pytest.fixture(scope="module")
+def libwrap_oracle(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    d = tmp_path_factory.mktemp("libwrap")
+    (d / "oracle.c").write_text(LIBWRAP_ORACLE)
+    r = subprocess.run([cc, "-o", str(d / "oracle"), str(d / "oracle.c"), "-lwrap"],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot build against libwrap (apt-get install libwrap0-dev)")
+    return str(d / "oracle")
+
+
+def _lw_ours(allow: str, deny: str, daemon: str) -> str:
+    from tlswrap.access import Command, run_aclexec
+    from tlswrap.tcpwrappers import ACLEXEC_FAILED, Request, check_option, decide, parse_hosts
+
+    env: dict[str, str] = {}
+
+    def on_option(opt, warn):
+        if opt.name == "setenv":
+            env[opt.arg[0]] = opt.arg[1]
+        if opt.name == "aclexec":
+            ok = run_aclexec(Command(opt.arg, dict(env)), 10.0, "[differential]")
+            return None if ok else ACLEXEC_FAILED
+        return check_option(opt)
+
+    request = Request(daemon, client_addr=LW_CLIENT[0], client_name=LW_CLIENT[1])
+    d = decide(parse_hosts(allow, "hosts.allow"), parse_hosts(deny, "hosts.deny"), request,
+               on_option=on_option)
+    return d.verdict
+
+
+@pytest.mark.slow
+def test_differential_hosts_access_runs_aclexec(libwrap_oracle, capsys):
+    seed, count, rng = _seeded(capsys, "TLSWRAP_DIFF_CASES_LIBWRAP", 400, "libwrap differential")
+    cases = [(_lw_table(rng), _lw_table(rng), rng.choice(LW_DAEMONS)) for _ in range(count)]
+    with tempfile.TemporaryDirectory() as root:
+        def oracle(i: int) -> str:
+            allow, deny, daemon = cases[i]
+            a, b = os.path.join(root, f"{i}.allow"), os.path.join(root, f"{i}.deny")
+            with open(a, "w") as f:
+                f.write(allow)
+            with open(b, "w") as f:
+                f.write(deny)
+            r = subprocess.run([libwrap_oracle, a, b, daemon, *LW_CLIENT], capture_output=True,
+                               text=True, timeout=30, cwd=root)
+            return r.stdout.strip()
+
+        with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) * 2) as pool:
+            want = list(pool.map(oracle, range(count)))
+            got = list(pool.map(lambda c: _lw_ours(*c), cases))
+    failures = [i for i in range(count) if want[i] != got[i]]
+    if failures:
+        i = failures[0]
+        pytest.fail(f"{len(failures)} of {count} cases disagree (replay: TLSWRAP_DIFF_SEED="
+                    f"{seed}); first:\nhosts.allow={cases[i][0]!r}\nhosts.deny={cases[i][1]!r}\n"
+                    f"daemon={cases[i][2]}: libwrap {want[i]}, tlswrap {got[i]}")
+    assert {"granted", "denied"} <= set(want)

@@ -2,50 +2,194 @@
 
 General theory of operation: the rules are re-read when hosts.allow/hosts.deny change (checked
 at each connection, as tcpd reads them per connection). The decision is first made on the event
-loop with name lookups forbidden; most rule sets only look at addresses, so that is the whole
-cost. Only if a rule needs a host name is the decision made again in a worker thread, where the
-C resolver may block, under ``LOOKUP_TIMEOUT``; a resolver that does not answer in time counts
-as a failed lookup (the client's name is "unknown"), as with tcpd when DNS is down.
+loop with name lookups and commands forbidden; most rule sets only look at addresses, so that is
+the whole cost. Only if a rule needs a host name or runs an ``aclexec`` command is the decision
+made again in a worker thread, where the C resolver and the command may block, bounded by
+``LOOKUP_TIMEOUT`` (plus ``ACLEXEC_TIMEOUT`` when the rules hold an aclexec). A resolver that
+does not answer in time counts as a failed lookup (the client's name is "unknown"), as with
+tcpd when DNS is down; an aclexec command still running at its bound is killed (its whole
+process group) and counts as failed.
 
-Options (hosts_options(5)) are carried out here or handed to the pipeline:
-spawn runs now, in the background, with stdin/stdout/stderr on /dev/null; twist and banners
-talk to the client inside TLS after the handshake; setenv, nice, umask and user apply to the
-programs tlswrap runs for the connection (exec, twist); keepalive and linger set socket options;
-severity sets the level of the log line; rfc931 is reported as unsupported (the user stays
-"unknown", as when no ident server answers).
+Options (hosts_options(5)) act in order, as tcpd applies them to its own process: setenv,
+umask, nice and user reach every command started after them (aclexec and spawn now, twist and
+the exec'd program later), never one started before. aclexec runs while deciding, with
+stdin/stdout/stderr on /dev/null, and its exit status decides (see tcpwrappers.decide). spawn
+runs in the background once the decision is made, at most ``SPAWN_LIMIT`` at once (a command
+counts until its process group is empty, so ``spawn (...) &`` counts too); more are dropped and
+counted in one log line per ``SPAWN_REPORT_INTERVAL``. twist and banners talk to the client
+inside TLS after the handshake; keepalive and linger set socket options; severity sets the
+level of the log line; rfc931 is reported as unsupported (the user stays "unknown", as when no
+ident server answers).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import struct
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import trio
 
 from .addresses import peer_host, peer_port
-from .tcpwrappers import Decision, HostsFiles, Option, Request, decide, expand_percent
+from .tcpwrappers import (
+    ACLEXEC_FAILED,
+    Decision,
+    HostsFiles,
+    Option,
+    Request,
+    Rule,
+    Rules,
+    decide,
+    expand_percent,
+)
 from .tcpwrappers.files import banner_path_error, check_option, hostname_for, read_patterns
 
 log = logging.getLogger("tlswrap.access")
 
 LOOKUP_TIMEOUT = 5.0
+ACLEXEC_TIMEOUT = 5.0  # an aclexec command still running then is killed: it failed
+SPAWN_LIMIT = 32  # spawn commands running at once; tcpd has no bound (a connect flood forks)
+SPAWN_REPORT_INTERVAL = 10.0
+_SPAWN_POLL = 0.2  # how often a finished spawn's process group is checked for stragglers
+_SHELL = "/bin/sh"
 
 _SYSLOG_TO_PY = {"emerg": logging.CRITICAL, "alert": logging.CRITICAL, "crit": logging.CRITICAL,
                  "err": logging.ERROR, "warning": logging.WARNING, "notice": 25,
                  "info": logging.INFO, "debug": logging.DEBUG}
 
 
-class _NeedsLookup(Exception):
-    """A rule wants a host name: decide again where blocking is allowed."""
+class _NeedsThread(Exception):
+    """A rule wants a host name or runs a command: decide again where blocking is allowed."""
 
 
 def _forbidden() -> str | None:
-    raise _NeedsLookup
+    raise _NeedsThread
+
+
+@dataclass(frozen=True)
+class Command:
+    """A shell command and the process state the options before it set up (tcpd's own)."""
+
+    command: str
+    env: dict[str, str]
+    umask: int | None = None
+    nice: int = 0
+    user: tuple[int, int] | None = None
+
+    def popen_options(self) -> dict[str, Any]:
+        """subprocess options: ``/bin/sh -c``, stdio on /dev/null, its own process group."""
+        options: dict[str, Any] = {
+            "args": ["sh", "-c", self.command], "executable": _SHELL,
+            "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+            "stderr": subprocess.DEVNULL, "close_fds": True, "start_new_session": True,
+            "env": {**os.environ, **self.env}}
+        if self.umask is not None:
+            options["umask"] = self.umask
+        if self.user is not None:
+            options.update(user=self.user[0], group=self.user[1], extra_groups=[])
+        if self.nice:
+            niceness = self.nice
+            options["preexec_fn"] = lambda: os.nice(niceness)
+        return options
+
+
+def run_aclexec(cmd: Command, timeout: float, label: str) -> bool:
+    """Run an aclexec command to its end (blocking): True when it exited 0.
+
+    Still running after ``timeout`` seconds: its process group is killed and it failed. A
+    command that cannot be started failed too (tcpd then drops the connection).
+    """
+    if timeout <= 0:
+        log.warning("%s aclexec: no time left to run it: it counts as failed", label)
+        return False
+    try:
+        proc = subprocess.Popen(**cmd.popen_options())
+    except OSError as exc:
+        log.error("%s aclexec: cannot run %s: %s", label, _SHELL, exc.strerror or exc)
+        return False
+    try:
+        status = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.wait()
+        log.warning("%s aclexec: still running after %gs: killed, it counts as failed",
+                    label, timeout)
+        return False
+    if status < 0:
+        log.warning("%s aclexec: process %d exited with signal %d", label, proc.pid, -status)
+    return status == 0
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: a member exists (it changed identity)
+    return True
+
+
+class _Spawner:
+    """spawn commands in the background, off the event loop, at most SPAWN_LIMIT at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.dropped = 0
+        self.reporting = False
+
+    def start(self, cmd: Command, label: str) -> None:
+        """Start ``cmd`` now, or drop it when the bound is reached (on the trio thread)."""
+        if self.running >= SPAWN_LIMIT:
+            self.dropped += 1
+            if not self.reporting:
+                self.reporting = True
+                trio.lowlevel.spawn_system_task(self._report)
+            return
+        self.running += 1
+        trio.lowlevel.spawn_system_task(self._run, cmd, label)
+
+    async def _run(self, cmd: Command, label: str) -> None:
+        try:
+            options = cmd.popen_options()
+            argv = options.pop("args")
+            proc = await trio.lowlevel.open_process(argv, **options)  # forks in a thread
+            await proc.wait()
+            # ``(...) &``: the background part still runs. No event says when a process
+            # group empties, so poll.
+            while _group_alive(proc.pid):  # noqa: ASYNC110
+                await trio.sleep(_SPAWN_POLL)
+        except OSError as exc:
+            log.error("%s spawn: cannot run %s: %s", label, _SHELL, exc.strerror or exc)
+        except Exception:  # a system task must not raise: it would end the daemon
+            log.exception("%s spawn failed", label)
+        finally:
+            self.running -= 1
+
+    async def _report(self) -> None:
+        try:
+            await trio.sleep(SPAWN_REPORT_INTERVAL)
+        finally:
+            count, self.dropped, self.reporting = self.dropped, 0, False
+        log.warning("spawn: %d commands dropped in the last %gs (%d running)",
+                    count, SPAWN_REPORT_INTERVAL, self.running)
+
+
+_spawner = _Spawner()
 
 
 @dataclass
@@ -62,15 +206,71 @@ class Verdict:
     user: tuple[int, int] | None = None
 
 
+# How a decision treats what may block: on the event loop both are forbidden (decide again in
+# a thread), in the thread both run, after the thread's bound lookups fail and aclexec fails.
+_LOOP, _THREAD, _LATE = "loop", "thread", "late"
 
 
-def _on_option(option: Option, warn) -> str | None:  # type: ignore[no-untyped-def]
-    if option.name == "banners":
-        problem = banner_path_error(str(option.arg))
+class _Effects:
+    """What the options did so far to "the process", in order; the on_option hook of decide.
+
+    tcpd applies each option to itself as it comes: setenv, umask, nice and user shape every
+    command started after them. aclexec runs here (in the thread pass); spawns are kept, each
+    with the state of its moment, and started once the decision is final.
+    """
+
+    def __init__(self, mode: str, label: str, deadline: float = 0.0):
+        self.mode = mode
+        self.label = label
+        self.deadline = deadline
+        self.env: dict[str, str] = {}
+        self.umask: int | None = None
+        self.nice = 0
+        self.user: tuple[int, int] | None = None
+        self.spawns: list[Command] = []
+
+    def command(self, text: str) -> Command:
+        return Command(text, dict(self.env), self.umask, self.nice, self.user)
+
+    def on_option(self, option: Option, warn: Callable[[str], None]) -> str | None:
+        name, arg = option.name, option.arg
+        if name == "banners":
+            problem = banner_path_error(str(arg))
+            if problem:
+                warn(problem)
+            return None
+        problem = check_option(option)
         if problem:
-            warn(problem)
+            return problem
+        if name == "setenv":
+            key, value = cast("tuple[str, str]", arg)
+            self.env[key] = value
+        elif name == "umask":
+            self.umask = cast(int, arg)
+        elif name == "nice":
+            self.nice += cast(int, arg)  # nice(3) adds, like tcpd's nice_option
+        elif name == "user":
+            self.user = _user_ids(cast("tuple[str, str | None]", arg))
+        elif name == "spawn":
+            self.spawns.append(self.command(str(arg)))
+        elif name == "aclexec":
+            return self.aclexec(str(arg))
         return None
-    return check_option(option)
+
+    def aclexec(self, text: str) -> str | None:
+        if self.mode == _LOOP:
+            raise _NeedsThread
+        if self.mode == _LATE:
+            log.warning("%s aclexec: not run, the decision ran out of time: it counts as failed",
+                        self.label)
+            return ACLEXEC_FAILED
+        timeout = min(ACLEXEC_TIMEOUT, self.deadline - time.monotonic())
+        return None if run_aclexec(self.command(text), timeout, self.label) else ACLEXEC_FAILED
+
+
+def _runs_aclexec(*tables: Rules) -> bool:
+    return any(spec.name == "aclexec" for rules in tables for rule in rules.entries
+               if isinstance(rule, Rule) for spec in rule.options)
 
 
 class AccessControl:
@@ -88,73 +288,70 @@ class AccessControl:
         hosts.load_strict()
         return cls(hosts)
 
-    def _decide(self, daemon: str, peer: object, local: object,
-                lookups: bool | None) -> tuple[Decision, str, bytes | None]:
-        """Decide; ``lookups``: True (may block), False (raise _NeedsLookup), None (unknown)."""
-        allow, deny = self.hosts.rules()
+    def _decide(self, rules: tuple[Rules, Rules], daemon: str, peer: object, local: object,
+                effects: _Effects) -> tuple[Decision, str, bytes | None, _Effects]:
+        """Decide in ``effects.mode``: _LOOP raises _NeedsThread for a lookup or an aclexec,
+        _THREAD may block on both, _LATE counts lookups and aclexec as failed."""
+        allow, deny = rules
         client_ip, server_ip = peer_host(peer), peer_host(local)
         client_name = server_name = None
-        if lookups:
+        if effects.mode == _THREAD:
             resolve = self.resolver
             client_name = (lambda: resolve(client_ip)) if client_ip else None
             server_name = (lambda: resolve(server_ip)) if server_ip else None
-        elif lookups is False:
+        elif effects.mode == _LOOP:
             client_name = server_name = _forbidden
         request = Request(daemon=daemon, client_addr=client_ip, client_name=client_name,
                           server_addr=server_ip, server_name=server_name, user=None,
                           client_port=peer_port(peer), server_port=peer_port(local),
                           pid=os.getpid())
         decision = decide(allow, deny, request, read_patterns=read_patterns,
-                          on_option=_on_option)
+                          on_option=effects.on_option)
         banners = decision.option("banners")
         if banners is not None:
             decision_banner = _banner(str(banners.arg), daemon, request)
         else:
             decision_banner = None
         client = client_ip or "unknown"
-        if lookups:  # name the client as tcpd's log lines do, when the name is known
+        if request.client().name_ready() and client_name is not None:
+            # as tcpd's eval_client(): the name if a rule looked it up, else the address
             name = request.client_hostname()
             if name and name not in ("unknown", "paranoid"):
                 client = name
-        return decision, client, decision_banner
+        return decision, client, decision_banner, effects
 
     async def check(self, daemon: str, peer: object, local: object) -> Verdict:
+        label = f"[{daemon}]"
+        rules = self.hosts.rules()
         try:
-            result = self._decide(daemon, peer, local, lookups=False)
-        except _NeedsLookup:
+            result = self._decide(rules, daemon, peer, local, _Effects(_LOOP, label))
+        except _NeedsThread:
             result = None  # decided again below, outside the except clause
         if result is None:
-            with trio.move_on_after(LOOKUP_TIMEOUT):
+            bound = LOOKUP_TIMEOUT + (ACLEXEC_TIMEOUT if _runs_aclexec(*rules) else 0.0)
+            effects = _Effects(_THREAD, label, time.monotonic() + bound)
+            with trio.move_on_after(bound + 1.0):  # aclexec's own bound comes first
                 result = await trio.to_thread.run_sync(
-                    self._decide, daemon, peer, local, True, abandon_on_cancel=True)
-                return self._verdict(daemon, *result)
-            log.warning("[%s] host name lookup for %s timed out after %gs: name unknown",
-                        daemon, peer_host(peer), LOOKUP_TIMEOUT)
-            result = self._decide(daemon, peer, local, lookups=None)
-        return self._verdict(daemon, *result)
+                    self._decide, rules, daemon, peer, local, effects, abandon_on_cancel=True)
+                return self._verdict(label, *result)
+            log.warning("%s deciding for %s took over %gs (host name lookup or aclexec): the "
+                        "name counts as unknown, an aclexec as failed", label, peer_host(peer),
+                        bound)
+            result = self._decide(rules, daemon, peer, local, _Effects(_LATE, label))
+        return self._verdict(label, *result)
 
-    def _verdict(self, daemon: str, decision: Decision, client: str,
-                 banner: bytes | None) -> Verdict:
-        v = Verdict(decision, client, banner=banner)
+    def _verdict(self, label: str, decision: Decision, client: str, banner: bytes | None,
+                 effects: _Effects) -> Verdict:
+        for cmd in effects.spawns:
+            _spawner.start(cmd, label)
+        twist = decision.option("twist")
         for opt in decision.options:
-            name, arg = opt.name, opt.arg
-            if name == "spawn":
-                _spawn_detached(str(arg), daemon)
-            elif name == "twist":
-                v.twist = str(arg)
-            elif name == "setenv":
-                key, value = cast("tuple[str, str]", arg)
-                v.env[key] = value
-            elif name == "umask":
-                v.umask = int(arg)  # type: ignore[call-overload]
-            elif name == "nice":
-                v.nice = int(arg)  # type: ignore[call-overload]
-            elif name == "user":
-                v.user = _user_ids(arg)  # type: ignore[arg-type]
-            elif name == "rfc931":
-                log.warning("[%s] rfc931: ident lookups are not supported; the user is unknown",
-                            daemon)
-        return v
+            if opt.name == "rfc931":
+                log.warning("%s rfc931: ident lookups are not supported; the user is unknown",
+                            label)
+        return Verdict(decision, client, env=effects.env, banner=banner,
+                       twist=None if twist is None else str(twist.arg), umask=effects.umask,
+                       nice=effects.nice or None, user=effects.user)
 
     def log_refusal(self, daemon: str, verdict: Verdict) -> None:
         level = logging.WARNING
@@ -186,29 +383,6 @@ def _banner(directory: str, daemon: str, request: Request) -> bytes | None:
         return None
     lines = [expand_percent(line, request) for line in text.splitlines()]
     return "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")
-
-
-def _spawn_detached(command: str, daemon: str) -> None:
-    """Run a ``spawn`` command in the background, as tcpd does (stdio on /dev/null)."""
-    try:
-        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                close_fds=True, start_new_session=True)
-    except OSError as exc:
-        log.error("[%s] spawn: cannot run /bin/sh: %s", daemon, exc.strerror)
-        return
-    _reap_later(proc)
-
-
-_pending: list[subprocess.Popen[bytes]] = []
-
-
-def _reap_later(proc: subprocess.Popen[bytes]) -> None:
-    """Keep the child to reap it at the next spawn (spawned commands are short)."""
-    _pending.append(proc)
-    for p in list(_pending):
-        if p.poll() is not None:
-            _pending.remove(p)
 
 
 def apply_socket_options(sock: socket.socket, decision: Decision) -> None:

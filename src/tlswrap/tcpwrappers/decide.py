@@ -13,6 +13,16 @@ General theory of operation (tcpd's hosts_access.c, options.c):
   error: in hosts.allow the search goes on to hosts.deny, in hosts.deny access is denied.
 * Only the deciding rule's options are evaluated, in order (hosts_options(5)); ``allow`` and
   ``deny`` override the file, and an error in an option denies (tcpd's tcpd_jump()).
+* ``aclexec`` (Debian's patch to options.c and hosts_access.c): the command's status goes into
+  one flag per decision (tcpd's global ``aclexec_matched``: set by a failing command, cleared
+  only by a later command that exits 0). After the options of a matched rule have run, a set
+  flag turns the match into "no match" for that file: in hosts.allow the search goes on to
+  hosts.deny (later rules of hosts.allow are not consulted), in hosts.deny access is granted.
+  The flag outlives the rule: after a failed aclexec in hosts.allow, a matching hosts.deny rule
+  that has options (and no aclexec of its own that exits 0) does not match either, so access
+  is granted; a hosts.deny rule without options still denies. ``allow``, ``deny`` and
+  ``twist`` end the rule before the flag is looked at. The options that ran stay carried out
+  (tcpd applied them to itself as they came), so they stay in ``Decision.options``.
 """
 
 from __future__ import annotations
@@ -92,6 +102,7 @@ class _Matcher:
         self.delegated = False
         self.error: str | None = None
         self.table_error: str | None = None
+        self.aclexec_failed = False  # tcpd's aclexec_matched: see the module's docstring
 
     def log(self, line: str) -> None:
         self.lines.append(line)
@@ -136,7 +147,7 @@ class _Matcher:
             self.where = None
 
     def process_options(self, rule: Rule) -> bool:
-        aclexec_failed = False
+        """Run the rule's options in order; False when a failed aclexec undoes the match."""
         for spec in rule.options:
             value = spec.value
             if value is not None and spec.expand:
@@ -146,12 +157,11 @@ class _Matcher:
             self.options.append(opt)
             if spec.error:
                 self.jump(spec.error)
-            if self.on_option is not None:
-                result = self.on_option(opt, self.warn)
-                if result == ACLEXEC_FAILED:
-                    aclexec_failed = True
-                elif result:
-                    self.jump(result)
+            result = self.on_option(opt, self.warn) if self.on_option is not None else None
+            if opt.name == "aclexec":
+                self.aclexec_failed = result == ACLEXEC_FAILED
+            if result and result != ACLEXEC_FAILED:
+                self.jump(result)
             if opt.name == "allow":
                 raise _Jump(True)
             if opt.name == "deny":
@@ -160,11 +170,9 @@ class _Matcher:
                 self.delegated = True
         if rule.option_error:
             self.jump(rule.option_error)
-        if aclexec_failed:
+        if rule.options and self.aclexec_failed and not self.delegated:
             self.log("aclexec returned 1")
             self.rule = None
-            self.options.clear()
-            self.delegated = False
             return False
         return True
 
@@ -186,8 +194,10 @@ def decide(
     ``netgroup(group, hostname)`` answers ``@group`` patterns (None: never a member, as tcpd
     without NIS). ``on_option(option, warn)`` runs once per processed option, in order
     (``warn`` logs a warning located at the rule); it returns None, an error message (tcpd's
-    jump: access denied) or ACLEXEC_FAILED. Nothing is executed here: spawn, twist and aclexec
-    are only reported in ``Decision.options``. ``log(line)`` receives each verbose line as it
+    jump: access denied) or, for ``aclexec``, ACLEXEC_FAILED when the command did not exit 0
+    (None: it did; without a hook an aclexec counts as exiting 0, as in tcpdmatch's dry run).
+    Nothing is executed here: the hook runs aclexec; spawn and twist are only reported in
+    ``Decision.options``. ``log(line)`` receives each verbose line as it
     is made (they are also in ``Decision.log``).
     """
     m = _Matcher(request, read_patterns, netgroup, on_option, log)

@@ -29,10 +29,15 @@ from tlswrap.tcpwrappers.patterns import (
 from tlswrap.tcpwrappers.request import UNKNOWN
 from tlswrap.tcpwrappers.rules import Rule
 
-__all__ = ["DNS", "Emit", "Services", "System", "check_host", "lint_rule", "rule_listing"]
+__all__ = ["ACLEXEC_NOTE", "DNS", "Emit", "Services", "System", "check_host", "lint_rule",
+           "rule_listing"]
 
 _MAX_DEPTH = 8  # /path lists naming /path lists: tcpd would recurse; stop somewhere
 DNS = "needs a DNS lookup per connection"
+ACLEXEC_NOTE = ("aclexec: the command runs for every connection this rule matches, before "
+                "any TLS, and decides: exit 0 and the rule applies; any other status, a "
+                "signal or a time-out and the rule does not match (in hosts.deny that "
+                "grants access)")
 _NAME_EXPANSIONS = re.compile(r"%[nN]")  # %h %c %H %s fall back to the address, no lookup
 
 Emit = Callable[[str, str], None]  # (severity, message)
@@ -238,6 +243,8 @@ def _check_options(rule: Rule, emit: Emit, system: System) -> None:
                 emit("warning", problem)
         elif spec.name == "rfc931":
             emit("warning", "rfc931: tlswrap does no ident lookups; the user stays unknown")
+        elif spec.name == "aclexec" and spec.value:
+            emit("note", ACLEXEC_NOTE)
         if spec.expand and spec.value:
             for exp in sorted(set(_NAME_EXPANSIONS.findall(spec.value))):
                 emit("note", f"{spec.keyword} {exp}: {DNS}")

@@ -2,9 +2,9 @@
 
     tlswrap match [-d] [--allow FILE] [--deny FILE] DAEMON[@SERVER] [USER@]CLIENT
 
-A dry run: spawn, twist and aclexec are shown, never executed. Exit status 0 whenever a
-verdict is printed, 1 for a usage error or a name that cannot be looked up. Imports nothing
-heavy (no trio, no OpenSSL) so it starts fast.
+A dry run: spawn, twist and aclexec are shown, never executed (as in tcpdmatch, an aclexec
+counts as exiting 0). Exit status 0 whenever a verdict is printed, 1 for a usage error or a
+name that cannot be looked up. Imports nothing heavy (no trio, no OpenSSL) so it starts fast.
 """
 
 from __future__ import annotations
