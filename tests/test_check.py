@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fifo_guard import call_unless_blocked
 from tlswrap import cli
 
 DATA = Path(__file__).resolve().parent / "data" / "check"
@@ -83,6 +84,10 @@ def test_hosts_sample(capsys, monkeypatch):
     ("imaps: UNKNOWN", "note: UNKNOWN: needs a DNS lookup per connection"),
     ("imaps: 10.0.0.*", "note: 10.0.0.*: needs a DNS lookup per connection"),
     ("imaps: ALL : spawn echo %h %a %c", None),
+    ("imaps: ALL : aclexec /usr/local/bin/dnsbl %a", "note: aclexec: the command runs for "
+     "every connection this rule matches, before any TLS, and decides: exit 0 and the rule "
+     "applies; any other status, a signal or a time-out and the rule does not match (in "
+     "hosts.deny that grants access)"),
     ("imaps: ALL : twist echo %N", "note: twist %N: needs a DNS lookup per connection"),
     ("imaps: [::1]/128", None),
     # options tlswrap does not carry out
@@ -413,3 +418,89 @@ def test_bytes_that_are_not_utf8(tmp_path, capsys):
     assert rc == 0
     assert "clients:  caf\\xe9.example.\n" in out
     assert f"{allow}:1: note: caf\\xe9.example.: needs a DNS lookup per connection\n" in out
+
+
+# --- issue 17: no traceback, no hang, names hosts.allow cannot spell -------------------------
+
+def _one_service(config_dir: Path, text: str = "", section: str = "imaps",
+                 service_text: str = "", name: str = "t.conf") -> str:
+    (config_dir / name).write_text(
+        f"{text}[{section}]\naccept = 993\nconnect = 143\ncert = other.pem\n"
+        f"key = other.key\nlibwrap = no\n{service_text}")
+    return name
+
+
+def _check_in_thread(capsys, *args: str, fifo: Path) -> tuple[int, str]:
+    """``check ARGS``, failing (not hanging) when it blocks on ``fifo``."""
+    rc = call_unless_blocked(lambda: cli.main(["check", *args]), fifo, 20)
+    return rc, capsys.readouterr().out
+
+
+def test_a_fifo_as_the_config_is_an_error_not_a_hang(tmp_path, capsys):
+    fifo = tmp_path / "tlswrap.conf"
+    os.mkfifo(fifo)
+    rc, out = _check_in_thread(capsys, str(fifo), fifo=fifo)
+    assert (rc, out.splitlines()[0]) == (
+        1, f"{fifo}: error: cannot read config: not a regular file (a FIFO)")
+
+
+def test_a_fifo_as_the_cert_is_an_error_not_a_hang(config_dir, capsys):
+    os.mkfifo(config_dir / "fifo.pem")
+    name = _one_service(config_dir)
+    (config_dir / name).write_text((config_dir / name).read_text()
+                                   .replace("cert = other.pem", "cert = fifo.pem"))
+    rc, out = _check_in_thread(capsys, name, fifo=config_dir / "fifo.pem")
+    assert rc == 1
+    assert "t.conf:4: error: [imaps] cert = fifo.pem: cannot read: not a regular file " \
+           "(a FIFO)" in out.splitlines()
+
+
+@pytest.mark.parametrize("text,service_text,finding", [
+    ("", "sessionCacheTimeout = 1e19\n",
+     "t.conf:7: error: [imaps] sessionCacheTimeout = 1e19: at most 2147483647 seconds"),
+    ("", "socket = l:SO_SNDBUF=99999999999\n",
+     "t.conf:7: error: [imaps] socket = l:SO_SNDBUF=99999999999: SO_SNDBUF must be 0 to "
+     "2147483647, got 99999999999"),
+    ("setgid = 99999999999\n", "",
+     "t.conf:1: error: setgid = 99999999999: a group id is 0 to 4294967294, got 99999999999"),
+    ("", "key = oth\x00er.key\n",
+     "t.conf:7: error: [imaps] a NUL character (\\x00) is not allowed in a config file"),
+])
+def test_values_that_would_escape_are_errors_at_their_line(config_dir, capsys, text,
+                                                           service_text, finding):
+    rc, out, err = check(capsys, _one_service(config_dir, text, service_text=service_text))
+    assert (rc, err) == (1, "")
+    assert finding in out.splitlines()
+
+
+def test_a_long_accept_host_is_an_error_at_its_line(config_dir, capsys):
+    name = _one_service(config_dir)
+    host = "a" * 64
+    (config_dir / name).write_text((config_dir / name).read_text()
+                                   .replace("accept = 993", f"accept = {host}:993"))
+    rc, out, _ = check(capsys, name)
+    assert rc == 1
+    assert (f"t.conf:2: error: [imaps] accept = {host}:993: the host name has a label longer "
+            "than 63 characters") in out.splitlines()
+
+
+@pytest.mark.parametrize("section", ["my service", "a,b", "imap:993", "x@y"])
+def test_a_service_name_hosts_allow_cannot_spell_is_a_warning(config_dir, capsys, section):
+    name = _one_service(config_dir, section=section)
+    (config_dir / name).write_text((config_dir / name).read_text().replace("libwrap = no\n", ""))
+    (config_dir / "hosts.allow").write_text("ALL: 127.0.0.1\n")
+    (config_dir / "hosts.deny").write_text("ALL: ALL\n")
+    rc, out, _ = check(capsys, "-d", name)
+    assert rc == 0
+    assert out.splitlines()[0] == (
+        f"t.conf:1: warning: [{section}] the service name cannot be written in a hosts.allow "
+        "daemon list (it holds a space, ',', ':' or '@'): only ALL matches this service")
+
+
+def test_a_unix_socket_accept_is_checked(config_dir, capsys):
+    name = _one_service(config_dir)
+    (config_dir / name).write_text((config_dir / name).read_text()
+                                   .replace("accept = 993", "accept = /run/tlswrap/imaps.sock"))
+    rc, out, err = check(capsys, name)
+    assert (rc, err) == (0, "")
+    assert out.splitlines()[-1] == "checked t.conf: 0 errors, 0 warnings, 1 note"

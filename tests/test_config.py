@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fifo_guard import call_unless_blocked
 from tlswrap.config import (
     Address,
     config_warnings,
@@ -132,23 +134,36 @@ def test_debian_style_stunnel_file_with_compatibility_options():
     assert pop3s.socket_options == (("l", "TCP_NODELAY", 1), ("r", "TCP_NODELAY", 1))
     assert imaps.session_timeout == 600 and pop3s.session_timeout == 300
 
+_ANY_CHAR = st.characters(blacklist_categories=())  # surrogates and controls included
+_VALUE = st.one_of(
+    st.text(max_size=25), st.text(_ANY_CHAR, max_size=10),
+    st.integers(-2**70, 2**70).map(str),
+    st.sampled_from(["1e19", "²", "٣", "nan", "a" * 64, "/run/x.sock", "/" + "d" * 120,
+                     "l:SO_SNDBUF=99999999999", "a:TCP_KEEPCNT=0", "x..y:25", "bücher☠.example:25",
+                     "[::1]:993", "mail.example.org.:25", "4294967295", "\0"]),
+)
 _LINE = st.one_of(
     st.text(max_size=40),
+    st.text(_ANY_CHAR, max_size=20),
     st.builds(lambda k, v: f"{k} = {v}", st.sampled_from(
         ["accept", "connect", "cert", "key", "debug", "TIMEOUTidle", "sslVersion", "options",
-         "socket", "exec", "execArgs", "libwrap", "workers", "foreground", "pid", "bogus"]),
-        st.text(max_size=25)),
-    st.builds(lambda n: f"[{n}]", st.text(max_size=12)),
+         "socket", "exec", "execArgs", "libwrap", "workers", "foreground", "pid", "bogus",
+         "setuid", "setgid", "sessionCacheTimeout", "CAfile", "output"]), _VALUE),
+    st.builds(lambda n: f"[{n}]", st.one_of(st.text(max_size=12), st.text(_ANY_CHAR,
+                                                                            max_size=6))),
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_LINE, max_size=12))
-def test_any_text_gives_a_config_or_a_config_error(lines):
+@settings(max_examples=300, deadline=None, derandomize=bool(os.environ.get("CI")))
+@given(st.booleans(), st.lists(_LINE, max_size=12))
+def test_any_text_gives_a_config_or_a_config_error(bom, lines):
+    text = ("\ufeff" if bom else "") + "\n".join(lines)
     try:
-        parse_config("\n".join(lines), "fuzz.conf")
+        parse_config(text, "fuzz.conf")
     except ConfigError as exc:
         assert str(exc).startswith("fuzz.conf")
+        for each in exc.all():
+            assert each.lineno is None or 1 <= each.lineno <= len(text.splitlines())
 
 
 # --- TLS versions: 1.2 and 1.3 only --------------------------------------------------------
@@ -267,3 +282,172 @@ def test_load_config_not_utf8(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     assert str(info.value) == f"{path}: not UTF-8 text: invalid continuation byte"
+
+
+# --- what real-world stunnel files carry (issue 17, items 17-19) ----------------------------
+
+def test_load_config_accepts_a_utf8_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.conf"
+    path.write_bytes(b"\xef\xbb\xbf; saved by Notepad\n" + _SVC.encode())
+    cfg = load_config(str(path))
+    assert cfg.services[0].name == "imaps"
+    assert cfg.services[0].line_of("cert") == 5  # line numbers as in the file
+    path.write_bytes(b"\xef\xbb\xbfbogus = 1\n" + _SVC.encode())
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(info.value) == f"{path}:1: unknown option 'bogus'"
+
+
+@pytest.mark.parametrize("name", ["my service", "imap (legacy)", "a,b", "a:b", "x@y", "s[1]"])
+def test_a_service_name_may_hold_spaces_and_punctuation_as_in_stunnel(name):
+    cfg = parse_config(f"[{name}]\naccept = 993\nconnect = 143\ncert = c.pem\n", "s.conf")
+    assert cfg.services[0].name == name
+    assert cfg.services[0].line == 1
+
+
+def test_an_empty_service_name_is_still_refused():
+    with pytest.raises(ConfigError) as info:
+        parse_config("[  ]\naccept = 993\nconnect = 143\ncert = c.pem\n", "s.conf")
+    assert str(info.value) == "s.conf:1: bad service name ''"
+
+
+def test_a_unix_socket_accept():
+    cfg = parse_config("[imaps]\naccept = /run/tlswrap/imaps.sock\nconnect = 143\ncert = c\n",
+                       "s.conf")
+    accept = cfg.services[0].accept
+    assert accept == Address(path="/run/tlswrap/imaps.sock")
+    assert accept.is_unix and accept.host is None and str(accept) == "/run/tlswrap/imaps.sock"
+    assert parse_accept("/run/x.sock") == Address(host=None, port=0, path="/run/x.sock")
+
+
+def test_a_unix_socket_path_that_does_not_fit_sun_path():
+    path = "/" + "d" * 108
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[imaps]\naccept = {path}\nconnect = 143\ncert = c\n", "s.conf")
+    assert str(info.value) == (f"s.conf:2: [imaps] accept = {path}: a unix socket path is at "
+                               "most 107 bytes, this one has 109")
+
+
+def test_tcp_socket_options_on_a_unix_listener_are_refused():
+    with pytest.raises(ConfigError) as info:
+        parse_config("[imaps]\naccept = /run/i.sock\nconnect = 143\ncert = c\n"
+                     "socket = l:TCP_NODELAY=1\n", "s.conf")
+    assert str(info.value) == ("s.conf:5: [imaps] socket = l:TCP_NODELAY: a unix socket "
+                               "(accept = /run/i.sock) has no TCP options")
+
+
+# --- values that would escape as Python exceptions later (issue 17, items 2 and 14) ----------
+
+@pytest.mark.parametrize("value,message", [
+    ("l:SO_SNDBUF=99999999999", "SO_SNDBUF must be 0 to 2147483647, got 99999999999"),
+    ("a:SO_RCVBUF=-1", "SO_RCVBUF must be 0 to 2147483647, got -1"),
+    ("a:TCP_KEEPCNT=0", "TCP_KEEPCNT must be 1 to 127, got 0"),
+    ("r:TCP_KEEPIDLE=40000", "TCP_KEEPIDLE must be 1 to 32767, got 40000"),
+    ("l:TCP_NODELAY=-2147483649", "TCP_NODELAY must be 0 to 2147483647, got -2147483649"),
+    ("l:TCP_NODELAY=²", "TCP_NODELAY needs a whole number, got '²'"),
+])
+def test_socket_option_values_must_fit(value, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"{_SVC}socket = {value}\n", "s.conf")
+    assert str(info.value) == f"s.conf:5: [imaps] socket = {value}: {message}"
+
+
+@pytest.mark.parametrize("option,host,message", [
+    ("accept", "a" * 64, "the host name has a label longer than 63 characters"),
+    ("connect", ("a" * 60 + ".") * 5, "the host name is longer than 253 characters"),
+    ("accept", "mail..example.org", "the host name has an empty label"),
+    ("connect", ".example.org", "the host name has an empty label"),
+    ("connect", "mail example.org", "not a valid host name"),
+    ("connect", "b\u00fccher\u2620.example", "not a valid host name"),
+])
+def test_host_names_must_be_resolvable_names(option, host, message):
+    text = _SVC.replace(f"{option} = ", f"{option} = {host}:")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "s.conf")
+    line = 2 if option == "accept" else 3
+    port = "993" if option == "accept" else "143"
+    assert str(info.value).startswith(f"s.conf:{line}: [imaps] {option} = {host}:{port}: "
+                                      f"{message}")
+
+
+def test_a_host_name_with_a_trailing_dot_is_fine():
+    cfg = parse_config(_SVC.replace("connect = ", "connect = mail.example.org.:"), "s.conf")
+    assert cfg.services[0].connect == (Address("mail.example.org.", 143),)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("setgid", "99999999999", "a group id is 0 to 4294967294, got 99999999999"),
+    ("setuid", "4294967295", "a user id is 0 to 4294967294, got 4294967295"),
+    ("setuid", "²", "a user id is 0 to 4294967294, got '²'"),
+])
+def test_numeric_user_and_group_ids_must_fit(option, value, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"{option} = {value}\n{_SVC}", "s.conf")
+    assert str(info.value) == f"s.conf:1: {option} = {value}: {message}"
+
+
+@pytest.mark.parametrize("value", ["1e19", "99999999999", "2147483648"])
+def test_session_cache_timeout_must_fit(value):
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"{_SVC}sessionCacheTimeout = {value}\n", "s.conf")
+    assert str(info.value) == (f"s.conf:5: [imaps] sessionCacheTimeout = {value}: at most "
+                               "2147483647 seconds")
+
+
+@pytest.mark.parametrize("text,line", [
+    ("cert = /etc/ssl/a\x00b.pem\n", 5),
+    ("[ima\x00ps]\n", 5),
+    ("pid = /run/\x00\n", 5),
+])
+def test_a_nul_character_is_refused_at_its_line(text, line):
+    with pytest.raises(ConfigError) as info:
+        parse_config(_SVC + text, "s.conf")
+    assert str(info.value).startswith(f"s.conf:{line}:")
+    assert str(info.value).endswith("a NUL character (\\x00) is not allowed in a config file")
+
+
+def test_text_that_is_not_utf8_encodable_is_refused():
+    with pytest.raises(ConfigError) as info:
+        parse_config(_SVC + "cert = /etc/\udcff.pem\n", "s.conf")
+    assert str(info.value) == ("s.conf:5: [imaps] cannot be written as UTF-8: "
+                               "'cert = /etc/\\udcff.pem'")
+
+
+@pytest.mark.parametrize("option,value", [("accept", "٣"), ("workers", "²"), ("debug", "٣")])
+def test_digits_are_ascii_digits(option, value):
+    text = f"{option} = {value}\n{_SVC}" if option != "accept" else _SVC.replace("993", value)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "s.conf")
+    assert "invalid literal" not in str(info.value)
+    if option == "accept":
+        assert str(info.value) == f"s.conf:2: [imaps] accept = {value}: bad port: {value!r}"
+
+
+# --- load_config: a regular file, read with a bound (issue 17, item 10) -----------------------
+
+def test_load_config_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    assert call_unless_blocked(lambda: _load_error(str(fifo)), fifo) == (
+        f"{fifo}: cannot read config: not a regular file (a FIFO)")
+
+
+def test_load_config_refuses_a_device(tmp_path):
+    assert _load_error("/dev/zero") == "/dev/zero: cannot read config: not a regular file " \
+                                       "(a character device)"
+
+
+def test_load_config_has_a_size_bound(tmp_path):
+    from tlswrap.config import CONFIG_MAX_BYTES
+
+    path = tmp_path / "big.conf"
+    path.write_text(_SVC + ";" * CONFIG_MAX_BYTES + "\n")
+    assert _load_error(str(path)) == f"{path}: cannot read config: larger than 1 MiB"
+
+
+def _load_error(path: str) -> str:
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        return str(exc)
+    return "no error"

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from conftest import free_port, port_open
 
 
@@ -183,3 +185,114 @@ def test_inetd_mode_without_a_connection_says_so(certs):
     assert out.returncode == 1
     assert out.stderr.startswith("tlswrap: descriptor 0 is not a connection:")
     assert "Traceback" not in out.stderr
+
+
+# --- issue 17: a bad value is FILE:LINE at start and on SIGHUP, never a crash or a hang ------
+
+def _x25519_key(directory) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    path = directory / "x25519.key"
+    path.write_bytes(x25519.X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return str(path)
+
+
+def _fifo(directory) -> str:
+    import os
+
+    path = directory / "cert.fifo"
+    if not path.exists():
+        os.mkfifo(path)
+    return str(path)
+
+
+# name -> (how the config text is spoiled, the bad line's text, what the error says)
+_SPOILERS = {
+    "session-timeout-overflow": (
+        lambda text, certs, d: text + "sessionCacheTimeout = 1e19\n",
+        "sessionCacheTimeout = 1e19", "at most 2147483647 seconds"),
+    "x25519-key": (
+        lambda text, certs, d: text.replace(str(certs.key_file), _x25519_key(d)),
+        "key = ", "X25519PrivateKey cannot sign a TLS handshake"),
+    "nul-in-a-path": (
+        lambda text, certs, d: text.replace(str(certs.key_file), str(certs.key_file) + "\0"),
+        "key = ", "a NUL character (\\x00) is not allowed in a config file"),
+    "cert-is-a-fifo": (
+        lambda text, certs, d: text.replace(str(certs.cert_file), _fifo(d)),
+        "cert = ", "cannot read: not a regular file (a FIFO)"),
+    "socket-option-overflow": (
+        lambda text, certs, d: text + "socket = a:SO_SNDBUF=99999999999\n",
+        "socket = ", "SO_SNDBUF must be 0 to 2147483647, got 99999999999"),
+    "setgid-overflow": (
+        lambda text, certs, d: "setgid = 99999999999\n" + text,
+        "setgid = ", "a group id is 0 to 4294967294, got 99999999999"),
+    "accept-label-too-long": (
+        lambda text, certs, d: text.replace("accept = 127.0.0.1:", "accept = " + "a" * 64 + ":"),
+        "accept = ", "the host name has a label longer than 63 characters"),
+}
+
+
+def _bad_line(text: str, starts: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith(starts))
+
+
+def _served(certs, port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            certs.client_context().wrap_socket(raw, server_hostname="localhost") as tls:
+        return tls.recv(100)
+
+
+@pytest.mark.parametrize("spoil", sorted(_SPOILERS))
+def test_sighup_with_a_bad_value_keeps_serving_and_logs_file_line(certs, tlswrap, thread_server,
+                                                                  tmp_path, spoil):
+    import signal
+
+    from conftest import greet_echo, service_config, wait_for
+
+    change, starts, message = _SPOILERS[spoil]
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}"), [port])
+    assert _served(certs, port) == b"* OK echo ready\r\n"
+
+    bad = change(proc.config.read_text(), certs, tmp_path)
+    proc.config.write_text(bad)
+    proc.proc.send_signal(signal.SIGHUP)
+    try:
+        wait_for(lambda: "reload failed" in proc.log() or proc.proc.poll() is not None, 10,
+                 "the failed reload")
+    finally:
+        if spoil == "cert-is-a-fifo":  # let a reader blocked on the FIFO go, whatever happened
+            import os
+
+            try:
+                os.close(os.open(_fifo(tmp_path), os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+    log = proc.log()
+    assert proc.proc.poll() is None, log
+    assert f"reload failed, keeping the running configuration: {proc.config}:" \
+           f"{_bad_line(bad, starts)}:" in log, log
+    assert message in log, log
+    assert "Traceback" not in log, log
+    assert _served(certs, port) == b"* OK echo ready\r\n"  # the old configuration serves on
+
+
+@pytest.mark.parametrize("spoil", sorted(_SPOILERS))
+def test_start_with_a_bad_value_is_file_line_and_exit_1(certs, tmp_path, thread_server, spoil):
+    from conftest import greet_echo, service_config
+
+    change, starts, message = _SPOILERS[spoil]
+    srv = thread_server(greet_echo)
+    port = free_port()
+    bad = change(service_config(certs, port, f"127.0.0.1:{srv.port}"), certs, tmp_path)
+    cfg = tmp_path / "bad.conf"
+    cfg.write_text(bad)
+    out = run_tlswrap(cfg)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"tlswrap: {cfg}:{_bad_line(bad, starts)}:"), out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not port_open(port)

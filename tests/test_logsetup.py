@@ -190,3 +190,74 @@ def test_a_broken_log_call_still_shows_its_traceback(sockdir, capfd):
     finally:
         server.close()
     assert "--- Logging error ---" in capfd.readouterr().err
+
+
+# --- control characters never reach a log destination raw (issue 17, item 13) ---------------
+
+_HOSTILE = "a\rb\x1b[31mc\nd"
+_ESCAPED = "a\\rb\\x1b[31mc\\nd"
+
+
+def test_control_characters_are_escaped_on_stderr(capfd):
+    setup_logging(5, stderr=True)
+    log.log(NOTICE, "child said: %s", _HOSTILE)
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1
+    assert err.endswith(f" NOTICE child said: {_ESCAPED}\n")
+
+
+def test_control_characters_are_escaped_in_the_output_file(tmp_path):
+    path = tmp_path / "out.log"
+    setup_logging(5, stderr=False, output=str(path))
+    log.warning(_HOSTILE)
+    (line,) = path.read_text().splitlines()
+    assert line.endswith(f" WARNING {_ESCAPED}")
+
+
+def test_control_characters_are_escaped_for_syslog(sockdir):
+    address = os.path.join(sockdir, "log")
+    server = _syslog_server(address)
+    try:
+        setup_logging(5, stderr=False, syslog=True, syslog_address=address, ident="imaps")
+        log.log(NOTICE, "%s", _HOSTILE)
+        assert server.recv(4096).decode() == f"<29>imaps[{os.getpid()}]: {_ESCAPED}\x00"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("raw,shown", [
+    ("tab\there", "tab\\there"),
+    ("nul\x00 del\x7f", "nul\\x00 del\\x7f"),
+    ("c1\x85\x9b", "c1\\x85\\x9b"),
+    ("line\u2028sep\u2029", "line\\u2028sep\\u2029"),
+    ("bidi\u202eevil\u2066", "bidi\\u202eevil\\u2066"),
+    ("lone \udcff surrogate", "lone \\udcff surrogate"),
+    ("Grüße, 東京, café, emoji \U0001f600", "Grüße, 東京, café, emoji \U0001f600"),
+    ("a \\x1b backslash stays", "a \\x1b backslash stays"),
+])
+def test_what_is_escaped_and_what_stays_readable(raw, shown):
+    assert logsetup.escape_controls(raw) == shown
+
+
+def test_a_traceback_keeps_its_lines_but_not_control_characters(capfd):
+    setup_logging(5, stderr=True)
+    try:
+        raise ValueError("bad\x1b[2J\rvalue")
+    except ValueError:
+        log.exception("failed: %s", "x\ny")
+    err = capfd.readouterr().err
+    assert "failed: x\\ny\nTraceback (most recent call last):\n" in err
+    assert "ValueError: bad\\x1b[2J\\rvalue\n" in err
+    assert "\x1b" not in err and "\r" not in err
+
+
+def test_a_service_name_with_a_space_is_one_syslog_tag(sockdir):
+    address = os.path.join(sockdir, "log")
+    server = _syslog_server(address)
+    try:
+        setup_logging(5, stderr=False, syslog=True, syslog_address=address,
+                      ident="my service:1 %s")
+        log.log(NOTICE, "hello")
+        assert server.recv(4096).decode() == f"<29>my_service_1__s[{os.getpid()}]: hello\x00"
+    finally:
+        server.close()

@@ -10,6 +10,7 @@ import threading
 import pytest
 from OpenSSL import SSL
 
+from fifo_guard import call_unless_blocked
 from tlswrap.config import parse_config
 from tlswrap.errors import ConfigError
 from tlswrap.tlscontext import server_context
@@ -114,3 +115,91 @@ def test_problems_come_in_line_order(certs, tmp_path):
         f"s.conf:5: [imaps] key = {missing}: cannot read: No such file or directory",
         "s.conf:6: [imaps] ciphers = NOPE: OpenSSL accepts none of these",
     ]
+
+
+# --- files: regular, bounded; values that OpenSSL or the OS would refuse (issue 17) ----------
+
+@pytest.mark.parametrize("option", ["cert", "key", "CAfile"])
+def test_a_fifo_is_refused_without_blocking(certs, tmp_path, option):
+    import os
+
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    text = (f"[imaps]\naccept = 993\nconnect = 143\ncert = {certs.cert_file}\n"
+            f"key = {certs.key_file}\n")
+    if option == "CAfile":
+        text += f"CAfile = {fifo}\n"
+    else:
+        text = text.replace(str(certs.cert_file if option == "cert" else certs.key_file),
+                            str(fifo))
+    cfg = parse_config(text, "s.conf")
+    line = {"cert": 4, "key": 5, "CAfile": 6}[option]
+    with pytest.raises(ConfigError) as info:
+        call_unless_blocked(lambda: server_context(cfg, cfg.services[0]), fifo)
+    assert str(info.value) == (
+        f"s.conf:{line}: [imaps] {option} = {fifo}: cannot read: not a regular file (a FIFO)")
+
+
+def test_a_device_is_refused(certs):
+    cfg, svc = _config(certs, "CAfile = /dev/zero\n")
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, svc)
+    assert str(info.value) == ("s.conf:6: [imaps] CAfile = /dev/zero: cannot read: not a "
+                               "regular file (a character device)")
+
+
+def test_a_certificate_file_has_a_size_bound(certs, tmp_path):
+    from tlswrap.tlscontext import PEM_MAX_BYTES
+
+    big = tmp_path / "big.pem"
+    big.write_bytes(certs.cert_file.read_bytes() + b"\n" * PEM_MAX_BYTES)
+    cfg, svc = _config(certs)
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, dataclasses.replace(svc, cert=str(big)))
+    assert str(info.value) == f"s.conf:4: [imaps] cert = {big}: cannot read: larger than 16 MiB"
+
+
+def test_the_chain_is_served_from_what_was_read(certs, tmp_path):
+    # the chain and the CA file are given to OpenSSL as the bytes read (no second open)
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(certs.ca_file.read_bytes())
+    cfg, svc = _config(certs, f"CAfile = {ca}\n")
+    ctx = server_context(cfg, svc)
+    assert _handshake(ctx, certs) == "TLSv1.3"
+
+
+def test_a_combined_pem_still_loads(certs, tmp_path):
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(certs.key_file.read_bytes() + certs.cert_file.read_bytes())
+    cfg, svc = _config(certs)
+    ctx = server_context(cfg, dataclasses.replace(svc, cert=str(combined), key=None))
+    assert _handshake(ctx, certs) == "TLSv1.3"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("session_timeout", 1e19, "sessionCacheTimeout = 1e+19: OpenSSL refuses the session "
+                              "settings (int too big to convert)"),
+    ("cert", "/tmp/a\x00b.pem", "cert = /tmp/a\x00b.pem: cannot read: embedded null byte"),
+    ("key", "/tmp/a\x00b.pem", "key = /tmp/a\x00b.pem: cannot read: embedded null byte"),
+])
+def test_a_service_made_elsewhere_gets_config_errors_not_exceptions(certs, field, value,
+                                                                    message):
+    cfg, svc = _config(certs, "sessionCacheTimeout = 600\n")
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, dataclasses.replace(svc, **{field: value}))
+    assert str(info.value).endswith(message)
+
+
+def test_an_x25519_key_is_a_config_error(certs, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    key = tmp_path / "x25519.key"
+    key.write_bytes(x25519.X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    cfg, svc = _config(certs)
+    with pytest.raises(ConfigError) as info:
+        server_context(cfg, dataclasses.replace(svc, key=str(key)))
+    assert str(info.value) == (f"s.conf:5: [imaps] key = {key}: a X25519PrivateKey cannot "
+                               "sign a TLS handshake: use RSA or EC P-256")

@@ -16,7 +16,9 @@ path (:func:`tlswrap.snapshot.prepare`).
 - warning: tcpdchk's warnings; daemon names that match no ``[service]``; patterns that can
   never match; rules shadowed by an earlier rule of the same file; a certificate expiring
   within ``EXPIRY_DAYS``; a private key readable by group or others; an option tlswrap reads
-  differently (``sslVersionMin = TLSv1``: it serves TLS 1.2 and up).
+  differently (``sslVersionMin = TLSv1``: it serves TLS 1.2 and up); a service name that a
+  hosts.allow daemon list cannot spell (a space, ``,``, ``:`` or ``@`` in it: tcpd splits
+  the list there), so that only ``ALL`` matches it.
 - note: a pattern or option that makes tlswrap look a name up in DNS per connection.
 
 ``output`` and ``pid`` are checked as the user running the check, without creating or
@@ -54,6 +56,9 @@ usage: tlswrap check [-d] [-v] [-a FILE] [-D FILE] [CONFIG]
 
 EXPIRY_DAYS = 30  # a certificate expiring sooner is a warning (Let's Encrypt renews at 30)
 _SEVERITIES = ("error", "warning", "note")
+# tcpd splits a daemon list at ", \t\r\n" (hosts_access.c), the fields at ':', and a
+# daemon pattern at '@' (daemon@host): a service name with one of these has no spelling there.
+_UNSPELLABLE = frozenset(", \t\r\n:@")
 
 
 
@@ -173,7 +178,16 @@ def check_config(path: str, report: Report) -> Config | None:
                        f"[{svc.name}] {exc.filename or svc.cert}: {exc.strerror or exc}")
         _check_certificates(config, svc, report)
         _check_key_mode(config, svc, report)
+        _check_daemon_name(config, svc, report)
     return config
+
+
+def _check_daemon_name(config: Config, svc: Service, report: Report) -> None:
+    if svc.libwrap and (_UNSPELLABLE.intersection(svc.name)
+                        or any(c.isspace() for c in svc.name)):
+        report.add(config.filename, svc.line, "warning",
+                   f"[{svc.name}] the service name cannot be written in a hosts.allow daemon "
+                   "list (it holds a space, ',', ':' or '@'): only ALL matches this service")
 
 
 def _config_findings(report: Report, exc: ConfigError, severity: str = "error") -> None:
@@ -228,11 +242,12 @@ def _check_certificates(config: Config, svc: Service, report: Report,
                         now: datetime.datetime | None = None) -> None:
     from cryptography import x509
 
+    from tlswrap.tlscontext import read_pem_file
+
     if not svc.cert:
         return
     try:
-        with open(svc.cert, "rb") as f:
-            certs = x509.load_pem_x509_certificates(f.read())
+        certs = x509.load_pem_x509_certificates(read_pem_file(svc.cert))
     except (OSError, ValueError):
         return  # prepare() has said why
     now = now or datetime.datetime.now(datetime.UTC)
@@ -266,7 +281,7 @@ def _services(config: Config) -> Services:
     entries = []
     for svc in config.services:
         port: int | None = None
-        if svc.accept is not None:
+        if svc.accept is not None and not svc.accept.is_unix:
             if isinstance(svc.accept.port, int):
                 port = svc.accept.port
             else:

@@ -10,7 +10,16 @@ This module is pure: it takes text and a file name and returns values. Every par
 its line number (``Service.lines``), so a later semantic error -- a certificate that does not load,
 a cipher string OpenSSL refuses -- can still say ``FILE:LINE:``. A mistake does not stop the
 parse: every line is read, and the ConfigError raised carries all that were found (``all()``).
-``load_config(path)`` only reads the file and hands the text over, like tomli's ``load``.
+``load_config(path)`` only reads the file and hands the text over, like tomli's ``load``: a
+regular file of at most ``CONFIG_MAX_BYTES``, decoded as UTF-8 with an optional byte-order mark
+(stunnel skips one too; Notepad writes it), so the text the parser sees starts at line 1.
+
+Every value is checked here to the limits of what will use it, so that nothing refused later
+escapes as a Python exception instead of ``FILE:LINE:``: host names as the resolver encodes them
+(RFC 1035 lengths, IDNA), socket option values as a C int in the range the kernel takes, user
+and group ids as ``uid_t``/``gid_t``, the session timeout below 2**31 seconds, unix socket
+paths as ``sun_path``; no NUL character and no text that cannot be written as UTF-8 (a path or
+a name goes to C as bytes).
 
 TLS versions: tlswrap serves TLS 1.2 and 1.3 only (RFC 8996 deprecates the older ones, and the
 OpenSSL in use will not negotiate them at its security level). Old stunnel files name them, so
@@ -23,6 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import pathlib
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +51,13 @@ TLS_ORDER = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")  # stun
 TLS_VERSIONS: dict[str, str | None] = {"all": None, **{v.lower(): v for v in TLS_ORDER}}
 TLS_SERVED = ("TLSv1.2", "TLSv1.3")  # what tlswrap negotiates, oldest first (RFC 8996)
 _TLS_POLICY = "tlswrap serves TLS 1.2 and 1.3 only (RFC 8996 deprecates the older versions)"
+CONFIG_MAX_BYTES = 1 << 20  # a config file larger than 1 MiB is a mistake (or a device)
+C_INT_MAX = 2**31 - 1
+ID_MAX = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "no change" to setuid(2)
+SESSION_TIMEOUT_MAX = C_INT_MAX  # seconds; OpenSSL keeps it in a long (68 years here)
+HOST_NAME_MAX = 253  # RFC 1035: 255 octets on the wire, 253 characters written
+HOST_LABEL_MAX = 63
+SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108 with the final NUL)
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,7 @@ class Service:
     """One ``[section]``: where to listen, the TLS settings, where to relay."""
 
     name: str
-    accept: Address | None = None
+    accept: Address | None = None  # None: inetd mode; Address(path=...): a unix socket
     connect: tuple[Address, ...] = ()
     exec: str | None = None
     exec_args: tuple[str, ...] | None = None
@@ -88,6 +106,7 @@ class Service:
     session_timeout: float = 300.0
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
+    line: int | None = field(default=None, compare=False)  # its [section] header's line
 
     def line_of(self, option: str) -> int | None:
         return self.lines.get(option.lower())
@@ -165,19 +184,24 @@ def parse_seconds(value: str) -> float:
     return n
 
 
+def _is_number(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes '²' and '٣', which ``int`` may refuse."""
+    return value.isascii() and value.isdigit()
+
+
 def parse_positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    if not _is_number(value) or int(value) < 1:
         raise ValueError(f"expected a positive whole number, got {value!r}")
     return int(value)
 
 
 def parse_port(value: str) -> int | str:
-    if value.isdigit():
+    if _is_number(value):
         port = int(value)
         if not 0 < port < 65536:
             raise ValueError(f"port out of range: {value!r}")
         return port
-    if not value or not value.replace("-", "").isalnum():
+    if not value.isascii() or not value.replace("-", "").isalnum():
         raise ValueError(f"bad port: {value!r}")
     return value  # a service name, looked up when bound
 
@@ -189,6 +213,10 @@ def parse_address(value: str, default_host: str | None, allow_unix: bool) -> Add
     if value.startswith("/"):
         if not allow_unix:
             raise ValueError(f"a unix socket is not allowed here: {value!r}")
+        size = len(value.encode())
+        if size > SUN_PATH_MAX:
+            raise ValueError(f"a unix socket path is at most {SUN_PATH_MAX} bytes, this one "
+                             f"has {size}")
         return Address(path=value)
     if value.startswith("["):
         end = value.find("]")
@@ -210,11 +238,42 @@ def parse_address(value: str, default_host: str | None, allow_unix: bool) -> Add
             ipaddress.IPv6Address(host)
         except ValueError:
             raise ValueError(f"bad IPv6 address {host!r} in {value!r}") from None
+    elif host is not None:
+        check_host_name(host)
     return Address(host=host, port=parse_port(port))
 
 
+def check_host_name(host: str) -> None:
+    """ValueError unless ``host`` is a name (or IPv4 address) the resolver can be asked for.
+
+    Python encodes a name with the ``idna`` codec before getaddrinfo (a label over 63
+    characters is a UnicodeError there), and trio encodes a non-ASCII one with the ``idna``
+    package (IDNA 2008, UTS 46): a name is checked as both will, so neither fails later.
+    """
+    if not host or any(c.isspace() or not c.isprintable() for c in host):
+        raise ValueError("not a valid host name")
+    if not host.isascii():
+        try:
+            written = host.encode("idna").decode("ascii")
+            import idna
+
+            idna.encode(host, uts46=True)
+        except UnicodeError as exc:  # idna.IDNAError is one too
+            raise ValueError(f"not a valid host name ({exc})") from None
+        host = written
+    labels = host.split(".")
+    if labels[-1] == "" and len(labels) > 1:
+        labels.pop()  # the root: "mail.example.org."
+    if any(not label for label in labels):
+        raise ValueError("the host name has an empty label")
+    if any(len(label) > HOST_LABEL_MAX for label in labels):
+        raise ValueError(f"the host name has a label longer than {HOST_LABEL_MAX} characters")
+    if len(".".join(labels)) > HOST_NAME_MAX:
+        raise ValueError(f"the host name is longer than {HOST_NAME_MAX} characters")
+
+
 def parse_accept(value: str) -> Address:
-    return parse_address(value, default_host="0.0.0.0", allow_unix=False)
+    return parse_address(value, default_host="0.0.0.0", allow_unix=True)
 
 
 def parse_connect(value: str) -> Address:
@@ -235,7 +294,7 @@ def parse_debug(value: str) -> tuple[str | None, int]:
     if facility is not None and facility not in SYSLOG_FACILITIES:
         raise ValueError(f"unknown syslog facility {facility!r}")
     lv = level.lower()
-    if lv.isdigit() and int(lv) <= 7:
+    if _is_number(lv) and int(lv) <= 7:
         return facility, int(lv)
     if lv in LOG_LEVELS:
         return facility, LOG_LEVELS[lv]
@@ -277,10 +336,13 @@ def parse_ssl_option(value: str) -> str:
     return name
 
 
-# socket = a|l|r:OPTION=VALUE (stunnel): a = accepted, l = listening, r = remote (backend)
+# socket = a|l|r:OPTION=VALUE (stunnel): a = accepted, l = listening, r = remote (backend).
+# Each value is a C int, in the range Linux takes (tcp(7): MAX_TCP_KEEPIDLE, MAX_TCP_KEEPCNT):
+# setsockopt(2) refuses the rest, and only when a connection is made for the ``a``/``r`` forms.
 SOCKET_OPTIONS = {
-    "TCP_NODELAY": "int", "SO_KEEPALIVE": "int", "SO_REUSEADDR": "int", "SO_SNDBUF": "int",
-    "SO_RCVBUF": "int", "TCP_KEEPIDLE": "int", "TCP_KEEPINTVL": "int", "TCP_KEEPCNT": "int",
+    "TCP_NODELAY": (0, C_INT_MAX), "SO_KEEPALIVE": (0, C_INT_MAX),
+    "SO_REUSEADDR": (0, C_INT_MAX), "SO_SNDBUF": (0, C_INT_MAX), "SO_RCVBUF": (0, C_INT_MAX),
+    "TCP_KEEPIDLE": (1, 32767), "TCP_KEEPINTVL": (1, 32767), "TCP_KEEPCNT": (1, 127),
 }
 
 
@@ -297,7 +359,29 @@ def parse_socket_option(value: str) -> tuple[str, str, int]:
         number = int(num.strip())
     except ValueError:
         raise ValueError(f"{name} needs a whole number, got {num.strip()!r}") from None
+    low, high = SOCKET_OPTIONS[name]
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be {low} to {high}, got {number}")
     return where, name, number
+
+
+def parse_id(kind: str) -> Callable[[str], str]:
+    """``setuid``/``setgid``: a name, or a number (as ``str.isdigit`` says, which is how it
+    is told from a name when used) that fits ``uid_t``/``gid_t``."""
+    def parse(value: str) -> str:
+        value = parse_text(value)
+        if value.isdigit() and not (value.isascii() and int(value) <= ID_MAX):
+            shown = value if _is_number(value) else repr(value)
+            raise ValueError(f"a {kind} id is 0 to {ID_MAX}, got {shown}")
+        return value
+    return parse
+
+
+def parse_session_timeout(value: str) -> float:
+    seconds = parse_seconds(value)
+    if seconds > SESSION_TIMEOUT_MAX:
+        raise ValueError(f"at most {SESSION_TIMEOUT_MAX} seconds")
+    return seconds
 
 
 def parse_text(value: str) -> str:
@@ -328,8 +412,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("debug", "global", "debug", parse_debug),
     Option("hostsAllow", "global", "hosts_allow", parse_text),
     Option("hostsDeny", "global", "hosts_deny", parse_text),
-    Option("setuid", "global", "setuid", parse_text),
-    Option("setgid", "global", "setgid", parse_text),
+    Option("setuid", "global", "setuid", parse_id("user")),
+    Option("setgid", "global", "setgid", parse_id("group")),
     Option("workers", "global", "workers", parse_positive_int),
     Option("accept", "service", "accept", parse_accept),
     Option("connect", "service", "connect", parse_connect, repeat=True),
@@ -351,7 +435,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("sslVersion", "service", "version_min", parse_version, also=("version_max",)),
     Option("options", "service", "ssl_options", parse_ssl_option, repeat=True),
     Option("socket", "service", "socket_options", parse_socket_option, repeat=True),
-    Option("sessionCacheTimeout", "service", "session_timeout", parse_seconds),
+    Option("sessionCacheTimeout", "service", "session_timeout", parse_session_timeout),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("client", "service", "_client", parse_bool_only(
         False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
@@ -389,15 +473,42 @@ class _Section:
 
 
 def load_config(path: str) -> Config:
-    """Read the config file at ``path`` and parse it; ConfigError if it cannot be read."""
+    """Read the config file at ``path`` and parse it; ConfigError if it cannot be read.
+
+    Only a regular file is opened (a FIFO would block the open, a device never end), and no
+    more than ``CONFIG_MAX_BYTES`` of it is read. A UTF-8 byte-order mark is skipped.
+    """
+    def fail(msg: str) -> ConfigError:
+        return ConfigError(path, None, msg)
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        kind = irregular_kind(pathlib.Path(path).stat().st_mode)
+        if kind:
+            raise fail(f"cannot read config: not a regular file ({kind})")
+        with open(path, "rb") as f:
+            data = f.read(CONFIG_MAX_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(path, None, f"cannot read config: {exc.strerror}") from None
+        raise fail(f"cannot read config: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the path
+        raise fail(f"cannot read config: {exc}") from None
+    if len(data) > CONFIG_MAX_BYTES:
+        raise fail(f"cannot read config: larger than {CONFIG_MAX_BYTES >> 20} MiB")
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(path, None, f"not UTF-8 text: {exc.reason}") from None
+        raise fail(f"not UTF-8 text: {exc.reason}") from None
     return parse_config(text, path)
+
+
+_IRREGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def irregular_kind(mode: int) -> str | None:
+    """What a file of ``mode`` is, if reading it could block or never end ("a FIFO", "a
+    character device", ...); None for a regular file or a directory (reading a directory
+    fails at once, with the OS's "Is a directory")."""
+    return next((kind for test, kind in _IRREGULAR if test(mode)), None)
 
 
 def parse_config(text: str, filename: str = "<config>") -> Config:
@@ -416,6 +527,7 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
         if not line or line[0] in ";#":
             continue
         try:
+            _check_characters(line, lineno, current.name, filename)
             if line.startswith("["):
                 current = _Section(None, lineno)
                 current.name = _section_name(line, sections, filename, lineno)
@@ -452,11 +564,24 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
     return Config(filename, globals_, tuple(services))
 
 
+def _check_characters(line: str, lineno: int, section: str | None, filename: str) -> None:
+    """No NUL (C would cut the value there) and nothing that cannot be written as UTF-8."""
+    if "\0" in line:
+        raise ConfigError(filename, lineno, "a NUL character (\\x00) is not allowed in a config "
+                                            "file", section)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(filename, lineno, f"cannot be written as UTF-8: {line!r}",
+                          section) from None
+
+
 def _section_name(line: str, sections: list[_Section], filename: str, lineno: int) -> str:
+    """The name between the brackets: as in stunnel, any characters (spaces included)."""
     if not line.endswith("]") or len(line) < 3:
         raise ConfigError(filename, lineno, f"bad section header {line!r}")
     name = line[1:-1].strip()
-    if not name or any(c.isspace() or c in "[]" for c in name):
+    if not name:
         raise ConfigError(filename, lineno, f"bad service name {name!r}")
     if any(s.name == name for s in sections):
         raise ConfigError(filename, lineno, f"service [{name}] is defined twice")
@@ -516,7 +641,7 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
 
     def fail(msg: str, option: str | None = None) -> ConfigError:
         line = lines.get(option.lower(), sec.lineno) if option else sec.lineno
-        return ConfigError(filename, line, msg, sec.name)
+        return ConfigError(filename, line or None, msg, sec.name)  # 0: no section line
 
     if values.get("connect") and values.get("exec"):
         raise fail("use either 'connect' or 'exec', not both", "exec")
@@ -526,7 +651,13 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         raise fail("'execArgs' without 'exec'", "execargs")
     if not values.get("cert"):
         raise fail("no 'cert': a TLS server needs a certificate")
-    service = Service(name=sec.name or "", lines=lines, **values)
+    accept = values.get("accept")
+    if accept is not None and accept.is_unix:
+        for where, name, _ in values.get("socket_options", ()):
+            if where in "al" and name.startswith("TCP_"):
+                raise fail(f"socket = {where}:{name}: a unix socket (accept = {accept}) has no "
+                           "TCP options", "socket")
+    service = Service(name=sec.name or "", lines=lines, line=sec.lineno or None, **values)
     problem = version_problem(service)
     if problem:
         raise fail(*problem)

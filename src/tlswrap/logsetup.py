@@ -8,6 +8,11 @@ go away: then one warning line says so -- on the other destinations, or on stder
 none -- and log lines meant for syslog are dropped quietly, never a traceback per line. The
 handler tries again every ``SYSLOG_RETRY_SECONDS`` and, once syslog answers, tells it how many
 lines were lost.
+
+A log line is one line, whatever a peer, a child's stderr or a file name put in it: every
+handler of the ``tlswrap`` tree formats through ``EscapingFormatter``, which writes control
+characters as escapes (``escape_controls``) in the message -- the one place every line is
+formatted, so no caller has to remember it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import errno
 import logging
 import logging.handlers
 import os
+import re
 import socket
 import sys
 import time
@@ -37,6 +43,47 @@ def python_level(stunnel_level: int) -> int:
     return _LEVELS[stunnel_level]
 
 
+# What a terminal, a log viewer or syslog could act on rather than show: C0 (tab included),
+# DEL and C1 controls; the Unicode line and paragraph separators; the bidirectional overrides
+# and isolates (they reorder what is shown); lone surrogates (not writable as UTF-8).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                       "\ud800-\udfff]")
+_TAG_UNSAFE = re.compile(r"[^\w.@+-]")  # in a syslog tag (RFC 3164: alphanumerics), as "_"
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    c = match.group()
+    return _SHORT.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def escape_controls(text: str, keep_newlines: bool = False) -> str:
+    """``text`` with control characters written as ``repr`` writes them (``\\r``, ``\\x1b``,
+    ``\\u2028``); other characters, backslashes and non-ASCII letters included, stay as they
+    are. ``keep_newlines``: LF stays a line break (a traceback's own lines)."""
+    if keep_newlines:
+        return "\n".join(escape_controls(line) for line in text.split("\n"))
+    return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
+
+
+class EscapingFormatter(logging.Formatter):
+    """A Formatter whose message, and exception text, hold no raw control characters.
+
+    The message is escaped whole (an LF in it cannot start a forged line); a traceback keeps
+    its own line breaks, each of its lines escaped.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei):  # type: ignore[no-untyped-def]
+        return escape_controls(super().formatException(ei), keep_newlines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape_controls(super().formatStack(stack_info), keep_newlines=True)
+
+
 def setup_logging(level: int, *, stderr: bool, output: str | None = None,
                   syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap",
                   syslog_address: str = SYSLOG_ADDRESS) -> None:
@@ -53,7 +100,7 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         h.close()
     root.setLevel(python_level(level))
     root.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt = EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = ([logging.StreamHandler(sys.stderr)] if stderr else []) + (
         [_LogFileHandler(log_file)] if log_file else [])
     for handler in handlers:
@@ -64,7 +111,8 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         to_syslog = SyslogHandler(
             syslog_address, logging.handlers.SysLogHandler.facility_names[facility],
             instead=f"logging to {where} only" if where else "log lines are dropped")
-        to_syslog.setFormatter(logging.Formatter(f"{ident}[%(process)d]: %(message)s"))
+        tag = _TAG_UNSAFE.sub("_", ident)  # "my service" would end syslog's TAG at "my"
+        to_syslog.setFormatter(EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
         root.addHandler(to_syslog)
         if to_syslog.unreachable:
             to_syslog.down(to_syslog.unreachable)
@@ -198,7 +246,7 @@ def _announce(source: logging.Handler, msg: str) -> None:
         handler.handle(record)
     if not others and sys.stderr is not None:
         try:
-            sys.stderr.write(f"tlswrap: {msg}\n")
+            sys.stderr.write(f"tlswrap: {escape_controls(msg)}\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass  # stderr closed too: nowhere left to say it

@@ -12,17 +12,23 @@ Secure defaults (each a reason):
   handshake costs a fraction of a full one.
 - SSL_MODE_RELEASE_BUFFERS: an idle connection (IMAP IDLE is the normal state) holds no
   16 KB read/write buffers.
+
+Certificates, keys and CA files are read here, once, as regular files of at most
+``PEM_MAX_BYTES`` (a FIFO would block a reload forever, a device never end), and OpenSSL is
+given the bytes read, never the path, so what was checked is what is used.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from OpenSSL import SSL
+from cryptography import x509
+from OpenSSL import SSL, crypto
 
-from .config import Config, Service, version_problem
+from .config import Config, Service, irregular_kind, version_problem
 from .errors import ConfigError
 
 # TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
@@ -33,6 +39,7 @@ DEFAULT_CIPHERS = (
 )
 _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}  # config.TLS_SERVED
 _SESSION_ID_CONTEXT_MAX = 32
+PEM_MAX_BYTES = 16 << 20  # a certificate, key or CA file larger than 16 MiB is a mistake
 
 
 class _Steps:
@@ -40,7 +47,9 @@ class _Steps:
 
     Each ``step`` is one independent part of the context; a problem in it is recorded and the
     next step still runs, so one start (or ``tlswrap check``) reports every problem of a service.
-    No OpenSSL exception leaves a step: it becomes ``msg`` with OpenSSL's reason.
+    No exception leaves a step: an OpenSSL error becomes ``msg`` with OpenSSL's reason, and a
+    value Python cannot hand to OpenSSL (ValueError, OverflowError, TypeError: the parser
+    prevents these, a Service made elsewhere may not) becomes ``msg`` with Python's.
     """
 
     def __init__(self, config: Config, service: Service) -> None:
@@ -57,6 +66,8 @@ class _Steps:
         except SSL.Error as exc:
             why = f" ({ssl_reason(exc)})" if reason else ""
             self.errors.append(self.fail(option, msg + why))
+        except (ValueError, OverflowError, TypeError) as exc:
+            self.errors.append(self.fail(option, f"{msg} ({exc})"))
 
     def fail(self, option: str | None, msg: str) -> ConfigError:
         return self.config.error(msg, option, self.service)
@@ -110,8 +121,7 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     if service.ca_file:
         with step("CAfile", f"CAfile = {service.ca_file}: no certificates could be loaded",
                   reason=False):
-            _check_readable(steps, "CAfile", service.ca_file)
-            ctx.load_verify_locations(service.ca_file.encode())
+            _load_ca_file(steps, ctx, service.ca_file)
     with step("sessionCacheTimeout", f"sessionCacheTimeout = {service.session_timeout:g}: "
                                      "OpenSSL refuses the session settings"):
         ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
@@ -123,13 +133,56 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     return ctx
 
 
+def read_pem_file(path: str, limit: int = PEM_MAX_BYTES) -> bytes:
+    """The contents of the regular file ``path``, at most ``limit`` bytes, without blocking.
+
+    OSError otherwise, its ``strerror`` saying why ("not a regular file (a FIFO)", "larger
+    than 16 MiB", the OS's reason); ValueError for a NUL in the path.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        kind = irregular_kind(os.fstat(fd).st_mode)
+        if kind:
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", path)
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", path)
+    return b"".join(chunks)
+
+
 def _check_readable(steps: _Steps, option: str, path: str) -> bytes:
     """The contents of ``path``; ConfigError ``OPTION = PATH: cannot read: REASON``."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_pem_file(path)
     except OSError as exc:
-        raise steps.fail(option, f"{option} = {path}: cannot read: {exc.strerror}") from None
+        reason = exc.strerror or str(exc)
+    except ValueError as exc:
+        reason = str(exc)
+    raise steps.fail(option, f"{option} = {path}: cannot read: {reason}")
+
+
+def _load_certificates(steps: _Steps, option: str, path: str) -> list[x509.Certificate]:
+    """The PEM certificates in ``path`` (other PEM blocks skipped); ConfigError if none."""
+    data = _check_readable(steps, option, path)
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        why = "no BEGIN CERTIFICATE block" if "Unable to load PEM" in str(exc) else str(exc)
+        raise steps.fail(option, f"{option} = {path}: no PEM certificate could be loaded from "
+                                 f"it ({why})") from None
+
+
+def _load_ca_file(steps: _Steps, ctx: SSL.Context, path: str) -> None:
+    store = ctx.get_cert_store()
+    if store is None:
+        raise steps.fail("CAfile", f"CAfile = {path}: OpenSSL has no certificate store")
+    for cert in _load_certificates(steps, "CAfile", path):
+        store.add_cert(crypto.X509.from_cryptography(cert))
 
 
 def _use_cert_and_key(steps: _Steps, ctx: SSL.Context) -> None:
@@ -142,11 +195,13 @@ def _use_cert_and_key(steps: _Steps, ctx: SSL.Context) -> None:
     if cert is None:  # parse_config guarantees one; a Service made elsewhere may not
         raise steps.fail(None, "no 'cert': a TLS server needs a certificate")
     key, key_option = (service.key, "key") if service.key else (cert, "cert")
-    _check_readable(steps, "cert", cert)
+    leaf, *chain = _load_certificates(steps, "cert", cert)
     try:
-        ctx.use_certificate_chain_file(cert.encode())
+        ctx.use_certificate(leaf)
+        for each in chain:
+            ctx.add_extra_chain_cert(each)
     except SSL.Error as exc:
-        raise steps.fail("cert", f"cert = {cert}: no PEM certificate could be loaded from it "
+        raise steps.fail("cert", f"cert = {cert}: OpenSSL refuses the certificate "
                                  f"({ssl_reason(exc)})") from None
     key_pem = _check_readable(steps, key_option, key)
     try:
