@@ -117,3 +117,38 @@ def test_descriptor_exhaustion_pauses_accepting_and_recovers(certs, demo_mailser
     assert proc.proc.poll() is None
     wait_for(lambda: "accepting again" in proc.log(), 10, "the recovery line")
     assert proc.log().count("Too many open files") <= 3  # once per episode, not every 0.1 s
+
+
+def test_a_client_reset_ends_the_connection_and_resets_the_backend(certs, thread_server,
+                                                                   tlswrap):
+    """A RST is not a half-close: with a backend that ignores EOF, reset clients must not
+    keep two descriptors each until TIMEOUTidle. The backend sees a reset too."""
+    outcomes: list[str] = []
+
+    def deaf_backend(conn: socket.socket) -> None:
+        conn.sendall(b"* OK deaf\r\n")
+        conn.settimeout(30)
+        try:
+            while conn.recv(65536):
+                pass
+            conn.recv(1)  # EOF ignored: keep the connection, as some servers do
+            outcomes.append("still open")
+        except (ConnectionResetError, TimeoutError) as exc:
+            outcomes.append(type(exc).__name__)
+
+    srv = thread_server(deaf_backend)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}"), [port])
+    baseline = proc.fd_count()
+    for _ in range(5):
+        raw = connect(port)
+        tls = certs.client_context().wrap_socket(raw, server_hostname="localhost")
+        assert tls.recv(100) == b"* OK deaf\r\n"
+        tls.sendall(b"a1 NOOP\r\n")
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tls.close()  # no close_notify, and a RST instead of a FIN
+    wait_for(lambda: proc.log().count("client: peer reset or vanished") == 5, 20,
+             "five closing lines that say the client reset")
+    wait_for(lambda: proc.fd_count() <= baseline, 10, "descriptors released")
+    wait_for(lambda: len(outcomes) == 5, 20, "the backend to notice")
+    assert outcomes == ["ConnectionResetError"] * 5

@@ -149,5 +149,6 @@ async def test_a_vanished_client_ends_the_whole_relay_naming_the_side(autojump_c
         await p.relay.run()
         n.cancel_scope.cancel()
     assert p.relay.reason.startswith("client: peer reset or vanished"), p.relay.reason
+    assert p.relay.broken == "client"
     assert trio.current_time() - start < 10
     p.close()

@@ -122,6 +122,8 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.to_backend, outcome.to_client = relay.to_backend, relay.to_client
             outcome.truncated = client.truncated
         outcome.end(relay.reason or "closed")
+        if relay.broken == "client" and not isinstance(backend, ExecStream):
+            backend.abort()  # the client reset: so does the backend connection
     except trio.BrokenResourceError as exc:
         outcome.end(str(exc))
     finally:

@@ -13,7 +13,9 @@ General theory of operation:
   close_notify); then the connection is closed regardless.
 - TIMEOUTidle: no byte in either direction for that long ends the connection. The deadline is
   refreshed at most once a second, so the hot path pays one clock read per batch.
-- A failed write means the other side is gone: the whole relay ends.
+- A failed read or write (a reset, mostly) means that side is gone: the whole relay ends, and
+  ``broken`` names the side, so that the caller can reset the other one too. Only EOF is a
+  half-close; a reset is not.
 The relay sees both sides only through ``RelaySide``; it never asks which kind of stream it has.
 """
 
@@ -41,11 +43,6 @@ class RelaySide(Protocol):
     def drained(self) -> bool:
         """True after a ``recv_batch`` that left nothing else ready to read."""
 
-    @property
-    def truncated(self) -> bool:
-        """True once the peer ended without a clean close (TLS: no close_notify); the data
-        up to that point is complete, and the relay treats it as that direction's end."""
-
     def recv_batch(self, limit: int) -> bytes | None:
         """What can be read now, at most ``limit`` bytes, never parking: data, ``b""`` at
         EOF, or None when nothing is ready (then ``await wait_recv()`` and try again).
@@ -70,6 +67,7 @@ class SideError(Exception):
 
     def __init__(self, side: str, exc: BaseException):
         super().__init__(f"{side}: {exc}")
+        self.side = side
 
 
 class Pump:
@@ -88,8 +86,8 @@ class Pump:
 class Relay:
     """Moves bytes both ways; afterwards ``to_backend``, ``to_client`` and ``reason`` tell how."""
 
-    __slots__ = ("_client_done", "_down", "_refreshed", "_scope", "_up", "close_timeout",
-                 "idle", "reason")
+    __slots__ = ("_client_done", "_down", "_refreshed", "_scope", "_up", "broken",
+                 "close_timeout", "idle", "reason")
 
     def __init__(self, client: RelaySide, backend: RelaySide, idle: float,
                  close_timeout: float):
@@ -98,6 +96,7 @@ class Relay:
         self.idle = idle
         self.close_timeout = close_timeout
         self.reason = ""
+        self.broken: str | None = None  # "client" or "backend": the side that failed
         self._client_done = False
         self._scope = trio.CancelScope()
         self._refreshed = 0.0
@@ -140,8 +139,6 @@ class Relay:
                     await src.wait_recv()
                     data = src.recv_batch(limit)
             except trio.BrokenResourceError as exc:
-                if src.truncated:
-                    return  # the peer's socket failed under TLS: the end of its data all the same
                 raise SideError(pump.src_name, exc) from exc
             if not data:
                 return
@@ -171,6 +168,8 @@ class Relay:
                 raise SideError(pump.dst_name, exc) from exc
         except SideError as side:
             self._note(str(side))
+            if self.broken is None:
+                self.broken = side.side
             nursery.cancel_scope.cancel()
             return False
         return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -22,6 +23,7 @@ import trio
 DEFAULT_RECEIVE_SIZE = 65536
 FIRST_READ = 16384  # the relay's first read on a plaintext socket; it grows while reads fill
 _READING, _WRITING = 1, 2
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
 
@@ -233,6 +235,16 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._closed = True
             trio.lowlevel.notify_closing(self._fd)
             self.socket.close()
+
+    def abort(self) -> None:
+        """Close with a reset (SO_LINGER 0) instead of a FIN: the peer learns at once that
+        this connection is gone, not merely finished."""
+        if not self._closed:
+            try:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+            except OSError:
+                pass  # already reset by the peer: a plain close does it
+            self.close()
 
     async def aclose(self) -> None:
         self.close()
