@@ -394,6 +394,18 @@ def test_log_and_pid_files_that_can_be_written_are_not_created(config_dir, capsy
     assert not (config_dir / "tlswrap.pid").exists()
 
 
+def test_pid_file_that_tlswrap_would_refuse(config_dir, capsys):
+    (config_dir / "victim").write_text("precious\n")
+    (config_dir / "link.pid").symlink_to(config_dir / "victim")
+    rc, out, _ = check(capsys, _nowrap(config_dir, "pid = link.pid\n"))
+    assert (rc, out.splitlines()[1]) == (1, "t.conf:1: error: pid = link.pid: cannot write "
+                                            "the pid file: it is a symbolic link")
+    rc, out, _ = check(capsys, _nowrap(config_dir, "pid = victim\n"))
+    assert (rc, out.splitlines()[1]) == (1, "t.conf:1: error: pid = victim: cannot write the "
+                                            "pid file: it exists and does not hold a process id")
+    assert (config_dir / "victim").read_text() == "precious\n"
+
+
 # --- end to end ----------------------------------------------------------------------------
 
 def test_subprocess_end_to_end(config_dir):

@@ -22,8 +22,9 @@ path (:func:`tlswrap.snapshot.prepare`).
 - note: a pattern or option that makes tlswrap look a name up in DNS per connection.
 
 ``output`` and ``pid`` are checked as the user running the check, without creating or
-changing either file (:func:`tlswrap.logsetup.writable_path_problem`); tlswrap opens the log
-file before it drops privileges, but writes the pid file after, as the ``setuid`` user.
+changing either file (:func:`tlswrap.logsetup.writable_path_problem`), and a pid file that
+tlswrap would refuse to replace (a symlink, not a regular file, not holding a pid) is an
+error; tlswrap opens both before it drops privileges.
 
 Exit status: 0 without errors, 1 with errors, 2 for a usage error. Without CONFIG nothing
 heavy is imported (no trio, no OpenSSL), so the command starts fast.
@@ -200,6 +201,7 @@ def _config_findings(report: Report, exc: ConfigError, severity: str = "error") 
 def _check_globals(config: Config, report: Report) -> None:
     """What the daemon does with the global options before serving: open the log file, write
     the pid file, become ``setuid``/``setgid``."""
+    from tlswrap import pidfile
     from tlswrap.logsetup import writable_path_problem
 
     g = config.globals
@@ -207,6 +209,8 @@ def _check_globals(config: Config, report: Report) -> None:
               ("pid", g.pid, "cannot write the pid file", True)]
     for option, path, what, directory in checks:
         problem = writable_path_problem(path, directory=directory) if path else None
+        if path and option == "pid":
+            problem = pidfile.problem(path) or problem
         if problem:
             _config_findings(report, config.error(f"{option} = {path}: {what}: {problem}", option))
     for option, known in (("setuid", _is_user), ("setgid", _is_group)):

@@ -2,9 +2,12 @@
 
 Start-up order (each step can fail with a FILE:LINE message, and nothing is left listening):
 parse the config -> compile a snapshot (certificates and keys read here, while still root)
--> bind every listener -> drop to setgid/setuid -> detach unless in the foreground or under
-systemd -> serve. The live configuration is one immutable ``Snapshot`` held by ``Server``;
-SIGHUP builds a new one off the event loop and swaps it in with one assignment.
+-> bind every listener -> detach unless in the foreground or under systemd -> write the pid
+file (still root, and the pid of the process that serves) -> drop to setgid/setuid -> serve.
+A detached start reports back to the starting process, which exits 0 only then.
+
+The live configuration is one immutable ``Snapshot`` held by ``Server``; SIGHUP builds a new
+one off the event loop and swaps it in with one assignment.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterable
 from types import MappingProxyType
+from typing import NoReturn
 
 import trio
 
-from . import __version__, systemd
+from . import __version__, pidfile, systemd
 from .addresses import format_peer
 from .config import Config, Service, load_config
 from .errors import TlswrapError
@@ -101,10 +105,17 @@ def close_all(listeners: Iterable[Listener]) -> None:
         sock.close()
 
 
-def daemonize() -> None:
-    """Detach from the terminal (double fork); the parent exits 0 once the child is set up."""
-    if os.fork() > 0:
-        os._exit(0)
+def daemonize() -> int:
+    """Detach from the terminal (double fork) and return, in the daemon, the write end of a
+    pipe to the starting process. That process waits on the pipe: it exits 0 once the daemon
+    writes ``ok`` (:func:`started`), or prints what the daemon wrote instead (or that it
+    ended) and exits 1 -- so no start-up failure after the fork passes as a success."""
+    report_r, report_w = os.pipe()
+    first = os.fork()
+    if first > 0:
+        os.close(report_w)
+        _await_daemon(report_r, first)
+    os.close(report_r)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
@@ -112,6 +123,31 @@ def daemonize() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    return report_w
+
+
+def _await_daemon(report_r: int, first: int) -> NoReturn:
+    chunks = []
+    while chunk := os.read(report_r, 4096):
+        chunks.append(chunk)
+    os.waitpid(first, 0)
+    message = b"".join(chunks).decode("utf-8", "replace")
+    if message == "ok":
+        os._exit(0)
+    os.write(2, f"tlswrap: {message or 'the daemon ended while starting'}\n".encode())
+    os._exit(1)
+
+
+def started(report_w: int | None, problem: str | None = None) -> None:
+    """Tell the process waiting in :func:`daemonize` how the start went (None: nobody waits)."""
+    if report_w is None:
+        return
+    try:
+        os.write(report_w, (problem or "ok").encode("utf-8", "replace"))
+    except OSError:
+        pass  # the starting process is gone: nobody to tell
+    finally:
+        os.close(report_w)
 
 
 def write_pid(config: Config) -> None:
@@ -119,11 +155,9 @@ def write_pid(config: Config) -> None:
     if not path:
         return
     try:
-        with open(path, "w", encoding="ascii") as f:
-            f.write(f"{os.getpid()}\n")
-    except OSError as exc:
-        raise config.error(f"pid = {path}: cannot write the pid file: "
-                           f"{exc.strerror or exc}", "pid") from None
+        pidfile.write(path, os.getpid())
+    except pidfile.PidFileError as exc:
+        raise config.error(f"pid = {path}: cannot write the pid file: {exc}", "pid") from None
 
 
 async def accept_loop(lsock: socket.socket, name: str, server: Server,
@@ -348,15 +382,20 @@ def run_config(config: Config, config_path: str | None = None) -> int:
                 close_all(bound)
             raise
         listeners = [pair for bound in worker_sets for pair in bound]
+    report_w = None
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
                       facility=g.facility)
         _warn_key_modes(snapshot)
-        drop_privileges(config)
         if not g.foreground and not under_systemd:
-            daemonize()  # under systemd the started process is the service's main pid
-        write_pid(config)
+            report_w = daemonize()  # under systemd the started process is the main pid
+        try:
+            write_pid(config)  # as root, and the pid of the process that serves
+            drop_privileges(config)
+        except BaseException as exc:
+            started(report_w, str(exc) if isinstance(exc, TlswrapError) else repr(exc))
+            raise
         for lsock, name in worker_sets[0]:
             svc = snapshot.services[name].service
             log.log(NOTICE, "[%s] listening on %s, relaying to %s", name,
@@ -364,6 +403,7 @@ def run_config(config: Config, config_path: str | None = None) -> int:
                     ", ".join(str(a) for a in svc.connect) or svc.exec)
         log.log(NOTICE, "tlswrap %s started with %d service(s)%s", __version__, len(snapshot),
                 f", {g.workers} workers" if many else "")
+        started(report_w)
         if many:
             from .workers import supervise
 
@@ -374,10 +414,7 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     finally:
         close_all(listeners)
         if g.pid:
-            try:
-                os.unlink(g.pid)
-            except OSError:
-                pass
+            pidfile.remove(g.pid, os.getpid())
     return 0
 
 
