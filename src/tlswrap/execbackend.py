@@ -28,6 +28,8 @@ from .sockstream import SocketStream
 
 log = logging.getLogger("tlswrap.exec")
 
+TERM_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a program that will not stop
+
 # Variables a wrapper must not pass on from its own environment to a per-client program.
 _DROP = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
 
@@ -70,26 +72,36 @@ class ExecStream(SocketStream):
         self.label = label
 
     async def finish(self, grace: float) -> None:
-        """Close our end, give the child ``grace`` seconds to exit, then stop it; reap it."""
+        """Close our end, give the child ``grace`` seconds (TIMEOUTclose) to exit, then stop
+        it (SIGTERM, and SIGKILL a second later); reap it. If the connection is cancelled
+        meanwhile (the SIGTERM drain ran out), the child is stopped at once: the drain bounds
+        the programs too."""
         self.close()
         proc = self.process
-        with trio.CancelScope(shield=True):
+        cut = False
+        try:
             with trio.move_on_after(grace):
                 await proc.wait()
-            if proc.returncode is None:
+        except trio.Cancelled:
+            cut = True  # stopped below, outside this except clause
+        if proc.returncode is None:
+            if not cut:
                 log.warning("%s pid %d still running %gs after its client left; terminating",
                             self.label, proc.pid, grace)
+            with trio.CancelScope(shield=True):  # bounded: TERM_GRACE, then SIGKILL
                 proc.send_signal(signal.SIGTERM)
-                with trio.move_on_after(1.0):
+                with trio.move_on_after(TERM_GRACE):
                     await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
         status = proc.returncode
         assert status is not None  # waited for above
         level = logging.INFO if status == 0 else logging.WARNING
         how = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
         log.log(level, "%s pid %d %s", self.label, proc.pid, how)
+        if cut:
+            await trio.lowlevel.checkpoint()  # the cancellation goes on up
 
 
 async def _log_stderr(stream: trio.abc.ReceiveStream, label: str, pid: int) -> None:
