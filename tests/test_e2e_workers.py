@@ -117,3 +117,53 @@ def test_socket_activation_accept_no_with_two_workers(certs, thread_server, tmp_
         assert "Bad file descriptor" not in log and "accept:" not in log, log
     finally:
         a.stop()
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_workers_end_when_the_supervisor_is_killed(certs, thread_server, tlswrap):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                                  global_extra="workers = 2"), [port])
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    workers = _children(proc.proc.pid)
+    try:
+        proc.proc.kill()
+        proc.proc.wait(5)
+        wait_for(lambda: all(_gone(pid) for pid in workers), 10, "the orphaned workers to end")
+    finally:
+        _kill_all(workers)
+
+
+def test_a_second_start_on_a_port_in_use_by_workers_fails(certs, thread_server, tlswrap):
+    """SO_REUSEPORT is for a start's own workers: another tlswrap (or anything else) listening
+    on the port makes a start fail as a single process would."""
+    srv = thread_server(greet_echo)
+    port = free_port()
+    text = service_config(certs, port, f"127.0.0.1:{srv.port}", global_extra="workers = 2")
+    first = tlswrap(text, [port])
+    wait_for(lambda: len(_children(first.proc.pid)) == 2, 10, "two workers")
+    second = tlswrap(text)
+    try:
+        assert second.proc.wait(15) == 1
+    finally:
+        if second.proc.poll() is None:
+            _kill_all(_children(second.proc.pid))
+    assert (f"tlswrap1.conf:5: [imaps] accept = 127.0.0.1:{port}: cannot listen: Address "
+            "already in use") in second.log()
+    echo_once(certs, port)

@@ -56,7 +56,13 @@ class Server:
         self.snapshot = snapshot
 
 
-def bind_listener(config: Config, svc: Service, reuseport: bool = False) -> socket.socket:
+def bind_listener(config: Config, svc: Service, reuseport: bool = False,
+                  probe: bool = False) -> socket.socket:
+    """A non-blocking listening socket on ``svc.accept`` (FILE:LINE error if impossible).
+
+    ``reuseport``: SO_REUSEPORT, so that each worker has its own socket on the same port;
+    ``probe``: first make sure nothing listens there already, since SO_REUSEPORT would let
+    us listen beside another process (another tlswrap's workers, orphaned ones)."""
     addr = svc.accept
     assert addr is not None and addr.host is not None
     try:
@@ -70,7 +76,13 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False) -> sock
     except OSError as exc:
         raise config.error(f"accept = {addr}: {exc.strerror}", "accept", svc) from None
     family, _, _, _, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if probe:
+            _probe_bind(family, sockaddr)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise config.error(f"accept = {addr}: cannot listen: {exc.strerror}",
+                           "accept", svc) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuseport:  # only for our own workers: otherwise "in use" must be an error
@@ -86,14 +98,23 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False) -> sock
     return sock
 
 
-def bind_all(config: Config, services: Iterable[Service],
-             reuseport: bool = False) -> list[Listener]:
+def _probe_bind(family: int, sockaddr: object) -> None:
+    """Bind without SO_REUSEPORT and close: EADDRINUSE when a socket listens on the address.
+    SO_REUSEADDR, as for the real socket, so that connections left in TIME_WAIT by a previous
+    run do not block a restart (it never allows binding over a listener)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(sockaddr)
+
+
+def bind_all(config: Config, services: Iterable[Service], reuseport: bool = False,
+             probe: bool = False) -> list[Listener]:
     bound: list[Listener] = []
     try:
         for svc in services:
             if svc.accept is None:
                 raise config.error("no 'accept': where should this service listen?", None, svc)
-            bound.append((bind_listener(config, svc, reuseport), svc.name))
+            bound.append((bind_listener(config, svc, reuseport, probe), svc.name))
     except BaseException:
         close_all(bound)
         raise
@@ -375,8 +396,9 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     else:
         worker_sets = []
         try:
-            for _ in range(g.workers):
-                worker_sets.append(bind_all(config, config.services, reuseport=many))
+            for i in range(g.workers):
+                worker_sets.append(bind_all(config, config.services, reuseport=many,
+                                            probe=many and i == 0))
         except BaseException:
             for bound in worker_sets:
                 close_all(bound)

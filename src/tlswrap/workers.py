@@ -7,16 +7,22 @@ forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that died unexpectedly (at mos
 and keeps every listening socket open, so a restarted worker finds its accept queue intact.
 Under systemd ``Accept=no`` the workers share systemd's sockets instead, and the parent, the
 unit's main pid, is the one that tells systemd READY/RELOADING/STOPPING.
+A worker ends (drains, as on SIGTERM) when the supervisor dies, even by SIGKILL
+(PR_SET_PDEATHSIG), and a start refuses a port where anything already listens before it binds
+its own SO_REUSEPORT sockets (``daemon.bind_all(probe=True)``), so orphaned or foreign
+listeners never share a port with a new start.
 TLS contexts are built before the fork, so session tickets issued by one worker are accepted
 by every other.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -25,6 +31,7 @@ log = logging.getLogger("tlswrap.workers")
 
 T = TypeVar("T")
 RESTART_INTERVAL = 1.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
@@ -39,12 +46,15 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     children: dict[int, int] = {}
     stopping = False
 
+    supervisor = os.getpid()
+
     def start(index: int) -> None:
         pid = os.fork()
         if pid == 0:  # the worker
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
+            end_with_parent(supervisor)
             code = 0
             try:
                 own = {id(sock) for sock, _ in worker_sets[index]}
@@ -106,6 +116,20 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         for sig, handler in old.items():
             signal.signal(sig, handler)
     return 0
+
+
+def end_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM (a drain, as from an administrator) when
+    its parent dies, so that a supervisor killed with SIGKILL leaves no workers serving;
+    exit at once if ``parent`` is already gone (it died before the request was made)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            log.warning("cannot ask to end with the supervisor (prctl)")
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _describe(status: int) -> str:
