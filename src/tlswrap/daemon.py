@@ -19,7 +19,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterable
 from types import MappingProxyType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import trio
 
@@ -98,7 +98,7 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False,
     return sock
 
 
-def _probe_bind(family: int, sockaddr: object) -> None:
+def _probe_bind(family: int, sockaddr: tuple[Any, ...]) -> None:
     """Bind without SO_REUSEPORT and close: EADDRINUSE when a socket listens on the address.
     SO_REUSEADDR, as for the real socket, so that connections left in TIME_WAIT by a previous
     run do not block a restart (it never allows binding over a listener)."""
