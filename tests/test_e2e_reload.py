@@ -138,3 +138,32 @@ def test_reload_under_load_never_mixes_two_configurations(certs, thread_server, 
     assert len({cert for cert, _ in seen}) == kinds  # the reloads did take effect
     assert len(seen) >= 200 and not errors, errors[:5]
     assert proc.proc.poll() is None
+
+
+def test_a_restarted_worker_serves_the_reloaded_configuration(certs, thread_server, tlswrap,
+                                                               tmp_path):
+    """workers = 2, SIGHUP to a new certificate, then SIGKILL a worker: its replacement starts
+    from the supervisor's configuration, which must be the reloaded one."""
+    from test_e2e_inetd import _children
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                                  global_extra="workers = 2"), [port])
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    old_issuer = peer_issuer(port)
+    other = trustme.CA().issue_cert("localhost")
+    cert, key = tmp_path / "new.pem", tmp_path / "new.key"
+    other.cert_chain_pems[0].write_to_path(str(cert))
+    other.private_key_pem.write_to_path(str(key))
+    proc.config.write_text(proc.config.read_text()
+                           .replace(str(certs.cert_file), str(cert))
+                           .replace(str(certs.key_file), str(key)))
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: proc.log().count("configuration reloaded") >= 2, 10, "both reloads")
+    first = _children(proc.proc.pid)
+    os.kill(first[0], signal.SIGKILL)
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2
+             and first[0] not in _children(proc.proc.pid), 10, "the worker to be replaced")
+    issuers = {peer_issuer(port) for _ in range(16)}
+    assert issuers == {peer_issuer(port)} and old_issuer not in issuers

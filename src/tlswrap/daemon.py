@@ -263,25 +263,36 @@ def load_snapshot(path: str) -> Snapshot:
     return prepare(load_config(path), path)
 
 
-async def reload(server: Server) -> None:
-    """SIGHUP: a new snapshot, built in a thread, swapped in whole; a bad config changes
-    nothing (the error is logged)."""
-    path = server.snapshot.path
+def reload_snapshot(old: Snapshot, quiet: bool = False) -> Snapshot:
+    """SIGHUP (blocking: certificates are read): the snapshot to serve from now on, which is
+    ``old`` when the config cannot be loaded (logged why). ``quiet``: log at debug level only
+    (a supervisor of workers, whose workers reload and log the same)."""
+    def say(level: int, msg: str, *args: object, exc: BaseException | None = None) -> None:
+        log.log(logging.DEBUG if quiet else level, msg, *args, exc_info=exc)
+
+    path = old.path
     if path is None:
-        log.warning("SIGHUP: no config file to reload (command-line service)")
-        return
+        say(logging.WARNING, "SIGHUP: no config file to reload (command-line service)")
+        return old
     try:
-        fresh = await trio.to_thread.run_sync(load_snapshot, path)
+        fresh = load_snapshot(path)
     except TlswrapError as exc:
-        log.error("reload failed, keeping the running configuration: %s", exc)
-        return
-    except Exception as exc:
-        log.error("reload failed, keeping the running configuration: %r", exc, exc_info=exc)
-        return
-    server.snapshot, warnings = merge_reload(server.snapshot, fresh)  # one assignment
+        say(logging.ERROR, "reload failed, keeping the running configuration: %s", exc)
+        return old
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback; the old one serves on
+        say(logging.ERROR, "reload failed, keeping the running configuration: %r", exc, exc=exc)
+        return old
+    merged, warnings = merge_reload(old, fresh)
     for warning in warnings:
-        log.warning("%s", warning)
-    log.log(NOTICE, "configuration reloaded from %s", path)
+        say(logging.WARNING, "%s", warning)
+    say(NOTICE, "configuration reloaded from %s", path)
+    return merged
+
+
+async def reload(server: Server) -> None:
+    """SIGHUP: a new snapshot, built in a thread, swapped in whole (one assignment, on the
+    trio thread); a bad config changes nothing (the error is logged)."""
+    server.snapshot = await trio.to_thread.run_sync(reload_snapshot, server.snapshot)
 
 
 async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = True,
@@ -429,8 +440,13 @@ def run_config(config: Config, config_path: str | None = None) -> int:
         if many:
             from .workers import supervise
 
-            supervise(worker_sets, lambda own: trio.run(serve, own, snapshot, False),
-                      notify=systemd.notify)
+            current = Server(snapshot)  # replaced on SIGHUP; a replacement worker starts on it
+
+            def reload_here() -> None:
+                current.snapshot = reload_snapshot(current.snapshot, quiet=True)
+
+            supervise(worker_sets, lambda own: trio.run(serve, own, current.snapshot, False),
+                      notify=systemd.notify, reload=reload_here, drain=DRAIN_SECONDS)
         else:
             trio.run(serve, listeners, snapshot)
     finally:

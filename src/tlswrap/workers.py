@@ -3,8 +3,9 @@
 Each worker gets its own listening socket per service, bound with SO_REUSEPORT, so the kernel
 spreads new connections over the workers (no thundering herd on one accept queue). The parent
 binds everything (while still privileged), forks the workers, and then only supervises: it
-forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that died unexpectedly (at most once a second),
-and keeps every listening socket open, so a restarted worker finds its accept queue intact.
+forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that died unexpectedly (at most once a second)
+from the configuration as last reloaded, kills workers that outlive the drain bound, and keeps
+every listening socket open, so a restarted worker finds its accept queue intact.
 Under systemd ``Accept=no`` the workers share systemd's sockets instead, and the parent, the
 unit's main pid, is the one that tells systemd READY/RELOADING/STOPPING.
 A worker ends (drains, as on SIGTERM) when the supervisor dies, even by SIGKILL
@@ -34,18 +35,28 @@ RESTART_INTERVAL = 1.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
+STOP_GRACE = 5.0  # seconds past the drain bound before a worker that has not ended is killed
+_WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
               serve: Callable[[list[tuple[socket.socket, T]]], None],
-              notify: Callable[[str], None] = lambda message: None) -> int:
+              notify: Callable[[str], None] = lambda message: None,
+              reload: Callable[[], None] = lambda: None,
+              drain: float = 10.0) -> int:
     """Fork one worker per listener set and supervise them until a stop signal.
 
     Sets may share sockets (systemd's ``Accept=no`` sockets are inherited by every worker):
     a worker closes only the sockets that are not in its own set. ``notify`` receives the
     systemd notifications (READY=1, RELOADING=1, STOPPING=1), sent from this, the main,
-    process."""
-    children: dict[int, int] = {}
-    stopping = False
+    process. On SIGHUP ``reload()`` runs here first (so that ``serve``, which a replacement
+    worker runs, starts from the reloaded configuration), then every worker reloads. After
+    SIGTERM/SIGINT a worker gets ``drain`` seconds plus STOP_GRACE to end, then SIGKILL.
 
+    General theory of operation: the watched signals are blocked and taken one at a time
+    with sigtimedwait, so a reload, a restart and a stop never interrupt one another; a
+    worker unblocks them right after the fork."""
+    children: dict[int, int] = {}
     supervisor = os.getpid()
 
     def start(index: int) -> None:
@@ -54,6 +65,7 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             end_with_parent(supervisor)
             code = 0
             try:
@@ -71,51 +83,74 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 os._exit(code)
         children[pid] = index
 
-    def forward(signum: int, _frame: object) -> None:  # SIGHUP: each worker reloads
-        if signum == signal.SIGHUP:
-            notify("RELOADING=1")
+    def forward(signum: int) -> None:
         for pid in list(children):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-        if signum == signal.SIGHUP:
-            notify("READY=1")  # each worker reloads on its own; a bad config keeps its old one
 
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        notify("STOPPING=1")
-        forward(signum, frame)
-
-    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, forward)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
     try:
         for index in range(len(worker_sets)):
             start(index)
         log.info("%d workers started: %s", len(children), " ".join(map(str, children)))
         notify("READY=1")
+        waiting: list[int] = []  # workers to restart, oldest death first
         last_restart = 0.0
+        kill_at = None  # once stopping: when the workers left are killed
         while children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            index = children.pop(pid, -1)
-            if index < 0 or stopping:
+            now = time.monotonic()
+            if kill_at is not None and now >= kill_at:
+                for pid in children:
+                    log.error("worker pid %d still running %gs after the stop; killing it",
+                              pid, drain + STOP_GRACE)
+                    os.kill(pid, signal.SIGKILL)
+                kill_at = float("inf")
+            elif waiting and kill_at is None and now >= last_restart + RESTART_INTERVAL:
+                last_restart = now
+                start(waiting.pop(0))
                 continue
-            log.error("worker %d (pid %d) ended unexpectedly (%s); restarting it", index, pid,
-                      _describe(status))
-            wait = last_restart + RESTART_INTERVAL - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            last_restart = time.monotonic()
-            if not stopping:
-                start(index)
+            wake = min(kill_at if kill_at is not None else float("inf"),
+                       last_restart + RESTART_INTERVAL if waiting and kill_at is None
+                       else float("inf"))
+            timeout = min(max(wake - now, 0.001), 3600.0)
+            info = signal.sigtimedwait(_WATCHED, timeout)
+            if info is None:
+                continue
+            if info.si_signo == signal.SIGCHLD:
+                for pid, status in _reap():
+                    index = children.pop(pid, -1)
+                    if index >= 0 and kill_at is None:
+                        log.error("worker %d (pid %d) ended unexpectedly (%s); restarting it",
+                                  index, pid, _describe(status))
+                        waiting.append(index)
+            elif info.si_signo == signal.SIGHUP and kill_at is None:
+                notify("RELOADING=1")
+                reload()
+                forward(signal.SIGHUP)
+                notify("READY=1")  # each worker reloads on its own; a bad config keeps its old one
+            elif info.si_signo != signal.SIGHUP and kill_at is None:  # SIGTERM, SIGINT
+                notify("STOPPING=1")
+                forward(info.si_signo)
+                kill_at = time.monotonic() + drain + STOP_GRACE
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return 0
+
+
+def _reap() -> list[tuple[int, int]]:
+    """Every child that has ended, with its wait status (SIGCHLD signals merge)."""
+    ended = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        ended.append((pid, status))
+    return ended
 
 
 def end_with_parent(parent: int) -> None:
