@@ -6,8 +6,9 @@ General theory of operation:
   all, repeat. A slow reader therefore slows its writer; nothing buffers more than one batch
   per direction: a client that stops reading holds at most 64 KiB of plaintext plus one TLS
   record in tlswrap (bench/stalled.py measures it; 256 KiB batches measured about 14% less CPU
-  per GB downloaded, at 2.6x the memory of a stalled connection). A batch that drained the source makes the next read park first instead of
-  failing once; without any park the pump yields every few rounds.
+  per GB downloaded, at 2.6x the memory of a stalled connection). A batch that drained the
+  source makes the next read park first instead of failing once; without any park the pump
+  yields every few rounds.
 - EOF is passed on as a half-close: the client's close_notify (or a TCP close) becomes a FIN to
   the backend, which may still answer; the backend's FIN becomes close_notify to the client after
   the data.
