@@ -406,6 +406,39 @@ def test_pid_file_that_tlswrap_would_refuse(config_dir, capsys):
     assert (config_dir / "victim").read_text() == "precious\n"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (files of another owner)")
+def test_files_the_setuid_user_could_not_reread_on_reload(capsys, monkeypatch):
+    """setuid = nobody: a root-only key cannot be re-read by a SIGHUP reload; the advised fix
+    (group-readable by the dropped group, 640) silences both that and the key-mode warning."""
+    import grp
+    import pwd
+    import tempfile
+
+    import trustme
+
+    nogroup = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
+        here = Path(scratch)
+        os.chmod(here, 0o755)
+        _write_leaf(trustme.CA().issue_cert("imap.example.com"), here, "imaps")
+        os.chmod(here / "imaps.pem", 0o644)
+        conf = here / "t.conf"
+        conf.write_text("setuid = nobody\n[imaps]\naccept = 993\nconnect = 143\n"
+                        f"cert = {here}/imaps.pem\nkey = {here}/imaps.key\nlibwrap = no\n")
+        key = f"{here}/imaps.key"
+        rc, out, _ = check(capsys, str(conf))
+        assert (rc, out.splitlines()[:2]) == (0, [
+            f"{conf}: note: every service has libwrap = no: the hosts files are not consulted",
+            f"{conf}:6: warning: [imaps] key = {key}: user nobody cannot read it, so a SIGHUP "
+            f"reload will not be able to re-read it: make it readable by group {nogroup} "
+            f"(chgrp {nogroup} {key}; chmod 640 {key})"])
+        assert out.splitlines()[2] == f"checked {conf}: 0 errors, 1 warning, 1 note"
+        os.chown(here / "imaps.key", 0, grp.getgrnam(nogroup).gr_gid)
+        os.chmod(here / "imaps.key", 0o640)
+        rc, out, _ = check(capsys, str(conf))
+        assert (rc, out.splitlines()[-1]) == (0, f"checked {conf}: 0 errors, 0 warnings, 1 note")
+
+
 # --- end to end ----------------------------------------------------------------------------
 
 def test_subprocess_end_to_end(config_dir):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import ssl
 import threading
 import time
+from pathlib import Path
 
+import pytest
 import trustme
 
 from conftest import free_port, greet_echo, service_config, wait_for
@@ -167,3 +170,40 @@ def test_a_restarted_worker_serves_the_reloaded_configuration(certs, thread_serv
              and first[0] not in _children(proc.proc.pid), 10, "the worker to be replaced")
     issuers = {peer_issuer(port) for _ in range(16)}
     assert issuers == {peer_issuer(port)} and old_issuer not in issuers
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setuid)")
+def test_reload_as_the_setuid_user_says_which_file_it_cannot_read(certs, thread_server):
+    """The daemon reloads as the dropped user: a root-only key is named at start-up and again
+    when the reload fails on it, with the fix; the old configuration serves on."""
+    import tempfile
+
+    from conftest import Tlswrap
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
+        here = Path(scratch)
+        os.chmod(here, 0o755)
+        shutil.copy(certs.cert_file, here / "server.pem")
+        shutil.copy(certs.key_file, here / "server.key")
+        os.chmod(here / "server.pem", 0o644)
+        os.chmod(here / "server.key", 0o600)
+        text = service_config(certs, port, f"127.0.0.1:{srv.port}",
+                              global_extra="setuid = nobody")
+        text = (text.replace(str(certs.cert_file), str(here / "server.pem"))
+                .replace(str(certs.key_file), str(here / "server.key")))
+        proc = Tlswrap(here, text, [port], name="t.conf")
+        os.chmod(here / "t.conf", 0o644)
+        try:
+            key = here / "server.key"
+            hint = (f"{here}/t.conf:8: [imaps] key = {key}: user nobody cannot read it, so a "
+                    "SIGHUP reload will not be able to re-read it: make it readable by group ")
+            assert proc.log().count(hint) == 1, proc.log()
+            proc.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "reload failed" in proc.log(), 10, "the failed reload")
+            wait_for(lambda: proc.log().count(hint) == 2, 5, "the hint")
+            assert peer_issuer(port)
+            assert proc.proc.poll() is None
+        finally:
+            proc.stop()

@@ -15,7 +15,9 @@ path (:func:`tlswrap.snapshot.prepare`).
   valid certificate. Every mistake of the config is listed, not only the first.
 - warning: tcpdchk's warnings; daemon names that match no ``[service]``; patterns that can
   never match; rules shadowed by an earlier rule of the same file; a certificate expiring
-  within ``EXPIRY_DAYS``; a private key readable by group or others; an option tlswrap reads
+  within ``EXPIRY_DAYS``; a private key readable by group or others (except 640 with the
+  ``setgid`` group); a certificate or key the ``setuid`` user could not re-read on SIGHUP
+  (:func:`tlswrap.privileges.reread_problems`); an option tlswrap reads
   differently (``sslVersionMin = TLSv1``: it serves TLS 1.2 and up); a service name that a
   hosts.allow daemon list cannot spell (a space, ``,``, ``:`` or ``@`` in it: tcpd splits
   the list there), so that only ``ALL`` matches it.
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TextIO
 
 from tlswrap.errors import ConfigError, TlswrapError
+from tlswrap.regularfile import read_regular_text
 from tlswrap.tcpwrappers import Emit, Rule, Services, System, lint_rule, rule_listing
 from tlswrap.tcpwrappers import files as hostsfiles
 
@@ -142,8 +145,7 @@ _SYSTEM = System(hostsfiles.read_patterns, hostsfiles.check_option,
 
 def _read_lines(path: str) -> list[str]:
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
-            return f.read().split("\n")
+        return read_regular_text(path, hostsfiles.HOSTS_MAX_BYTES).split("\n")
     except OSError:
         return []
 
@@ -269,14 +271,21 @@ def _check_certificates(config: Config, svc: Service, report: Report,
 
 
 def _check_key_mode(config: Config, svc: Service, report: Report) -> None:
-    from tlswrap.tlscontext import key_file_warning
+    """The key's mode, and the files a reload could not read as the ``setuid`` user."""
+    from tlswrap.privileges import key_mode_warning, reread_problems, target_identity
 
+    try:
+        ident = target_identity(config)
+    except ConfigError:
+        ident = None  # _check_globals reports the unknown name
     key = svc.key or svc.cert
     option = "key" if svc.key else "cert"
-    warning = key_file_warning(key) if key else None
+    warning = key_mode_warning(key, ident) if key else None
     if warning:
         report.add(config.filename, svc.line_of(option), "warning",
                    f"[{svc.name}] {option} = {warning}")
+    for opt, problem in reread_problems(svc, ident):
+        report.add(config.filename, svc.line_of(opt), "warning", f"[{svc.name}] {problem}")
 
 
 def _services(config: Config) -> Services:

@@ -29,10 +29,9 @@ from .config import Config, Service, load_config
 from .errors import TlswrapError
 from .logsetup import NOTICE, setup_logging
 from .pipeline import serve_guarded
-from .privileges import drop_privileges
+from .privileges import drop_privileges, key_mode_warning, reread_problems, target_identity
 from .snapshot import ServiceRuntime, Snapshot, prepare
 from .sockstream import set_socket_options
-from .tlscontext import key_file_warning
 
 log = logging.getLogger("tlswrap.daemon")
 
@@ -278,6 +277,7 @@ def reload_snapshot(old: Snapshot, quiet: bool = False) -> Snapshot:
         fresh = load_snapshot(path)
     except TlswrapError as exc:
         say(logging.ERROR, "reload failed, keeping the running configuration: %s", exc)
+        _log_reread_problems(old.config, logging.DEBUG if quiet else logging.ERROR)
         return old
     except Exception as exc:  # noqa: BLE001 - logged with its traceback; the old one serves on
         say(logging.ERROR, "reload failed, keeping the running configuration: %r", exc, exc=exc)
@@ -420,7 +420,7 @@ def run_config(config: Config, config_path: str | None = None) -> int:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
                       facility=g.facility)
-        _warn_key_modes(snapshot)
+        _warn_key_files(config)
         if not g.foreground and not under_systemd:
             report_w = daemonize()  # under systemd the started process is the main pid
         try:
@@ -456,10 +456,25 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     return 0
 
 
-def _warn_key_modes(snapshot: Snapshot) -> None:
-    for rt in snapshot:
-        key = rt.service.key or rt.service.cert
-        warning = key_file_warning(key) if key else None
+def _warn_key_files(config: Config) -> None:
+    """Key modes, and files a reload (as the ``setuid`` user) could not read again: at their
+    lines, before the drop."""
+    ident = target_identity(config)
+    for svc in config.services:
+        key = svc.key or svc.cert
+        warning = key_mode_warning(key, ident) if key else None
         if warning:
-            log.warning("[%s] %s", rt.name, warning)
+            log.warning("[%s] %s", svc.name, warning)
+        for option, problem in reread_problems(svc, ident):
+            log.warning("%s", config.error(problem, option, svc))
 
+
+def _log_reread_problems(config: Config, level: int) -> None:
+    """After a failed reload: the files the dropped user cannot read, if that is why."""
+    try:
+        ident = target_identity(config)
+    except TlswrapError:
+        return
+    for svc in config.services:
+        for option, problem in reread_problems(svc, ident):
+            log.log(level, "%s", config.error(problem, option, svc))

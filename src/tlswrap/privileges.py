@@ -1,18 +1,54 @@
-"""Dropping root: ``setuid``/``setgid`` after the listeners are bound and the keys are read."""
+"""Dropping root: ``setuid``/``setgid`` after the listeners are bound and the keys are read.
+
+The running daemon stays the dropped user, so a SIGHUP reload re-reads the config, the
+certificates and the keys as that user (and its group, the only one it keeps). Files it cannot
+read make that reload fail (the old configuration serves on): :func:`reread_problems` says so
+at start-up, in ``tlswrap check`` and when a reload fails, with the fix (group-readable by the
+``setgid`` group, mode 640).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
+from dataclasses import dataclass
 
-from .config import Config
+from .config import Config, Service
 from .errors import TlswrapError
 
 
-def drop_privileges(config: Config) -> None:
-    """setgid/setuid as configured; refuse to go on as root when a user was asked for."""
+@dataclass(frozen=True)
+class Identity:
+    """Who the daemon becomes: ``uid`` None keeps the user, ``gid`` None the group."""
+
+    uid: int | None
+    gid: int | None
+
+    @property
+    def user(self) -> str:
+        import pwd
+
+        try:
+            return pwd.getpwuid(self.uid).pw_name if self.uid is not None else "root"
+        except KeyError:
+            return str(self.uid)
+
+    @property
+    def group(self) -> str:
+        import grp
+
+        try:
+            return grp.getgrgid(self.gid).gr_name if self.gid is not None else "root"
+        except KeyError:
+            return str(self.gid)
+
+
+def target_identity(config: Config) -> Identity | None:
+    """The ``setuid``/``setgid`` identity (a user's own group unless ``setgid`` names one);
+    None when neither is set; ConfigError for a name that does not exist."""
     g = config.globals
     if g.setgid is None and g.setuid is None:
-        return
+        return None
     import grp
     import pwd
 
@@ -28,14 +64,87 @@ def drop_privileges(config: Config) -> None:
     except KeyError as exc:
         raise config.error(f"no such user or group: {exc.args[0]}",
                            "setuid" if g.setuid else "setgid") from None
+    return Identity(uid, gid)
+
+
+def drop_privileges(config: Config) -> None:
+    """setgid/setuid as configured; refuse to go on as root when a user was asked for."""
+    g = config.globals
+    ident = target_identity(config)
+    if ident is None:
+        return
     try:
-        if gid is not None:
-            os.setgroups([gid])
-            os.setgid(gid)
-        if uid is not None:
-            os.setuid(uid)
+        if ident.gid is not None:
+            os.setgroups([ident.gid])
+            os.setgid(ident.gid)
+        if ident.uid is not None:
+            os.setuid(ident.uid)
     except PermissionError:
         raise config.error("cannot change user/group (not started as root?)",
                            "setuid" if g.setuid else "setgid") from None
-    if uid is not None and uid != 0 and (os.getuid() == 0 or os.geteuid() == 0):
+    if ident.uid not in (None, 0) and (os.getuid() == 0 or os.geteuid() == 0):
         raise TlswrapError("still running as root after setuid; refusing to serve")
+
+
+def reread_problems(svc: Service, ident: Identity | None) -> list[tuple[str, str]]:
+    """``(option, message)`` for each file of ``svc`` that a reload re-reads (cert, key,
+    CAfile) and ``ident`` could not read; [] when nothing is dropped or all is readable."""
+    if ident is None or ident.uid in (None, 0):
+        return []
+    problems: list[tuple[str, str]] = []
+    seen = set()
+    for option, path in (("cert", svc.cert), ("key", svc.key), ("CAfile", svc.ca_file)):
+        if not path or path in seen or _readable_by(path, ident) is not False:
+            continue
+        seen.add(path)
+        group = ident.group
+        problems.append((option, f"{option} = {path}: user {ident.user} cannot read it, so a "
+                                 "SIGHUP reload will not be able to re-read it: make it "
+                                 f"readable by group {group} (chgrp {group} {path}; "
+                                 f"chmod 640 {path})"))
+    return problems
+
+
+def _readable_by(path: str, ident: Identity) -> bool | None:
+    """Whether ``ident`` (keeping only its group) may read ``path`` by the mode bits of the
+    file and of each directory above it (ACLs aside); None when the path cannot be judged
+    (missing: the start-up error says so)."""
+    try:
+        target = os.path.realpath(path)
+        if not _permits(os.stat(target), ident, 4):
+            return False
+        parent = os.path.dirname(target)
+        while True:
+            if not _permits(os.stat(parent), ident, 1):
+                return False
+            if parent == os.path.dirname(parent):
+                return True
+            parent = os.path.dirname(parent)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False  # as the dropped user already: stat itself was refused
+
+
+def _permits(st: os.stat_result, ident: Identity, bit: int) -> bool:
+    if st.st_uid == ident.uid:
+        return bool(st.st_mode & (bit << 6))
+    if st.st_gid == ident.gid:
+        return bool(st.st_mode & (bit << 3))
+    return bool(st.st_mode & bit)
+
+
+def key_mode_warning(path: str, ident: Identity | None) -> str | None:
+    """The key-file mode warning, except for the advised set-up: readable by the ``setgid``
+    group and by no one else (mode 640 and the dropped group)."""
+    from .tlscontext import key_file_warning
+
+    warning = key_file_warning(path)
+    if warning and ident is not None and ident.gid not in (None, 0):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return warning
+        if st.st_gid == ident.gid and not stat.S_IMODE(st.st_mode) & 0o007:
+            return None
+    return warning
