@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from fifo_guard import call_unless_blocked
 from tlswrap.errors import ConfigError
 from tlswrap.tcpwrappers import PARANOID, Option, Request, decide
 from tlswrap.tcpwrappers.files import (
@@ -123,3 +124,31 @@ def test_banner_path_error(tmp_path):
     assert banner_path_error(str(tmp_path)) is None
     assert banner_path_error(str(tmp_path / "none")) == (
         f"{tmp_path / 'none'}: No such file or directory")
+
+
+@pytest.mark.parametrize("which", ["allow", "deny", "pattern list"])
+def test_a_fifo_in_place_of_a_hosts_file_is_refused_not_waited_on(tmp_path, which):
+    """tcpd would block on a FIFO forever; tlswrap refuses it (the file is unreadable)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    write(allow, f"ALL: {fifo}\n" if which == "pattern list" else "")
+    write(deny, "ALL: ALL\n")
+    paths = {"allow": (fifo, deny), "deny": (allow, fifo), "pattern list": (allow, deny)}[which]
+    files = HostsFiles(str(paths[0]), str(paths[1]))
+    assert call_unless_blocked(lambda: verdict(files), fifo) is False
+    if which != "pattern list":
+        rules = call_unless_blocked(lambda: read_hosts(str(fifo)), fifo)
+        assert "not a regular file (a FIFO)" in str(rules.open_error)
+
+
+def test_tlswrap_match_and_check_do_not_hang_on_a_fifo(tmp_path, capsys):
+    from tlswrap.check import main as check_main
+    from tlswrap.tcpwrappers.matchcli import main as match_main
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    call_unless_blocked(lambda: match_main(["--allow", str(fifo), "--deny", str(fifo),
+                                            "imaps", "10.0.0.1"]), fifo)
+    call_unless_blocked(lambda: check_main(["-a", str(fifo), "-D", str(fifo)]), fifo)
+    assert "not a regular file (a FIFO)" in capsys.readouterr().out

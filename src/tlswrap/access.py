@@ -38,6 +38,7 @@ from typing import Any, cast
 import trio
 
 from .addresses import peer_host, peer_port
+from .regularfile import read_regular_text
 from .tcpwrappers import (
     ACLEXEC_FAILED,
     Decision,
@@ -49,7 +50,13 @@ from .tcpwrappers import (
     decide,
     expand_percent,
 )
-from .tcpwrappers.files import banner_path_error, check_option, hostname_for, read_patterns
+from .tcpwrappers.files import (
+    HOSTS_MAX_BYTES,
+    banner_path_error,
+    check_option,
+    hostname_for,
+    read_patterns,
+)
 
 log = logging.getLogger("tlswrap.access")
 
@@ -376,9 +383,7 @@ def _user_ids(arg: tuple[str, str | None]) -> tuple[int, int]:
 def _banner(directory: str, daemon: str, request: Request) -> bytes | None:
     """banners.c: the file named as the daemon, each line %-expanded, CRLF line ends."""
     try:
-        with open(os.path.join(directory, daemon), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            text = f.read(65536)
+        text = read_regular_text(os.path.join(directory, daemon), HOSTS_MAX_BYTES)
     except OSError:
         return None
     lines = [expand_percent(line, request) for line in text.splitlines()]

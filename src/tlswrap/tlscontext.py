@@ -20,7 +20,6 @@ given the bytes read, never the path, so what was checked is what is used.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +27,9 @@ from contextlib import contextmanager
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
-from .config import Config, Service, irregular_kind, version_problem
+from .config import Config, Service, version_problem
 from .errors import ConfigError
+from .regularfile import read_regular
 
 # TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
 DEFAULT_CIPHERS = (
@@ -134,25 +134,8 @@ def server_context(config: Config, service: Service) -> SSL.Context:
 
 
 def read_pem_file(path: str, limit: int = PEM_MAX_BYTES) -> bytes:
-    """The contents of the regular file ``path``, at most ``limit`` bytes, without blocking.
-
-    OSError otherwise, its ``strerror`` saying why ("not a regular file (a FIFO)", "larger
-    than 16 MiB", the OS's reason); ValueError for a NUL in the path.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        kind = irregular_kind(os.fstat(fd).st_mode)
-        if kind:
-            raise OSError(errno.EINVAL, f"not a regular file ({kind})", path)
-        chunks, size = [], 0
-        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > limit:
-        raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", path)
-    return b"".join(chunks)
+    """A certificate, key or CA file: ``regularfile.read_regular`` with the PEM size bound."""
+    return read_regular(path, limit)
 
 
 def _check_readable(steps: _Steps, option: str, path: str) -> bytes:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tlswrap.errors import ConfigError
+from tlswrap.regularfile import read_regular_text
 from tlswrap.tcpwrappers.cstring import fold, split_at
 from tlswrap.tcpwrappers.options import Option
 from tlswrap.tcpwrappers.request import PARANOID
@@ -33,6 +34,8 @@ __all__ = [
 log = logging.getLogger("tlswrap.tcpwrappers.files")
 Warn = Callable[[str], None]
 _Identity = tuple[int, int, int, int]
+HOSTS_MAX_BYTES = 1 << 20  # a hosts file, a /path pattern list or a banner: at most 1 MiB
+
 _SockAddr = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
 
 
@@ -47,19 +50,18 @@ def read_hosts(path: str, name: str | None = None) -> Rules:
     """
     name = path if name is None else name
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
-            text = f.read()
+        text = read_regular_text(path, HOSTS_MAX_BYTES)
     except FileNotFoundError:
         return Rules.empty(name)
-    except OSError as exc:
+    except OSError as exc:  # a FIFO or a device too: tcpd would hang on it, tlswrap refuses
         return Rules.unreadable(name, _strerror(exc))
     return parse_hosts(text, name)
 
 
 def read_patterns(path: str) -> list[str]:
-    """The patterns of a ``/path`` list in a rule: whitespace-separated words."""
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        return f.read().split()
+    """The patterns of a ``/path`` list in a rule: whitespace-separated words. OSError when
+    it cannot be read (not a regular file included)."""
+    return read_regular_text(path, HOSTS_MAX_BYTES).split()
 
 
 def _identity(path: str) -> _Identity | None:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TextIO
 
+from tlswrap.regularfile import read_regular
 from tlswrap.tcpwrappers import files
 from tlswrap.tcpwrappers.cstring import equal, split_at
 from tlswrap.tcpwrappers.decide import Decision, decide
@@ -183,8 +184,7 @@ def _banner(directory: str, req: Request, out: TextIO, warn: Callable[[str], Non
             where: Callable[[str], str]) -> None:
     """options.c banners_option(): copy DIR/DAEMON, newlines as CRLF, %-sequences expanded."""
     try:
-        with open(where(f"{directory}/{req.daemon}"), "rb") as f:
-            data = f.read()
+        data = read_regular(where(f"{directory}/{req.daemon}"), files.HOSTS_MAX_BYTES)
     except OSError:
         problem = files.banner_path_error(where(directory))
         if problem:

@@ -1,0 +1,45 @@
+"""Reading a file named in a config without ever blocking on it.
+
+A FIFO or a device where a certificate, a hosts file or a banner should be would block the
+reader forever (or never end); ``read_regular`` opens without blocking, refuses anything but a
+regular file, and reads at most ``limit`` bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from .config import irregular_kind
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """The contents of the regular file ``path``, at most ``limit`` bytes, without blocking.
+
+    OSError otherwise, its ``strerror`` saying why ("not a regular file (a FIFO)", "larger
+    than 16 MiB", the OS's reason); ValueError for a NUL in the path.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        kind = irregular_kind(os.fstat(fd).st_mode)
+        if kind:
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", path)
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise OSError(errno.EFBIG, f"larger than {_size(limit)}", path)
+    return b"".join(chunks)
+
+
+def read_regular_text(path: str, limit: int) -> str:
+    """``read_regular`` as text: UTF-8, undecodable bytes kept as surrogates (as tcpd reads
+    bytes), line ends untouched."""
+    return read_regular(path, limit).decode("utf-8", "surrogateescape")
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
