@@ -113,3 +113,24 @@ def test_sslversion_pins_tls12_and_socket_options_apply(certs, thread_server, tl
     assert _stdlib_handshake(certs, port, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
     with pytest.raises(ssl.SSLError):
         _stdlib_handshake(certs, port, ssl.TLSVersion.TLSv1_3)
+
+
+@pytest.mark.parametrize(("tls13", "tls12", "expected"), [
+    (b"TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384", None,
+     "TLS_CHACHA20_POLY1305_SHA256"),
+    (b"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384", None, "TLS_AES_128_GCM_SHA256"),
+    (None, b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384",
+     "ECDHE-ECDSA-CHACHA20-POLY1305"),
+])
+def test_the_client_chooses_among_the_aead_suites(proxy_port, tls13, tls12, expected):
+    """Every suite tlswrap offers is AEAD with forward secrecy, so the client's order wins
+    (current guidance): a phone without AES instructions gets ChaCha20 if it asks first."""
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    if tls13:
+        ctx.set_tls13_ciphersuites(tls13)
+    else:
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        ctx.set_cipher_list(tls12)
+    conn, sock = _pyopenssl_connect(ctx, proxy_port)
+    with sock:
+        assert conn.get_cipher_name() == expected
