@@ -153,3 +153,64 @@ def test_a_start_failure_after_detaching_is_reported(certs, thread_server, tmp_p
         assert not port_open(port)
     finally:
         stop_daemons(cfg)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unix_socket_listener(certs, thread_server, tlswrap, tmp_path, workers):
+    """``accept = /path``: a stale socket file is replaced, TLS is served over it (libwrap does
+    not apply: the file's permissions do), log lines name the path, and it is removed at exit."""
+    import socket
+
+    srv = thread_server(greet_echo)
+    path = tmp_path / "imaps.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # a socket file with no one listening, as a killed daemon leaves
+    (tmp_path / "deny").write_text("ALL: ALL\n")
+    (tmp_path / "allow").write_text("")
+    text = service_config(certs, 1, f"127.0.0.1:{srv.port}",
+                          global_extra=f"hostsAllow = {tmp_path / 'allow'}\n"
+                                       f"hostsDeny = {tmp_path / 'deny'}\n"
+                                       f"workers = {workers}")
+    proc = tlswrap(text.replace("accept = 127.0.0.1:1", f"accept = {path}"))
+    wait_for(lambda: "started with" in proc.log() or proc.proc.poll() is not None, 15,
+             "the start")
+    assert proc.proc.poll() is None, proc.log()
+    assert oct(path.stat().st_mode & 0o777) == "0o666"
+    for _ in range(4):
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.settimeout(10)
+            raw.connect(str(path))
+            with certs.client_context().wrap_socket(raw, server_hostname="localhost") as s:
+                assert s.recv(100) == b"* OK echo ready\r\n"
+                s.sendall(b"hi\r\n")
+                assert s.recv(100) == b"hi\r\n"
+    wait_for(lambda: f"[imaps] {path} closed:" in proc.log(), 10, "the closing line")
+    assert f"[imaps] listening on {path}" in proc.log()
+    assert proc.stop() == 0
+    assert not path.exists()
+
+
+def test_unix_socket_listener_in_use_or_not_a_socket(certs, thread_server, tlswrap, tmp_path):
+    import socket
+
+    srv = thread_server(greet_echo)
+    path = tmp_path / "imaps.sock"
+    busy = socket.socket(socket.AF_UNIX)
+    busy.bind(str(path))
+    busy.listen()
+    try:
+        text = service_config(certs, 1, f"127.0.0.1:{srv.port}").replace(
+            "accept = 127.0.0.1:1", f"accept = {path}")
+        proc = tlswrap(text)
+        assert proc.proc.wait(15) == 1
+        assert f"tlswrap0.conf:5: [imaps] accept = {path}: cannot listen: Address already " \
+               "in use" in proc.log()
+    finally:
+        busy.close()
+    path.unlink()
+    path.write_text("precious\n")
+    proc = tlswrap(text)
+    assert proc.proc.wait(15) == 1
+    assert f"accept = {path}: cannot listen: it exists and is not a socket" in proc.log()
+    assert path.read_text() == "precious\n"

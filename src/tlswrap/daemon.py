@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 from collections.abc import AsyncIterator, Iterable
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -26,7 +27,7 @@ import trio
 from . import __version__, pidfile, systemd
 from .addresses import format_peer
 from .config import Config, Service, load_config
-from .errors import TlswrapError
+from .errors import ConfigError, TlswrapError
 from .logsetup import NOTICE, setup_logging
 from .pipeline import serve_guarded
 from .privileges import drop_privileges, key_mode_warning, reread_problems, target_identity
@@ -63,7 +64,10 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False,
     ``probe``: first make sure nothing listens there already, since SO_REUSEPORT would let
     us listen beside another process (another tlswrap's workers, orphaned ones)."""
     addr = svc.accept
-    assert addr is not None and addr.host is not None
+    assert addr is not None
+    if addr.path is not None:
+        return bind_unix(config, svc, addr.path)
+    assert addr.host is not None
     try:
         port = addr.port if isinstance(addr.port, int) else socket.getservbyname(addr.port, "tcp")
     except OSError:
@@ -97,6 +101,66 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False,
     return sock
 
 
+def bind_unix(config: Config, svc: Service, path: str) -> socket.socket:
+    """A listening unix socket at ``path``, mode 0666 (the directory's permissions control
+    who may connect). A socket file that nobody listens on (left by a killed daemon) is
+    replaced; a listening one is "Address already in use"; any other file is refused."""
+    def fail(reason: str) -> ConfigError:
+        return config.error(f"accept = {path}: cannot listen: {reason}", "accept", svc)
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise fail(exc.strerror or str(exc)) from None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise fail("it exists and is not a socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(path) == 0:
+                raise fail(os.strerror(errno.EADDRINUSE))
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise fail(exc.strerror or str(exc)) from None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        set_socket_options(sock, svc.socket_options, "l")
+        sock.bind(path)
+        os.chmod(path, 0o666)
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError as exc:
+        _remove_socket_file(sock)
+        sock.close()
+        raise fail(exc.strerror or str(exc)) from None
+    return sock
+
+
+def _remove_socket_file(sock: socket.socket) -> None:
+    """Unlink the file of a bound unix socket that is still open, if it is still a socket."""
+    if sock.family != socket.AF_UNIX or sock.fileno() == -1:
+        return
+    try:
+        path = sock.getsockname()
+        if path and isinstance(path, str) and stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_socket_files(config: Config) -> None:
+    """At exit: the unix socket files of the services (whose sockets may be closed by now)."""
+    for svc in config.services:
+        path = svc.accept.path if svc.accept is not None else None
+        try:
+            if path and stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        except OSError:
+            pass
+
+
 def _probe_bind(family: int, sockaddr: tuple[Any, ...]) -> None:
     """Bind without SO_REUSEPORT and close: EADDRINUSE when a socket listens on the address.
     SO_REUSEADDR, as for the real socket, so that connections left in TIME_WAIT by a previous
@@ -121,7 +185,9 @@ def bind_all(config: Config, services: Iterable[Service], reuseport: bool = Fals
 
 
 def close_all(listeners: Iterable[Listener]) -> None:
+    """Close listeners that were bound here (a unix socket's file goes with it)."""
     for sock, _ in listeners:
+        _remove_socket_file(sock)
         sock.close()
 
 
@@ -186,6 +252,9 @@ async def accept_loop(lsock: socket.socket, name: str, server: Server,
     task. Back off (logging once) while the process is out of descriptors or memory; stop
     (logging once) if the socket is no longer a listener."""
     accept = lsock.accept
+    # a unix client has no address: its log lines (and the access check, skipped on unix
+    # listeners as stunnel does) see the listener's path instead
+    unix_path = lsock.getsockname() if lsock.family == socket.AF_UNIX else None
     batch = 0
     starved = False
     while True:
@@ -217,10 +286,13 @@ async def accept_loop(lsock: socket.socket, name: str, server: Server,
         if starved:
             log.log(NOTICE, "[%s] accepting again", name)
             starved = False
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # the client may already be gone (or this is a unix socket)
+        if unix_path is not None:
+            peer = unix_path
+        else:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # the client may already be gone
         rt = server.snapshot.services.get(name)
         if rt is None:  # cannot happen: a reload keeps every listened service
             sock.close()
@@ -407,9 +479,13 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     else:
         worker_sets = []
         try:
-            for i in range(g.workers):
-                worker_sets.append(bind_all(config, config.services, reuseport=many,
-                                            probe=many and i == 0))
+            worker_sets.append(bind_all(config, config.services, reuseport=many, probe=many))
+            # unix sockets have no SO_REUSEPORT: every worker accepts on the one socket
+            shared = [pair for pair in worker_sets[0] if pair[0].family == socket.AF_UNIX]
+            tcp = [svc for svc in config.services
+                   if svc.accept is not None and not svc.accept.is_unix]
+            for _ in range(1, g.workers):
+                worker_sets.append(bind_all(config, tcp, reuseport=True) + shared)
         except BaseException:
             for bound in worker_sets:
                 close_all(bound)
@@ -451,6 +527,7 @@ def run_config(config: Config, config_path: str | None = None) -> int:
             trio.run(serve, listeners, snapshot)
     finally:
         close_all(listeners)
+        remove_socket_files(config)
         if g.pid:
             pidfile.remove(g.pid, os.getpid())
     return 0

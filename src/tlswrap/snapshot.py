@@ -66,5 +66,9 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
     for svc in config.services:
         ctx = server_context(config, svc)
         targets = tuple(Target.from_address(a) for a in svc.connect)
-        services[svc.name] = ServiceRuntime(svc, ctx, targets, access if svc.libwrap else None)
+        # a unix socket client has no address to match: libwrap does not apply there (as in
+        # stunnel); the socket file's permissions decide who connects
+        unix = svc.accept is not None and svc.accept.is_unix
+        services[svc.name] = ServiceRuntime(svc, ctx, targets,
+                                            access if svc.libwrap and not unix else None)
     return Snapshot(config, MappingProxyType(services), path)
