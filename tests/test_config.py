@@ -451,3 +451,12 @@ def _load_error(path: str) -> str:
     except ConfigError as exc:
         return str(exc)
     return "no error"
+
+
+def test_timeout_drain_is_a_global_option():
+    """TIMEOUTdrain: tlswrap's own (stunnel has none), seconds after SIGTERM, default 10."""
+    assert parse_config(_SVC, "s.conf").globals.timeout_drain == 10.0
+    assert parse_config(f"TIMEOUTdrain = 2.5\n{_SVC}", "s.conf").globals.timeout_drain == 2.5
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"TIMEOUTdrain = -1\n{_SVC}", "s.conf")
+    assert str(info.value).startswith("s.conf:1: TIMEOUTdrain = -1: expected a number of seconds")

@@ -214,3 +214,50 @@ def test_unix_socket_listener_in_use_or_not_a_socket(certs, thread_server, tlswr
     assert proc.proc.wait(15) == 1
     assert f"accept = {path}: cannot listen: it exists and is not a socket" in proc.log()
     assert path.read_text() == "precious\n"
+
+
+def test_timeout_drain_bounds_the_stop(certs, thread_server, tlswrap):
+    """A client that keeps its connection open holds the stop for TIMEOUTdrain, no longer; the
+    connection is logged as shut down."""
+    import socket
+    import time
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                                  global_extra="TIMEOUTdrain = 1"), [port])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            certs.client_context().wrap_socket(raw, server_hostname="localhost") as s:
+        assert s.recv(100) == b"* OK echo ready\r\n"
+        began = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(8) == 0
+        assert time.monotonic() - began < 4
+    assert "shut down" in proc.log()
+
+
+def test_supervisor_kills_a_worker_that_outlives_the_drain(certs, thread_server, tlswrap):
+    """workers = 2 and one worker stopped (SIGSTOP: it cannot drain): the supervisor's stop
+    still ends, after TIMEOUTdrain plus a grace, by killing it."""
+    import time
+
+    from test_e2e_inetd import _children
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                                  global_extra="TIMEOUTdrain = 1\nworkers = 2"), [port])
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    workers = _children(proc.proc.pid)
+    try:
+        os.kill(workers[0], signal.SIGSTOP)
+        began = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(15) == 0
+        assert time.monotonic() - began < 10
+        assert "still running" in proc.log() and "killing it" in proc.log()
+        assert all(not alive(pid) for pid in workers)
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

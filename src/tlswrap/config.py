@@ -135,6 +135,7 @@ class GlobalOptions:
     setuid: str | None = None
     setgid: str | None = None
     workers: int = 1
+    timeout_drain: float = 10.0  # tlswrap's own: seconds live connections get after SIGTERM
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
 
@@ -415,6 +416,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("setuid", "global", "setuid", parse_id("user")),
     Option("setgid", "global", "setgid", parse_id("group")),
     Option("workers", "global", "workers", parse_positive_int),
+    Option("TIMEOUTdrain", "global", "timeout_drain", parse_seconds),
     Option("accept", "service", "accept", parse_accept),
     Option("connect", "service", "connect", parse_connect, repeat=True),
     Option("exec", "service", "exec", parse_text),

@@ -36,7 +36,6 @@ from .sockstream import set_socket_options
 
 log = logging.getLogger("tlswrap.daemon")
 
-DRAIN_SECONDS = 10.0  # how long live connections may finish after SIGTERM before they are cut
 ACCEPT_BATCH = 64     # accepts in a row before letting other tasks run
 ACCEPT_RETRY = 0.1    # pause after an accept error that may pass
 # The process is out of something for now: pause, log once, accept again when it is back.
@@ -387,7 +386,8 @@ async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = Tr
                     await _until_stopped(signals, server, notify)
                     accepting.cancel_scope.cancel()
                 close_listeners(listeners)
-                conns.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+                drain = server.snapshot.config.globals.timeout_drain  # TIMEOUTdrain
+                conns.cancel_scope.deadline = trio.current_time() + drain
     finally:
         close_listeners(listeners)
     log.log(NOTICE, "tlswrap stopped")
@@ -522,7 +522,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
                 current.snapshot = reload_snapshot(current.snapshot, quiet=True)
 
             supervise(worker_sets, lambda own: trio.run(serve, own, current.snapshot, False),
-                      notify=systemd.notify, reload=reload_here, drain=DRAIN_SECONDS)
+                      notify=systemd.notify, reload=reload_here,
+                      drain=lambda: current.snapshot.config.globals.timeout_drain)
         else:
             trio.run(serve, listeners, snapshot)
     finally:

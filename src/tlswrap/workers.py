@@ -35,7 +35,9 @@ RESTART_INTERVAL = 1.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-STOP_GRACE = 5.0  # seconds past the drain bound before a worker that has not ended is killed
+# After TIMEOUTdrain a worker still closes what it cut (exec children get a bounded finish);
+# one that has not ended this long after that is stuck, and is killed.
+STOP_GRACE = 5.0
 _WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
@@ -43,7 +45,7 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
               serve: Callable[[list[tuple[socket.socket, T]]], None],
               notify: Callable[[str], None] = lambda message: None,
               reload: Callable[[], None] = lambda: None,
-              drain: float = 10.0) -> int:
+              drain: Callable[[], float] = lambda: 10.0) -> int:
     """Fork one worker per listener set and supervise them until a stop signal.
 
     Sets may share sockets (systemd's ``Accept=no`` sockets are inherited by every worker):
@@ -51,7 +53,8 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     systemd notifications (READY=1, RELOADING=1, STOPPING=1), sent from this, the main,
     process. On SIGHUP ``reload()`` runs here first (so that ``serve``, which a replacement
     worker runs, starts from the reloaded configuration), then every worker reloads. After
-    SIGTERM/SIGINT a worker gets ``drain`` seconds plus STOP_GRACE to end, then SIGKILL.
+    SIGTERM/SIGINT a worker gets ``drain()`` seconds (TIMEOUTdrain) plus STOP_GRACE to end,
+    then SIGKILL.
 
     General theory of operation: the watched signals are blocked and taken one at a time
     with sigtimedwait, so a reload, a restart and a stop never interrupt one another; a
@@ -99,12 +102,13 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         waiting: list[int] = []  # workers to restart, oldest death first
         last_restart = 0.0
         kill_at = None  # once stopping: when the workers left are killed
+        bound = 0.0
         while children:
             now = time.monotonic()
             if kill_at is not None and now >= kill_at:
                 for pid in children:
                     log.error("worker pid %d still running %gs after the stop; killing it",
-                              pid, drain + STOP_GRACE)
+                              pid, bound)
                     os.kill(pid, signal.SIGKILL)
                 kill_at = float("inf")
             elif waiting and kill_at is None and now >= last_restart + RESTART_INTERVAL:
@@ -133,7 +137,8 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
             elif info.si_signo != signal.SIGHUP and kill_at is None:  # SIGTERM, SIGINT
                 notify("STOPPING=1")
                 forward(info.si_signo)
-                kill_at = time.monotonic() + drain + STOP_GRACE
+                bound = drain() + STOP_GRACE
+                kill_at = time.monotonic() + bound
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return 0
