@@ -12,6 +12,7 @@ import sys
 import time
 
 from conftest import free_port, greet_echo, service_config, wait_for
+from test_e2e_daemon import alive
 from test_e2e_inetd import SOCKET_ACTIVATE, TLSWRAP, Activated, _children, needs_sa
 
 
@@ -127,14 +128,6 @@ def _kill_all(pids: list[int]) -> None:
             pass
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def test_workers_end_when_the_supervisor_is_killed(certs, thread_server, tlswrap):
     srv = thread_server(greet_echo)
     port = free_port()
@@ -145,7 +138,7 @@ def test_workers_end_when_the_supervisor_is_killed(certs, thread_server, tlswrap
     try:
         proc.proc.kill()
         proc.proc.wait(5)
-        wait_for(lambda: all(_gone(pid) for pid in workers), 10, "the orphaned workers to end")
+        wait_for(lambda: not any(map(alive, workers)), 10, "the orphaned workers to end")
     finally:
         _kill_all(workers)
 

@@ -272,20 +272,14 @@ def _check_certificates(config: Config, svc: Service, report: Report,
 
 def _check_key_mode(config: Config, svc: Service, report: Report) -> None:
     """The key's mode, and the files a reload could not read as the ``setuid`` user."""
-    from tlswrap.privileges import key_mode_warning, reread_problems, target_identity
+    from tlswrap.privileges import key_file_findings, target_identity
 
     try:
         ident = target_identity(config)
     except ConfigError:
         ident = None  # _check_globals reports the unknown name
-    key = svc.key or svc.cert
-    option = "key" if svc.key else "cert"
-    warning = key_mode_warning(key, ident) if key else None
-    if warning:
-        report.add(config.filename, svc.line_of(option), "warning",
-                   f"[{svc.name}] {option} = {warning}")
-    for opt, problem in reread_problems(svc, ident):
-        report.add(config.filename, svc.line_of(opt), "warning", f"[{svc.name}] {problem}")
+    for option, problem in key_file_findings(svc, ident):
+        report.add(config.filename, svc.line_of(option), "warning", f"[{svc.name}] {problem}")
 
 
 def _services(config: Config) -> Services:

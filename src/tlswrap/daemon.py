@@ -30,7 +30,7 @@ from .config import Config, Service, load_config
 from .errors import ConfigError, TlswrapError
 from .logsetup import NOTICE, setup_logging
 from .pipeline import serve_guarded
-from .privileges import drop_privileges, key_mode_warning, reread_problems, target_identity
+from .privileges import drop_privileges, key_file_findings, reread_problems, target_identity
 from .snapshot import ServiceRuntime, Snapshot, prepare
 from .sockstream import set_socket_options
 
@@ -539,11 +539,7 @@ def _warn_key_files(config: Config) -> None:
     lines, before the drop."""
     ident = target_identity(config)
     for svc in config.services:
-        key = svc.key or svc.cert
-        warning = key_mode_warning(key, ident) if key else None
-        if warning:
-            log.warning("[%s] %s", svc.name, warning)
-        for option, problem in reread_problems(svc, ident):
+        for option, problem in key_file_findings(svc, ident):
             log.warning("%s", config.error(problem, option, svc))
 
 

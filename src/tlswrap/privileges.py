@@ -148,3 +148,12 @@ def key_mode_warning(path: str, ident: Identity | None) -> str | None:
         if st.st_gid == ident.gid and not stat.S_IMODE(st.st_mode) & 0o007:
             return None
     return warning
+
+
+def key_file_findings(svc: Service, ident: Identity | None) -> list[tuple[str, str]]:
+    """Every warning about ``svc``'s certificate and key files as ``(option, message)``: a key
+    readable by others, files the dropped user could not re-read."""
+    key = svc.key or svc.cert
+    option = "key" if svc.key else "cert"
+    warning = key_mode_warning(key, ident) if key else None
+    return ([(option, f"{option} = {warning}")] if warning else []) + reread_problems(svc, ident)
