@@ -3,6 +3,7 @@ stopped when the drain runs out, not TIMEOUTclose later."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -23,9 +24,11 @@ def test_drain_stops_an_exec_child_that_ignores_eof_and_sigterm(certs, tlswrap, 
                    "TIMEOUTclose = 300\n", [port])
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     tls = certs.client_context().wrap_socket(raw, server_hostname="localhost")
+    children: list[int] = []
     try:
         assert tls.recv(100) == b"* OK stubborn\n"
         wait_for(lambda: len(_children(proc.proc.pid)) == 1, 10, "the program to run")
+        children = _children(proc.proc.pid)
         proc.proc.send_signal(signal.SIGTERM)
         try:
             proc.proc.wait(60)  # the drain is 10 s; TIMEOUTclose (300 s) must not apply
@@ -37,3 +40,8 @@ def test_drain_stops_an_exec_child_that_ignores_eof_and_sigterm(certs, tlswrap, 
         assert ", shut down" in log, log
     finally:
         tls.close()
+        for pid in children:  # whatever happened, the test leaves no program behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
