@@ -460,3 +460,21 @@ def test_timeout_drain_is_a_global_option():
     with pytest.raises(ConfigError) as info:
         parse_config(f"TIMEOUTdrain = -1\n{_SVC}", "s.conf")
     assert str(info.value).startswith("s.conf:1: TIMEOUTdrain = -1: expected a number of seconds")
+
+
+@pytest.mark.parametrize(("line", "result"), [
+    ("protocol = proxy", "v1"),
+    ("proxyProtocol = v1", "v1"),
+    ("proxyProtocol = V2", "v2"),
+    ("protocol = imap", "t.conf:5: [a] protocol = imap: not supported yet (implicit TLS only); "
+                        "'proxy' is"),
+    ("protocol = gopher", "t.conf:5: [a] protocol = gopher: unknown protocol"),
+    ("proxyProtocol = v3", "t.conf:5: [a] proxyProtocol = v3: expected v1 or v2"),
+])
+def test_proxy_protocol_options(line, result):
+    text = f"[a]\naccept = 993\ncert = /c.pem\nconnect = 143\n{line}\n"
+    try:
+        got = parse_config(text, "t.conf").services[0].proxy_protocol
+    except ConfigError as exc:
+        got = str(exc)
+    assert got == result

@@ -104,6 +104,7 @@ class Service:
     ssl_options: tuple[str, ...] = ()
     socket_options: tuple[tuple[str, str, int], ...] = ()
     session_timeout: float = 300.0
+    proxy_protocol: str | None = None  # "v1" or "v2": a PROXY header before the client's bytes
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     line: int | None = field(default=None, compare=False)  # its [section] header's line
@@ -302,6 +303,26 @@ def parse_debug(value: str) -> tuple[str | None, int]:
     raise ValueError(f"unknown debug level {level!r}: use 0-7 or emerg..debug")
 
 
+def parse_protocol(value: str) -> str:
+    """stunnel's ``protocol``: ``proxy`` (a PROXY v1 header to the backend) is implemented;
+    the STARTTLS protocols are not yet."""
+    name = value.lower()
+    if name == "proxy":
+        return "v1"
+    if name in ("imap", "pop3", "smtp", "connect", "socks", "cifs", "pgsql", "nntp", "ldap",
+                "capwin", "capwinctrl", "websocket"):
+        raise ValueError("not supported yet (implicit TLS only); 'proxy' is")
+    raise ValueError("unknown protocol")
+
+
+def parse_proxy_version(value: str) -> str:
+    """tlswrap's ``proxyProtocol = v1 | v2``: which PROXY header goes to the backend."""
+    name = value.lower()
+    if name not in ("v1", "v2"):
+        raise ValueError("expected v1 or v2")
+    return name
+
+
 def parse_only(allowed: str, why: str) -> Callable[[str], str]:
     """An stunnel option tlswrap accepts with one value only (so existing files keep working)."""
     def parse(value: str) -> str:
@@ -438,6 +459,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("options", "service", "ssl_options", parse_ssl_option, repeat=True),
     Option("socket", "service", "socket_options", parse_socket_option, repeat=True),
     Option("sessionCacheTimeout", "service", "session_timeout", parse_session_timeout),
+    Option("protocol", "service", "proxy_protocol", parse_protocol),
+    Option("proxyProtocol", "service", "proxy_protocol", parse_proxy_version),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("client", "service", "_client", parse_bool_only(
         False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
@@ -651,6 +674,10 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         raise fail("no 'connect' (or 'exec'): where should the plaintext go?")
     if "exec_args" in values and "exec" not in values:
         raise fail("'execArgs' without 'exec'", "execargs")
+    if values.get("proxy_protocol") and values.get("exec"):
+        option = _setter(lines, "proxy_protocol") or "proxyProtocol"
+        raise fail(f"{option}: a PROXY header goes to a 'connect' backend; a program run by "
+                   "'exec' gets the client's address in its environment", option)
     if not values.get("cert"):
         raise fail("no 'cert': a TLS server needs a certificate")
     accept = values.get("accept")

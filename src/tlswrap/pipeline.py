@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
 from .access import Verdict, apply_socket_options
-from .addresses import format_peer
+from .addresses import format_peer, peer_host, peer_port
 from .backend import BackendError, open_backend
 from .execbackend import ExecStream, exec_environment, spawn
 from .outcome import Outcome
@@ -115,6 +115,8 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             return outcome
         if verdict is not None and verdict.twist is not None:
             outcome.end("twist")
+        elif svc.proxy_protocol and not isinstance(backend, ExecStream):
+            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client))
         relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
         try:
             await relay.run()
@@ -178,6 +180,34 @@ async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local
                        umask=verdict.umask if verdict else None,
                        nice=verdict.nice if verdict else None,
                        user=verdict.user if verdict else None)
+
+
+def proxy_header(version: str, peer: object, local: object, client: TLSStream) -> bytes:
+    """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
+    is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
+    TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
+    protocol). A client on a unix socket is sent as an unknown address."""
+    from . import proxyproto
+
+    host, port = peer_host(peer), peer_port(peer)
+    lhost, lport = peer_host(local), peer_port(local)
+    known = None not in (host, port, lhost, lport) and (":" in str(host)) == (":" in str(lhost))
+    source = (str(host), int(port or 0)) if known else None
+    destination = (str(lhost), int(lport or 0)) if known else None
+    if version == "v1":
+        return proxyproto.encode_v1(source, destination)
+    conn = client.conn
+    tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL,
+                               version=conn.get_protocol_version_name(),
+                               cipher=conn.get_cipher_name()).to_tlv()]
+    sni = conn.get_servername()
+    if sni:
+        tlvs.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
+    alpn = conn.get_alpn_proto_negotiated()
+    if alpn:
+        tlvs.append((proxyproto.PP2_TYPE_ALPN, alpn))
+    return proxyproto.encode_v2(proxyproto.ProxyHeader(
+        proxyproto.PROXY, source, destination, tuple(tlvs)))
 
 
 def oneline(name: x509.Name) -> str:
