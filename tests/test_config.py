@@ -478,3 +478,24 @@ def test_proxy_protocol_options(line, result):
     except ConfigError as exc:
         got = str(exc)
     assert got == result
+
+
+@pytest.mark.parametrize(("lines", "result"), [
+    ("acceptProxy = V2\nproxyTrusted = 10.0.0.0/8, 2001:db8::/32 192.0.2.7",
+     ("v2", ("10.0.0.0/8", "2001:db8::/32", "192.0.2.7"))),
+    ("acceptProxy = any", "t.conf:5: [a] acceptProxy: say which balancers may send the header "
+                          "(proxyTrusted = NETWORKS); a header from anyone would let any client "
+                          "choose its address"),
+    ("proxyTrusted = 10.0.0.0/8", "t.conf:5: [a] proxyTrusted without acceptProxy"),
+    ("acceptProxy = v3", "t.conf:5: [a] acceptProxy = v3: expected v1, v2 or any"),
+    ("acceptProxy = v1\nproxyTrusted = 10.0.0.0/33",
+     "t.conf:6: [a] proxyTrusted = 10.0.0.0/33: '10.0.0.0/33' is not an address or network"),
+])
+def test_accept_proxy_options(lines, result):
+    text = f"[a]\naccept = 993\ncert = /c.pem\nconnect = 143\n{lines}\n"
+    try:
+        svc = parse_config(text, "t.conf").services[0]
+        got: object = (svc.accept_proxy, svc.proxy_trusted)
+    except ConfigError as exc:
+        got = str(exc)
+    assert got == result

@@ -4,12 +4,13 @@ says who the client is (and, in v2, how it spoke TLS)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import sys
 
 import pytest
 
-from conftest import free_port, service_config, wait_for
+from conftest import free_port, greet_echo, service_config, wait_for
 from tlswrap import proxyproto
 
 
@@ -73,3 +74,119 @@ def test_a_proxy_header_is_not_for_exec_programs(certs, tlswrap, tmp_path):
     assert out.returncode == 1
     assert (f"{conf}:5: error: [x] proxyProtocol: a PROXY header goes to a 'connect' backend"
             in out.stdout)
+
+
+def proxy_config(certs, port: int, backend_port: int, extra: str, tmp_path) -> str:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("imaps: 192.0.2.7\n")
+    deny.write_text("imaps: ALL\n")
+    return service_config(certs, port, f"127.0.0.1:{backend_port}",
+                          global_extra=f"hostsAllow = {allow}\nhostsDeny = {deny}",
+                          extra=extra)
+
+
+def tls_through(certs, port: int, header: bytes) -> bytes:
+    """Send ``header`` and then a TLS handshake in one go; the first bytes the client reads
+    (b"" when the connection was refused)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.sendall(header)
+    try:
+        with certs.client_context().wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.recv(100)
+    except (ssl.SSLError, OSError):
+        return b""
+
+
+def test_a_trusted_balancer_s_header_is_the_client_everywhere(certs, thread_server, tlswrap,
+                                                               tmp_path):
+    """hosts.allow, the log and the PROXY header to the backend all see the inner address."""
+    seen: list[proxyproto.ProxyHeader] = []
+    srv = thread_server(proxy_backend(seen))
+    port = free_port()
+    proc = tlswrap(proxy_config(certs, port, srv.port, "acceptProxy = any\n"
+                                "proxyTrusted = 127.0.0.0/8\nproxyProtocol = v2", tmp_path),
+                   [port])
+    allowed = proxyproto.encode_v2(proxyproto.ProxyHeader(
+        proxyproto.PROXY, ("192.0.2.7", 5555), ("198.51.100.1", 993)))
+    assert tls_through(certs, port, allowed) == b"* OK proxied\r\n"
+    wait_for(lambda: len(seen) == 1, 5, "the backend's header")
+    assert seen[0].source == ("192.0.2.7", 5555)
+    assert seen[0].destination == ("198.51.100.1", 993)
+    denied = proxyproto.encode_v1(("192.0.2.8", 5556), ("198.51.100.1", 993))
+    assert tls_through(certs, port, denied) == b""  # hosts.deny refuses the inner address
+    wait_for(lambda: "refused connect from 192.0.2.8" in proc.log(), 5, "the refusal")
+    log = proc.log()
+    assert "[imaps] 192.0.2.7:5555 accepted connection (via 127.0.0.1:" in log
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(("trusted", "header", "why"), [
+    ("10.0.0.0/8", proxyproto.encode_v1(("192.0.2.7", 1), ("192.0.2.1", 993)),
+     "127.0.0.1 is not in proxyTrusted"),
+    ("127.0.0.1", b"PROXY TCP4 192.0.2.7 nonsense\r\n", "PROXY v1: "),
+    ("127.0.0.1", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, "PROXY"),
+    ("127.0.0.1", proxyproto.PP2_SIGNATURE + b"\x21\x11\xff\xff", "over the 4096-byte limit"),
+])
+def test_untrusted_or_malformed_headers_are_refused_before_tls(certs, thread_server, tlswrap,
+                                                               tmp_path, trusted, header, why):
+    seen: list[proxyproto.ProxyHeader] = []
+    srv = thread_server(proxy_backend(seen))
+    port = free_port()
+    proc = tlswrap(proxy_config(certs, port, srv.port, "acceptProxy = any\n"
+                                f"proxyTrusted = {trusted}", tmp_path), [port])
+    assert tls_through(certs, port, header) == b""
+
+    def refusals() -> list[str]:  # (the fixture's port probe is refused too: no header)
+        return [x for x in proc.log().splitlines() if "PROXY header refused: " in x
+                and "ended inside the header" not in x]
+
+    wait_for(lambda: bool(refusals()), 5, "the refusal")
+    assert why in refusals()[0], refusals()
+    assert not seen  # no backend connection, no TLS work
+
+
+def test_a_balancer_that_sends_no_header_is_cut_after_timeout_busy(certs, thread_server,
+                                                                   tlswrap, tmp_path):
+    srv = thread_server(proxy_backend([]))
+    port = free_port()
+    proc = tlswrap(proxy_config(certs, port, srv.port, "acceptProxy = v2\n"
+                                "proxyTrusted = 127.0.0.1\nTIMEOUTbusy = 1", tmp_path), [port])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"PROXY ")  # and nothing more
+        assert raw.recv(100) == b""
+    wait_for(lambda: "PROXY header refused: none within 1s" in proc.log(), 5, "the refusal")
+
+
+def greeting_after_header_in_one_packet(certs, port: int, header: bytes) -> bytes:
+    """The header and the ClientHello in a single send, as a balancer forwards them."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        prefix = header
+        while True:
+            try:
+                tls.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            if data := outgoing.read():
+                raw.sendall(prefix + data)
+                prefix = b""
+            if done:
+                break
+            incoming.write(raw.recv(65536) or b"")
+        while True:
+            try:
+                return tls.read(100)
+            except ssl.SSLWantReadError:
+                incoming.write(raw.recv(65536))
+
+
+def test_tls_bytes_in_the_header_s_packet_are_not_lost(certs, thread_server, tlswrap,
+                                                      tmp_path):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    tlswrap(proxy_config(certs, port, srv.port, "acceptProxy = v1\nproxyTrusted = 127.0.0.1",
+                         tmp_path), [port])
+    header = proxyproto.encode_v1(("192.0.2.7", 5555), ("198.51.100.1", 993))
+    assert greeting_after_header_in_one_packet(certs, port, header) == b"* OK echo ready\r\n"

@@ -105,6 +105,8 @@ class Service:
     socket_options: tuple[tuple[str, str, int], ...] = ()
     session_timeout: float = 300.0
     proxy_protocol: str | None = None  # "v1" or "v2": a PROXY header before the client's bytes
+    accept_proxy: str | None = None  # "v1", "v2" or "any": clients send a PROXY header first
+    proxy_trusted: tuple[str, ...] = ()  # networks allowed (and required) to send it
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     line: int | None = field(default=None, compare=False)  # its [section] header's line
@@ -323,6 +325,29 @@ def parse_proxy_version(value: str) -> str:
     return name
 
 
+def parse_accept_proxy(value: str) -> str:
+    """tlswrap's ``acceptProxy = v1 | v2 | any``: the PROXY header a trusted balancer sends."""
+    name = value.lower()
+    if name not in ("v1", "v2", "any"):
+        raise ValueError("expected v1, v2 or any")
+    return name
+
+
+def parse_networks(value: str) -> tuple[str, ...]:
+    """``proxyTrusted = 10.0.0.0/8, 2001:db8::/32, 192.0.2.7``: networks, as written."""
+    import ipaddress
+
+    nets = tuple(word for word in value.replace(",", " ").split() if word)
+    if not nets:
+        raise ValueError("empty value")
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"{net!r} is not an address or network") from None
+    return nets
+
+
 def parse_only(allowed: str, why: str) -> Callable[[str], str]:
     """An stunnel option tlswrap accepts with one value only (so existing files keep working)."""
     def parse(value: str) -> str:
@@ -461,6 +486,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("sessionCacheTimeout", "service", "session_timeout", parse_session_timeout),
     Option("protocol", "service", "proxy_protocol", parse_protocol),
     Option("proxyProtocol", "service", "proxy_protocol", parse_proxy_version),
+    Option("acceptProxy", "service", "accept_proxy", parse_accept_proxy),
+    Option("proxyTrusted", "service", "proxy_trusted", parse_networks),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("client", "service", "_client", parse_bool_only(
         False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
@@ -674,6 +701,12 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         raise fail("no 'connect' (or 'exec'): where should the plaintext go?")
     if "exec_args" in values and "exec" not in values:
         raise fail("'execArgs' without 'exec'", "execargs")
+    if values.get("accept_proxy") and not values.get("proxy_trusted"):
+        raise fail("acceptProxy: say which balancers may send the header (proxyTrusted = "
+                   "NETWORKS); a header from anyone would let any client choose its address",
+                   "acceptproxy")
+    if values.get("proxy_trusted") and not values.get("accept_proxy"):
+        raise fail("proxyTrusted without acceptProxy", "proxytrusted")
     if values.get("proxy_protocol") and values.get("exec"):
         option = _setter(lines, "proxy_protocol") or "proxyProtocol"
         raise fail(f"{option}: a PROXY header goes to a 'connect' backend; a program run by "

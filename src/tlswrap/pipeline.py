@@ -15,6 +15,8 @@ takes the whole server down.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import os
 import socket
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
 from .backend import BackendError, open_backend
+from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
 from .outcome import Outcome
 from .relay import Relay
@@ -81,7 +84,6 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
     nursery for tasks that outlive a step (an exec'd program's stderr reader). The socket is
     closed whatever happens; exceptions other than the routine ones propagate to the guard.
     """
-    log.info("%s accepted connection", outcome.who)
     client: TLSStream | None = None
     backend: SocketStream | None = None
     try:
@@ -89,6 +91,20 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         if svc.socket_options:
             set_socket_options(sock, svc.socket_options, "a")
         local = sock.getsockname()
+        if svc.accept_proxy:
+            found: tuple[object, object] | str = f"none within {svc.timeout_busy:g}s"
+            with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+                found = await proxy_in(svc, sock, peer, local)
+            if isinstance(found, str):  # refused before any TLS work
+                log.warning("%s PROXY header refused: %s", outcome.who, found)
+                outcome.end(f"PROXY header refused: {found}")
+                return outcome
+            balancer = outcome.peer
+            peer, local = found
+            outcome.peer = format_peer(peer)
+            log.info("%s accepted connection (via %s)", outcome.who, balancer)
+        else:
+            log.info("%s accepted connection", outcome.who)
         verdict = await check_access(rt, sock, peer, local)
         if verdict is not None and not verdict.decision.granted and verdict.twist is None:
             assert rt.access is not None  # a verdict comes from it
@@ -180,6 +196,78 @@ async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local
                        umask=verdict.umask if verdict else None,
                        nice=verdict.nice if verdict else None,
                        user=verdict.user if verdict else None)
+
+
+async def proxy_in(svc: Service, sock: socket.socket, peer: object,
+                   local: object) -> tuple[object, object] | str:
+    """``acceptProxy``: read the PROXY header a trusted balancer sends first; the client's
+    (address, port) and the address it reached, or why the connection is refused.
+
+    Only ``proxyTrusted`` peers may (and must) send one. Exactly the header's bytes are read,
+    so the TLS bytes behind it stay in the socket: 12 bytes first (the shortest header is
+    longer), then a v2 header's length field and the rest, or a v1 line up to its CRLF. A LOCAL
+    header (a balancer's health check) keeps the connection's own addresses.
+    """
+    from . import proxyproto
+
+    sock.setblocking(False)
+    host = peer_host(peer)
+    if host is None or not _trusted(host, svc.proxy_trusted):
+        return f"{host or 'a unix socket client'} is not in proxyTrusted"
+    try:
+        data = await _recv_exact(sock, 12)
+        if data == proxyproto.PP2_SIGNATURE:
+            data += await _recv_exact(sock, 4)
+            proxyproto.decode(data)  # refuses a bad version, family or length now
+            data += await _recv_exact(sock, int.from_bytes(data[14:16], "big"))
+        else:
+            while not data.endswith(b"\r\n") and len(data) < proxyproto.MAX_V1_LINE:
+                proxyproto.decode(data)  # refuses what can no longer be a v1 line
+                data += await _recv_exact(sock, 1)
+        got = proxyproto.decode(data)
+    except proxyproto.ProxyProtocolError as exc:
+        return str(exc)
+    except EOFError:
+        return "the connection ended inside the header"
+    if got is None:
+        return "incomplete header"
+    header, _ = got
+    if svc.accept_proxy not in ("any", f"v{header.version}"):
+        return f"a v{header.version} header, acceptProxy = {svc.accept_proxy}"
+    if header.command == proxyproto.LOCAL or header.source is None:
+        return peer, local
+    return header.source, header.destination
+
+
+@functools.lru_cache(maxsize=64)
+def _networks(nets: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                              ...]:
+    return tuple(ipaddress.ip_network(net, strict=False) for net in nets)
+
+
+def _trusted(host: str, nets: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in _networks(nets))
+
+
+async def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes from the non-blocking ``sock``; EOFError if it ends first."""
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = sock.recv(size - len(data))
+        except BlockingIOError:
+            chunk = None
+        if chunk is None:
+            await trio.lowlevel.wait_readable(sock)
+            continue
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
 
 
 def proxy_header(version: str, peer: object, local: object, client: TLSStream) -> bytes:
