@@ -32,6 +32,7 @@ from .addresses import format_peer, peer_host, peer_port
 from .backend import BackendError, open_backend
 from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
+from .logsetup import NOTICE
 from .outcome import Outcome
 from .relay import Relay
 from .snapshot import ServiceRuntime
@@ -63,8 +64,8 @@ async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
     finally:
         outcome.end()
         try:
-            if log.isEnabledFor(logging.INFO):
-                log.info("%s", outcome.log_line())
+            if log.isEnabledFor(NOTICE):  # stunnel's default level logs every connection
+                log.log(NOTICE, "%s", outcome.log_line())
         except Exception:  # noqa: BLE001 - a broken log handler must not end the server
             pass
 
@@ -102,9 +103,9 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             balancer = outcome.peer
             peer, local = found
             outcome.peer = format_peer(peer)
-            log.info("%s accepted connection (via %s)", outcome.who, balancer)
+            log.log(NOTICE, "%s accepted connection (via %s)", outcome.who, balancer)
         else:
-            log.info("%s accepted connection", outcome.who)
+            log.log(NOTICE, "%s accepted connection", outcome.who)
         verdict = await check_access(rt, sock, peer, local)
         if verdict is not None and not verdict.decision.granted and verdict.twist is None:
             assert rt.access is not None  # a verdict comes from it
