@@ -23,6 +23,17 @@ def client_hello() -> bytes:
     return outgoing.read()
 
 
+def open_fds(pid: int) -> list[str]:
+    """What a process has open, for a failure message."""
+    found = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            found.append(f"{fd}:{os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            pass
+    return found
+
+
 def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=10)
 
@@ -157,7 +168,9 @@ def test_a_client_reset_ends_the_connection_and_resets_the_backend(certs, thread
     for _ in range(5):
         reset_client()
     wait_for(lambda: resets_logged() == 6, 20, "six closing lines that say the client reset")
-    wait_for(lambda: proc.fd_count() <= baseline, 10,
-             f"descriptors released: {proc.fd_count()} open, {baseline} before")
+    try:
+        wait_for(lambda: proc.fd_count() <= baseline, 30, "descriptors released")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {baseline} before, now {open_fds(proc.proc.pid)}") from None
     wait_for(lambda: len(outcomes) == 6, 20, "the backend to notice")
     assert outcomes == ["ConnectionResetError"] * 6
