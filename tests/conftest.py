@@ -213,3 +213,15 @@ def demo_mailserver():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def two_workers(certs, thread_server, tlswrap, global_extra: str = ""):
+    """A tlswrap with ``workers = 2`` in front of an echo server, both workers up."""
+    from test_e2e_inetd import _children
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                                  global_extra=f"{global_extra}\nworkers = 2"), [port])
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    return proc, port

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, greet_echo, port_open, service_config, wait_for
+from conftest import free_port, greet_echo, port_open, service_config, two_workers, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setuid)")
 
@@ -243,11 +243,7 @@ def test_supervisor_kills_a_worker_that_outlives_the_drain(certs, thread_server,
 
     from test_e2e_inetd import _children
 
-    srv = thread_server(greet_echo)
-    port = free_port()
-    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
-                                  global_extra="TIMEOUTdrain = 1\nworkers = 2"), [port])
-    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    proc, _ = two_workers(certs, thread_server, tlswrap, "TIMEOUTdrain = 1")
     workers = _children(proc.proc.pid)
     try:
         os.kill(workers[0], signal.SIGSTOP)

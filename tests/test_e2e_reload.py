@@ -15,7 +15,18 @@ from pathlib import Path
 import pytest
 import trustme
 
-from conftest import free_port, greet_echo, service_config, wait_for
+from conftest import free_port, greet_echo, service_config, two_workers, wait_for
+
+
+def switch_to_a_new_certificate(proc, certs, tmp_path) -> None:
+    """A certificate from another CA, written into the running config (no signal sent)."""
+    other = trustme.CA().issue_cert("localhost")
+    cert, key = tmp_path / "new.pem", tmp_path / "new.key"
+    other.cert_chain_pems[0].write_to_path(str(cert))
+    other.private_key_pem.write_to_path(str(key))
+    proc.config.write_text(proc.config.read_text()
+                           .replace(str(certs.cert_file), str(cert))
+                           .replace(str(certs.key_file), str(key)))
 
 
 def peer_issuer(port: int) -> str:
@@ -41,13 +52,7 @@ def test_sighup_reloads_certificates_and_survives_a_bad_config(certs, thread_ser
     live = certs.client_context().wrap_socket(live, server_hostname="localhost")
     assert live.recv(100) == b"* OK echo ready\r\n"
 
-    other = trustme.CA().issue_cert("localhost")
-    cert, key = tmp_path / "new.pem", tmp_path / "new.key"
-    other.cert_chain_pems[0].write_to_path(str(cert))
-    other.private_key_pem.write_to_path(str(key))
-    proc.config.write_text(proc.config.read_text()
-                           .replace(str(certs.cert_file), str(cert))
-                           .replace(str(certs.key_file), str(key)))
+    switch_to_a_new_certificate(proc, certs, tmp_path)
     proc.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in proc.log(), 10, "the reload")
     new_issuer = peer_issuer(port)
@@ -149,19 +154,9 @@ def test_a_restarted_worker_serves_the_reloaded_configuration(certs, thread_serv
     from the supervisor's configuration, which must be the reloaded one."""
     from test_e2e_inetd import _children
 
-    srv = thread_server(greet_echo)
-    port = free_port()
-    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
-                                  global_extra="workers = 2"), [port])
-    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    proc, port = two_workers(certs, thread_server, tlswrap)
     old_issuer = peer_issuer(port)
-    other = trustme.CA().issue_cert("localhost")
-    cert, key = tmp_path / "new.pem", tmp_path / "new.key"
-    other.cert_chain_pems[0].write_to_path(str(cert))
-    other.private_key_pem.write_to_path(str(key))
-    proc.config.write_text(proc.config.read_text()
-                           .replace(str(certs.cert_file), str(cert))
-                           .replace(str(certs.key_file), str(key)))
+    switch_to_a_new_certificate(proc, certs, tmp_path)
     proc.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: proc.log().count("configuration reloaded") >= 2, 10, "both reloads")
     first = _children(proc.proc.pid)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from conftest import free_port, greet_echo, service_config, wait_for
+from conftest import free_port, greet_echo, service_config, two_workers, wait_for
 from test_e2e_daemon import alive
 from test_e2e_inetd import SOCKET_ACTIVATE, TLSWRAP, Activated, _children, needs_sa
 
@@ -25,11 +25,7 @@ def echo_once(certs, port: int) -> None:
 
 
 def test_two_workers_serve_and_a_dead_one_is_restarted(certs, thread_server, tlswrap):
-    srv = thread_server(greet_echo)
-    port = free_port()
-    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
-                                  global_extra="workers = 2"), [port])
-    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    proc, port = two_workers(certs, thread_server, tlswrap)
     for _ in range(20):
         echo_once(certs, port)
     first = _children(proc.proc.pid)
@@ -129,11 +125,7 @@ def _kill_all(pids: list[int]) -> None:
 
 
 def test_workers_end_when_the_supervisor_is_killed(certs, thread_server, tlswrap):
-    srv = thread_server(greet_echo)
-    port = free_port()
-    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
-                                  global_extra="workers = 2"), [port])
-    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    proc, _ = two_workers(certs, thread_server, tlswrap)
     workers = _children(proc.proc.pid)
     try:
         proc.proc.kill()

@@ -59,6 +59,28 @@ async def tls_client(certs, sock: socket.socket) -> trio.SSLStream:
     return trio.SSLStream(stream, certs.client_context(), server_hostname="localhost")
 
 
+async def guarded_connection(certs) -> None:
+    """serve_guarded for one client that completes its handshake and closes."""
+    async with trio.open_nursery() as n:
+        port = await Backend().start(n)
+        rt = runtime(certs, f"127.0.0.1:{port}")
+        a, b = socket.socketpair()
+
+        async def client():
+            tls = await tls_client(certs, b)
+            try:
+                await tls.do_handshake()
+                await tls.aclose()
+            except (trio.BrokenResourceError, ssl.SSLError):
+                pass
+
+        n.start_soon(client)
+        with trio.fail_after(30):
+            await pipeline.serve_guarded(rt, a, None, n)
+        n.cancel_scope.cancel()
+    b.close()
+
+
 async def run_one(rt: ServiceRuntime, client_side, limit: float = 3600) -> Outcome:
     """serve_one on one end of a socketpair while ``client_side(sock)`` drives the other;
     the outcome's ``ended`` is on trio's clock."""
@@ -160,24 +182,7 @@ async def test_a_fault_anywhere_in_a_connection_stays_in_that_connection(certs, 
             raise ExceptionGroup("relay", [ValueError("injected fault")])
 
         monkeypatch.setattr(pipeline.Relay, "run", group)
-    async with trio.open_nursery() as n:
-        port = await Backend().start(n)
-        rt = runtime(certs, f"127.0.0.1:{port}")
-        a, b = socket.socketpair()
-
-        async def client():
-            tls = await tls_client(certs, b)
-            try:
-                await tls.do_handshake()
-                await tls.aclose()
-            except (trio.BrokenResourceError, ssl.SSLError):
-                pass
-
-        n.start_soon(client)
-        with trio.fail_after(30):
-            await pipeline.serve_guarded(rt, a, None, n)  # must not raise
-        n.cancel_scope.cancel()
-    b.close()
+    await guarded_connection(certs)  # must not raise
     if where != "log_line":
         assert any("internal error" in r.getMessage() for r in caplog.records)
 
@@ -189,19 +194,7 @@ async def test_an_exception_group_of_resets_is_a_routine_ending(certs, monkeypat
         raise ExceptionGroup("relay", [trio.BrokenResourceError("peer reset or vanished")])
 
     monkeypatch.setattr(pipeline.Relay, "run", group)
-    async with trio.open_nursery() as n:
-        port = await Backend().start(n)
-        rt = runtime(certs, f"127.0.0.1:{port}")
-        a, b = socket.socketpair()
-
-        async def client():
-            tls = await tls_client(certs, b)
-            await tls.do_handshake()
-
-        n.start_soon(client)
-        await pipeline.serve_guarded(rt, a, None, n)
-        n.cancel_scope.cancel()
-    b.close()
+    await guarded_connection(certs)
     messages = [r.getMessage() for r in caplog.records]
     assert not any("internal error" in m for m in messages)
     assert any(m.endswith(", peer reset or vanished") for m in messages)

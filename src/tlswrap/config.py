@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import pathlib
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -527,40 +525,26 @@ class _Section:
 def load_config(path: str) -> Config:
     """Read the config file at ``path`` and parse it; ConfigError if it cannot be read.
 
-    Only a regular file is opened (a FIFO would block the open, a device never end), and no
-    more than ``CONFIG_MAX_BYTES`` of it is read. A UTF-8 byte-order mark is skipped.
+    Read as every file a config names is (``regularfile.read_regular``): opened without
+    blocking, refused unless it is a regular file (a FIFO would block, a device never end),
+    at most ``CONFIG_MAX_BYTES``. A UTF-8 byte-order mark is skipped.
     """
+    from .regularfile import read_regular
+
     def fail(msg: str) -> ConfigError:
         return ConfigError(path, None, msg)
 
     try:
-        kind = irregular_kind(pathlib.Path(path).stat().st_mode)
-        if kind:
-            raise fail(f"cannot read config: not a regular file ({kind})")
-        with open(path, "rb") as f:
-            data = f.read(CONFIG_MAX_BYTES + 1)
+        data = read_regular(path, CONFIG_MAX_BYTES)
     except OSError as exc:
         raise fail(f"cannot read config: {exc.strerror or exc}") from None
     except ValueError as exc:  # a NUL in the path
         raise fail(f"cannot read config: {exc}") from None
-    if len(data) > CONFIG_MAX_BYTES:
-        raise fail(f"cannot read config: larger than {CONFIG_MAX_BYTES >> 20} MiB")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 text: {exc.reason}") from None
     return parse_config(text, path)
-
-
-_IRREGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def irregular_kind(mode: int) -> str | None:
-    """What a file of ``mode`` is, if reading it could block or never end ("a FIFO", "a
-    character device", ...); None for a regular file or a directory (reading a directory
-    fails at once, with the OS's "Is a directory")."""
-    return next((kind for test, kind in _IRREGULAR if test(mode)), None)
 
 
 def parse_config(text: str, filename: str = "<config>") -> Config:

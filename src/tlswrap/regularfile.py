@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
-from .config import irregular_kind
+_IRREGULAR = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def irregular_kind(mode: int) -> str | None:
+    """What a file of ``mode`` is, if reading it could block or never end ("a FIFO", "a
+    character device", ...); None for a regular file or a directory (reading a directory
+    fails at once, with the OS's "Is a directory")."""
+    return next((kind for test, kind in _IRREGULAR if test(mode)), None)
 
 
 def read_regular(path: str, limit: int) -> bytes:
