@@ -332,8 +332,8 @@ def test_tcp_socket_options_on_a_unix_listener_are_refused():
     with pytest.raises(ConfigError) as info:
         parse_config("[imaps]\naccept = /run/i.sock\nconnect = 143\ncert = c\n"
                      "socket = l:TCP_NODELAY=1\n", "s.conf")
-    assert str(info.value) == ("s.conf:5: [imaps] socket = l:TCP_NODELAY: a unix socket "
-                               "(accept = /run/i.sock) has no TCP options")
+    assert str(info.value) == ("s.conf:5: [imaps] socket = l:TCP_NODELAY=1: a unix socket "
+                               "(accept = /run/i.sock) has no TCP or IP options")
 
 
 # --- values that would escape as Python exceptions later (issue 17, items 2 and 14) ----------
@@ -343,8 +343,9 @@ def test_tcp_socket_options_on_a_unix_listener_are_refused():
     ("a:SO_RCVBUF=-1", "SO_RCVBUF must be 0 to 2147483647, got -1"),
     ("a:TCP_KEEPCNT=0", "TCP_KEEPCNT must be 1 to 127, got 0"),
     ("r:TCP_KEEPIDLE=40000", "TCP_KEEPIDLE must be 1 to 32767, got 40000"),
-    ("l:TCP_NODELAY=-2147483649", "TCP_NODELAY must be 0 to 2147483647, got -2147483649"),
-    ("l:TCP_NODELAY=²", "TCP_NODELAY needs a whole number, got '²'"),
+    ("l:TCP_NODELAY=-2147483649", "TCP_NODELAY is yes or no (or 1 or 0), got '-2147483649'"),
+    ("l:TCP_NODELAY=²", "TCP_NODELAY is yes or no (or 1 or 0), got '²'"),
+    ("l:SO_SNDBUF=²", "SO_SNDBUF needs a whole number, got '²'"),
 ])
 def test_socket_option_values_must_fit(value, message):
     with pytest.raises(ConfigError) as info:

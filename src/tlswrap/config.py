@@ -36,7 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import sockopts, ssloptions
 from .errors import ConfigError
+from .sockopts import SocketOption
 
 LOG_LEVELS = {
     "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
@@ -100,11 +102,15 @@ class Service:
     timeout_idle: float = 43200.0
     libwrap: bool = True
     ssl_options: tuple[str, ...] = ()
-    socket_options: tuple[tuple[str, str, int], ...] = ()
+    socket_options: tuple[SocketOption, ...] = ()
     session_timeout: float = 300.0
     proxy_protocol: str | None = None  # "v1" or "v2": a PROXY header before the client's bytes
     accept_proxy: str | None = None  # "v1", "v2" or "any": clients send a PROXY header first
     proxy_trusted: tuple[str, ...] = ()  # networks allowed (and required) to send it
+    local: str | None = None  # source address for backend connections
+    failover: str = "prio"  # "rr": each connection starts at the next connect target
+    delay: bool = False  # resolve connect host names at each connection, not at start
+    transparent: str = "none"  # "source": the backend sees the client's address
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     line: int | None = field(default=None, compare=False)  # its [section] header's line
@@ -363,51 +369,38 @@ def parse_bool_only(allowed: bool, why: str) -> Callable[[str], bool]:
     return parse
 
 
-# OpenSSL options an stunnel file may name in ``options =`` (stunnel's spellings).
-SSL_OPTIONS = {
-    "NO_SSLV2", "NO_SSLV3", "NO_TLSV1", "NO_TLSV1_1", "NO_TLSV1_2", "NO_TLSV1_3",
-    "NO_COMPRESSION", "NO_TICKET", "CIPHER_SERVER_PREFERENCE", "SINGLE_DH_USE",
-    "SINGLE_ECDH_USE", "NO_RENEGOTIATION", "ALL",
-}
+def parse_choice(*allowed: str) -> Callable[[str], str]:
+    """One of ``allowed`` (case ignored, as stunnel does)."""
+    def parse(value: str) -> str:
+        if value.lower() not in allowed:
+            raise ValueError(f"expected {' or '.join(allowed)}")
+        return value.lower()
+    return parse
 
 
-def parse_ssl_option(value: str) -> str:
-    name = value.upper()
-    if name.startswith("-"):
-        raise ValueError("clearing an OpenSSL option is not supported")
-    if name not in SSL_OPTIONS:
-        raise ValueError(f"unknown or unsupported OpenSSL option {value!r} "
-                         f"(known: {', '.join(sorted(SSL_OPTIONS))})")
-    return name
-
-
-# socket = a|l|r:OPTION=VALUE (stunnel): a = accepted, l = listening, r = remote (backend).
-# Each value is a C int, in the range Linux takes (tcp(7): MAX_TCP_KEEPIDLE, MAX_TCP_KEEPCNT):
-# setsockopt(2) refuses the rest, and only when a connection is made for the ``a``/``r`` forms.
-SOCKET_OPTIONS = {
-    "TCP_NODELAY": (0, C_INT_MAX), "SO_KEEPALIVE": (0, C_INT_MAX),
-    "SO_REUSEADDR": (0, C_INT_MAX), "SO_SNDBUF": (0, C_INT_MAX), "SO_RCVBUF": (0, C_INT_MAX),
-    "TCP_KEEPIDLE": (1, 32767), "TCP_KEEPINTVL": (1, 32767), "TCP_KEEPCNT": (1, 127),
-}
-
-
-def parse_socket_option(value: str) -> tuple[str, str, int]:
-    where, colon, rest = value.partition(":")
-    name, eq, num = rest.partition("=")
-    if not colon or where not in ("a", "l", "r") or not eq:
-        raise ValueError("expected a|l|r:OPTION=VALUE, e.g. l:TCP_NODELAY=1")
-    name = name.strip().upper()
-    if name not in SOCKET_OPTIONS:
-        raise ValueError(f"unsupported socket option {name!r} "
-                         f"(supported: {', '.join(sorted(SOCKET_OPTIONS))})")
+def parse_host(value: str) -> str:
+    """A host name or an IP address (no port)."""
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     try:
-        number = int(num.strip())
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        raise ValueError(f"{name} needs a whole number, got {num.strip()!r}") from None
-    low, high = SOCKET_OPTIONS[name]
-    if not low <= number <= high:
-        raise ValueError(f"{name} must be {low} to {high}, got {number}")
-    return where, name, number
+        pass
+    check_host_name(host)
+    return host
+
+
+def parse_transparent(value: str) -> str:
+    """stunnel's ``transparent``: none, source (and its old spellings no/yes); destination and
+    both are refused (they need the netfilter redirect stunnel documents, not built here)."""
+    word = {"no": "none", "yes": "source"}.get(value.lower(), value.lower())
+    if word in ("destination", "both"):
+        raise ValueError("transparent destination (the netfilter-redirected original "
+                         "destination) is not supported; use connect")
+    if word not in ("none", "source"):
+        raise ValueError("expected none, source, destination or both")
+    return word
 
 
 def parse_id(kind: str) -> Callable[[str], str]:
@@ -479,13 +472,17 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("TIMEOUTidle", "service", "timeout_idle", parse_seconds),
     Option("libwrap", "service", "libwrap", parse_bool),
     Option("sslVersion", "service", "version_min", parse_version, also=("version_max",)),
-    Option("options", "service", "ssl_options", parse_ssl_option, repeat=True),
-    Option("socket", "service", "socket_options", parse_socket_option, repeat=True),
+    Option("options", "service", "ssl_options", ssloptions.parse, repeat=True),
+    Option("socket", "service", "socket_options", sockopts.parse, repeat=True),
     Option("sessionCacheTimeout", "service", "session_timeout", parse_session_timeout),
     Option("protocol", "service", "proxy_protocol", parse_protocol),
     Option("proxyProtocol", "service", "proxy_protocol", parse_proxy_version),
     Option("acceptProxy", "service", "accept_proxy", parse_accept_proxy),
     Option("proxyTrusted", "service", "proxy_trusted", parse_networks),
+    Option("local", "service", "local", parse_host),
+    Option("failover", "service", "failover", parse_choice("rr", "prio")),
+    Option("delay", "service", "delay", parse_bool),
+    Option("transparent", "service", "transparent", parse_transparent),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("client", "service", "_client", parse_bool_only(
         False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
@@ -495,9 +492,6 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
         False, "tlswrap never allows renegotiation (a client-driven CPU drain)")),
     Option("fips", "global", "_fips", parse_bool_only(
         False, "FIPS mode is not supported")),
-    Option("delay", "service", "_delay", parse_bool_only(
-        False, "delay = yes (resolve at each connection) is what tlswrap does for names anyway; "
-               "use delay = no")),
 ]}
 
 
@@ -695,14 +689,19 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         option = _setter(lines, "proxy_protocol") or "proxyProtocol"
         raise fail(f"{option}: a PROXY header goes to a 'connect' backend; a program run by "
                    "'exec' gets the client's address in its environment", option)
+    if values.get("exec") and (values.get("local") or values.get("transparent", "none") != "none"
+                               or values.get("failover", "prio") != "prio"):
+        option = next(o for o in ("local", "transparent", "failover") if o in lines)
+        raise fail(f"{_setter(lines, option)}: applies to 'connect' backends, not to 'exec'",
+                   option)
     if not values.get("cert"):
         raise fail("no 'cert': a TLS server needs a certificate")
     accept = values.get("accept")
     if accept is not None and accept.is_unix:
-        for where, name, _ in values.get("socket_options", ()):
-            if where in "al" and name.startswith("TCP_"):
-                raise fail(f"socket = {where}:{name}: a unix socket (accept = {accept}) has no "
-                           "TCP options", "socket")
+        for option in values.get("socket_options", ()):
+            if option.role in "al" and not option.name.startswith("SO_"):
+                raise fail(f"socket = {option}: a unix socket (accept = {accept}) has no "
+                           "TCP or IP options", "socket")
     service = Service(name=sec.name or "", lines=lines, line=sec.lineno or None, **values)
     problem = version_problem(service)
     if problem:
@@ -729,8 +728,9 @@ def version_problem(svc: Service) -> tuple[str, str | None] | None:
         return (f"sslVersionMin {vmin} is above sslVersionMax {vmax}",
                 svc.option_for("version_min"))
     served = TLS_SERVED[TLS_SERVED.index(low):TLS_SERVED.index(high) + 1]
-    turned_off = [f"NO_{v.upper().replace('.', '_')}" for v in served]
-    if all(name in svc.ssl_options for name in turned_off):
+    if set(served) <= ssloptions.versions_off(svc.ssl_options):
+        turned_off = [o for o in ssloptions.effective(svc.ssl_options)
+                      if set(ssloptions.VERSION_OFF.get(o, ())) & set(served)]
         return (f"options = {', '.join(turned_off)}: no TLS version is left to serve "
                 f"(from {low} to {high})", "options")
     return None

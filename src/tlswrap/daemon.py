@@ -89,7 +89,10 @@ def bind_listener(config: Config, svc: Service, reuseport: bool = False,
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuseport:  # only for our own workers: otherwise "in use" must be an error
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        set_socket_options(sock, svc.socket_options, "l")
+        refused = set_socket_options(sock, svc.socket_options, "a")
+        if refused:
+            sock.close()
+            raise config.error(f"socket = {'; '.join(refused)}", "socket", svc)
         sock.bind(sockaddr)
         sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
@@ -125,7 +128,9 @@ def bind_unix(config: Config, svc: Service, path: str) -> socket.socket:
             raise fail(exc.strerror or str(exc)) from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        set_socket_options(sock, svc.socket_options, "l")
+        refused = set_socket_options(sock, svc.socket_options, "a")
+        if refused:
+            raise OSError(0, f"socket = {'; '.join(refused)}")
         sock.bind(path)
         os.chmod(path, 0o666)
         sock.listen(socket.SOMAXCONN)

@@ -89,8 +89,9 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
     backend: SocketStream | None = None
     try:
         svc = rt.service
-        if svc.socket_options:
-            set_socket_options(sock, svc.socket_options, "a")
+        if svc.socket_options and sock.family != socket.AF_UNIX:  # as stunnel
+            for problem in set_socket_options(sock, svc.socket_options, "l"):
+                log.warning("%s socket option refused: %s", outcome.who, problem)
         local = sock.getsockname()
         if svc.accept_proxy:
             found: tuple[object, object] | str = f"none within {svc.timeout_busy:g}s"
@@ -177,9 +178,7 @@ async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: 
     if svc.exec is not None:
         argv = list(svc.exec_args) if svc.exec_args else [os.path.basename(svc.exec)]
         return await run_program(rt, client, peer, local, verdict, helpers, svc.exec, argv)
-    backend, _ = await open_backend(rt.targets, svc.timeout_connect)
-    if svc.socket_options:
-        set_socket_options(backend.socket, svc.socket_options, "r")
+    backend, _ = await open_backend(rt.dialer, svc.timeout_connect, peer)
     return backend
 
 

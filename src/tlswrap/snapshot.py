@@ -11,11 +11,11 @@ configurations.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .backend import Target
+from .backend import Dialer, Target
 from .config import Config, Service
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class ServiceRuntime:
 
     service: Service
     context: SSL.Context
-    targets: tuple[Target, ...] = ()
+    dialer: Dialer = field(default_factory=Dialer)
     access: AccessControl | None = None  # None: libwrap = no
 
     @property
@@ -65,10 +65,35 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
     services = {}
     for svc in config.services:
         ctx = server_context(config, svc)
-        targets = tuple(Target.from_address(a) for a in svc.connect)
+        dialer = make_dialer(config, svc)
         # a unix socket client has no address to match: libwrap does not apply there (as in
         # stunnel); the socket file's permissions decide who connects
         unix = svc.accept is not None and svc.accept.is_unix
-        services[svc.name] = ServiceRuntime(svc, ctx, targets,
+        services[svc.name] = ServiceRuntime(svc, ctx, dialer,
                                             access if svc.libwrap and not unix else None)
     return Snapshot(config, MappingProxyType(services), path)
+
+
+def make_dialer(config: Config, svc: Service) -> Dialer:
+    """The service's backend targets, resolved now unless ``delay = yes``, with its remote
+    socket options, ``local`` source address, ``transparent`` and ``failover`` choice."""
+    import socket
+
+    targets = tuple(Target.from_address(a, resolve=not svc.delay) for a in svc.connect)
+    local: dict[int, object] = {}
+    if svc.local is not None:
+        try:
+            infos = socket.getaddrinfo(svc.local, 0, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+        except (OSError, UnicodeError) as exc:
+            raise config.error(f"local = {svc.local}: cannot resolve: "
+                               f"{getattr(exc, 'strerror', None) or exc}", "local", svc) from None
+        for family, _, _, _, sockaddr in infos:
+            local.setdefault(family, sockaddr)
+    transparent = svc.transparent == "source"
+    if transparent and config.globals.setuid is not None:
+        raise config.error("transparent = source: binding to the client's address needs "
+                           "CAP_NET_ADMIN, which setuid drops (stunnel says the same: run as "
+                           "root without setuid)", "transparent", svc)
+    return Dialer(targets, tuple(o for o in svc.socket_options if o.role == "r"), local,
+                  transparent, rotate=svc.failover == "rr" and not svc.delay)

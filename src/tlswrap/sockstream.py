@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from .sockopts import Kind, SocketOption
+
 DEFAULT_RECEIVE_SIZE = 65536
 FIRST_READ = 16384  # the relay's first read on a plaintext socket; it grows while reads fill
 _READING, _WRITING = 1, 2
@@ -251,19 +253,48 @@ class SocketStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
-_SOCKET_LEVELS = {
-    "TCP_NODELAY": socket.IPPROTO_TCP, "TCP_KEEPIDLE": socket.IPPROTO_TCP,
-    "TCP_KEEPINTVL": socket.IPPROTO_TCP, "TCP_KEEPCNT": socket.IPPROTO_TCP,
-    "SO_KEEPALIVE": socket.SOL_SOCKET, "SO_REUSEADDR": socket.SOL_SOCKET,
-    "SO_SNDBUF": socket.SOL_SOCKET, "SO_RCVBUF": socket.SOL_SOCKET,
-}
+_LINUX_ONLY = {"IP_FREEBIND": 15}  # linux/in.h; the socket module has it from Python 3.12
 
 
-def set_socket_options(sock: socket.socket, options, where: str) -> None:  # type: ignore[no-untyped-def]
-    """stunnel's ``socket = a|l|r:OPTION=VALUE`` for the socket playing role ``where``."""
-    for role, name, value in options:
-        if role == where:
-            sock.setsockopt(_SOCKET_LEVELS[name], getattr(socket, name), value)
+def _level(name: str) -> int:
+    prefix = name.split("_", 1)[0]
+    return {"SO": socket.SOL_SOCKET, "TCP": socket.IPPROTO_TCP, "IP": socket.IPPROTO_IP,
+            "IPV6": socket.IPPROTO_IPV6}[prefix]
+
+
+def _packed(option: SocketOption) -> int | bytes:
+    value = option.value
+    if isinstance(value, tuple):
+        # struct linger {l_onoff, l_linger} / struct timeval {tv_sec, tv_usec}
+        return struct.pack("ii" if option.kind is Kind.LINGER else "ll", *value)
+    if isinstance(value, str):
+        return value.encode() + b"\0"
+    return value
+
+
+def set_socket_options(sock: socket.socket, options: tuple[SocketOption, ...],
+                       role: str) -> list[str]:
+    """stunnel's ``socket = a|l|r:OPTION=VALUE`` for the socket playing ``role``; returns what
+    the kernel refused (each ``OPTION: reason``), for the caller to fail or log.
+
+    IP_* options on an IPv6 socket and IPV6_* on an IPv4 one do not apply and are skipped, as
+    are options on a unix socket other than SO_*."""
+    refused = []
+    family = sock.family
+    for option in options:
+        if option.role != role:
+            continue
+        level = _level(option.name)
+        if ((family == socket.AF_UNIX and level != socket.SOL_SOCKET)
+                or (family == socket.AF_INET6 and level == socket.IPPROTO_IP)
+                or (family == socket.AF_INET and level == socket.IPPROTO_IPV6)):
+            continue
+        try:
+            number = getattr(socket, option.name, None) or _LINUX_ONLY[option.name]
+            sock.setsockopt(level, number, _packed(option))
+        except OSError as exc:
+            refused.append(f"{option}: {exc.strerror or exc}")
+    return refused
 
 
 def broken(exc: OSError) -> trio.BrokenResourceError:

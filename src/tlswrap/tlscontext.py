@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
+from . import ssloptions
 from .config import Config, Service, version_problem
 from .errors import ConfigError
 from .regularfile import read_regular
@@ -104,10 +105,10 @@ def server_context(config: Config, service: Service) -> SSL.Context:
         ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
                         | SSL.OP_IGNORE_UNEXPECTED_EOF)
         ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
-    ops = {name[3:].upper(): getattr(SSL, name) for name in dir(SSL) if name.startswith("OP_")}
-    with step("options", f"options = {', '.join(service.ssl_options)}: OpenSSL refuses them"):
-        for name in service.ssl_options:  # names were checked by the parser
-            ctx.set_options(ops[name])
+    if service.ssl_options:
+        with step("options", f"options = {', '.join(service.ssl_options)}: OpenSSL refuses "
+                             "them"):
+            ctx.set_options(ssloptions.bits(service.ssl_options))
     with step("ciphers", f"ciphers = {service.ciphers}: OpenSSL accepts none of these",
               reason=False):
         ctx.set_cipher_list((service.ciphers or DEFAULT_CIPHERS).encode())
