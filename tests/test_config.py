@@ -500,3 +500,47 @@ def test_accept_proxy_options(lines, result):
     except ConfigError as exc:
         got = str(exc)
     assert got == result
+
+
+# --- stunnel options without effect here: accepted, and noted (issue 11) -------------------
+
+def test_options_without_effect_are_accepted_and_noted_where_they_are():
+    from tlswrap.config import config_notes
+
+    text = ("RNDfile = /dev/urandom\nEGD = /run/egd\ntaskbar = no\ncompression = none\n"
+            "options = NO_SSLv2\n"
+            "[imaps]\naccept = 993\nconnect = 143\ncert = c\noptions = SINGLE_ECDH_USE\n"
+            "options = NO_TICKET\noptions = -NO_TLSv1\ndebug = 7\nstack = 65536\n"
+            "sessionCacheSize = 0\nsessiond = 127.0.0.1:54321\n")
+    config = parse_config(text, "n.conf")
+    assert config.services[0].ssl_options == ("NO_SSLV2", "SINGLE_ECDH_USE", "NO_TICKET",
+                                              "-NO_TLSV1")  # a section adds, as stunnel
+    notes = sorted(str(n) for n in config_notes(config))
+    assert sorted(int(n.split(":")[1]) for n in notes) == [1, 2, 3, 4, 5, 10, 12, 13, 14, 15,
+                                                          16]
+    assert "n.conf:10: [imaps] options = SINGLE_ECDH_USE: no effect: always on since " \
+           "OpenSSL 1.1" in notes
+    assert "n.conf:5: options = NO_SSLV2: no effect: SSLv2 is gone from OpenSSL; tlswrap " \
+           "serves TLS 1.2 and 1.3 only" not in notes  # global-part options: per service
+    assert any(n.startswith("n.conf:5: [imaps] options = NO_SSLV2: no effect") for n in notes)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("compression = deflate", "compression = deflate: compression leaks what it compresses"),
+    ("engine = pkcs11", "engine = pkcs11: hardware engines and providers are not supported"),
+    ("engineCtrl = SO_PATH:/x.so", "engineCtrl = SO_PATH:/x.so: hardware engines"),
+    ("setEnv = 1BAD=x", "setEnv = 1BAD=x: expected NAME=VALUE"),
+    ("log = rotate", "log = rotate: expected append or overwrite"),
+])
+def test_options_tlswrap_cannot_honour_are_errors(line, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"{line}\n[a]\naccept = 1\nconnect = 2\ncert = c\n", "e.conf")
+    assert str(info.value).startswith(f"e.conf:1: {message}")
+
+
+def test_repeated_options_in_a_section_add_to_the_global_ones():
+    config = parse_config("connect = 127.0.0.1:1\nsocket = l:TCP_NODELAY=yes\n[a]\naccept = 9\n"
+                          "connect = 127.0.0.1:2\nsocket = r:TCP_NODELAY=yes\ncert = c\n")
+    svc = config.services[0]
+    assert [str(a) for a in svc.connect] == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert [str(o) for o in svc.socket_options] == ["l:TCP_NODELAY=1", "r:TCP_NODELAY=1"]

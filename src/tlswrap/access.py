@@ -31,7 +31,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -226,11 +226,12 @@ class _Effects:
     with the state of its moment, and started once the decision is final.
     """
 
-    def __init__(self, mode: str, label: str, deadline: float = 0.0):
+    def __init__(self, mode: str, label: str, deadline: float = 0.0,
+                 env: Mapping[str, str] | None = None):
         self.mode = mode
         self.label = label
         self.deadline = deadline
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str] = dict(env or {})
         self.umask: int | None = None
         self.nice = 0
         self.user: tuple[int, int] | None = None
@@ -283,17 +284,20 @@ def _runs_aclexec(*tables: Rules) -> bool:
 class AccessControl:
     """hosts.allow/hosts.deny for every service of a daemon."""
 
-    def __init__(self, hosts: HostsFiles, resolver=hostname_for):  # type: ignore[no-untyped-def]
+    def __init__(self, hosts: HostsFiles, resolver=hostname_for,  # type: ignore[no-untyped-def]
+                 set_env: Mapping[str, str] | None = None):
         self.hosts = hosts
         self.resolver = resolver  # address -> verified name, PARANOID or None (blocking)
+        self.set_env = dict(set_env or {})  # setEnv: under every command's own setenv
 
     @classmethod
-    def from_files(cls, allow: str, deny: str) -> AccessControl:
+    def from_files(cls, allow: str, deny: str,
+                   set_env: Mapping[str, str] | None = None) -> AccessControl:
         """Rules from these files; a syntax error in either is a ConfigError (FILE:LINE),
         so that it stops the start or the reload."""
         hosts = HostsFiles(allow, deny)
         hosts.load_strict()
-        return cls(hosts)
+        return cls(hosts, set_env=set_env)
 
     def _decide(self, rules: tuple[Rules, Rules], daemon: str, peer: object, local: object,
                 effects: _Effects) -> tuple[Decision, str, bytes | None, _Effects]:
@@ -327,16 +331,20 @@ class AccessControl:
                 client = name
         return decision, client, decision_banner, effects
 
-    async def check(self, daemon: str, peer: object, local: object) -> Verdict:
-        label = f"[{daemon}]"
+    async def check(self, daemon: str, peer: object, local: object,
+                    label: str | None = None) -> Verdict:
+        """The verdict for a client of ``daemon``; ``label`` starts each log line (default
+        ``[daemon]``; the pipeline adds the connection id)."""
+        label = label or f"[{daemon}]"
         rules = self.hosts.rules()
         try:
-            result = self._decide(rules, daemon, peer, local, _Effects(_LOOP, label))
+            first = _Effects(_LOOP, label, 0.0, self.set_env)
+            result = self._decide(rules, daemon, peer, local, first)
         except _NeedsThread:
             result = None  # decided again below, outside the except clause
         if result is None:
             bound = LOOKUP_TIMEOUT + (ACLEXEC_TIMEOUT if _runs_aclexec(*rules) else 0.0)
-            effects = _Effects(_THREAD, label, time.monotonic() + bound)
+            effects = _Effects(_THREAD, label, time.monotonic() + bound, self.set_env)
             with trio.move_on_after(bound + 1.0):  # aclexec's own bound comes first
                 result = await trio.to_thread.run_sync(
                     self._decide, rules, daemon, peer, local, effects, abandon_on_cancel=True)
@@ -344,7 +352,8 @@ class AccessControl:
             log.warning("%s deciding for %s took over %gs (host name lookup or aclexec): the "
                         "name counts as unknown, an aclexec as failed", label, peer_host(peer),
                         bound)
-            result = self._decide(rules, daemon, peer, local, _Effects(_LATE, label))
+            late = _Effects(_LATE, label, 0.0, self.set_env)
+            result = self._decide(rules, daemon, peer, local, late)
         return self._verdict(label, *result)
 
     def _verdict(self, label: str, decision: Decision, client: str, banner: bytes | None,
@@ -360,14 +369,15 @@ class AccessControl:
                        twist=None if twist is None else str(twist.arg), umask=effects.umask,
                        nice=effects.nice or None, user=effects.user)
 
-    def log_refusal(self, daemon: str, verdict: Verdict) -> None:
+    def log_refusal(self, daemon: str, verdict: Verdict, label: str | None = None) -> None:
         level = logging.WARNING
         sev = verdict.decision.option("severity")
         if sev is not None:
             level = _SYSLOG_TO_PY.get(sev.arg.level, logging.WARNING)  # type: ignore[attr-defined]
         d = verdict.decision
         where = f" ({d.file} line {d.line})" if d.file else ""
-        log.log(level, "[%s] refused connect from %s%s", daemon, verdict.client, where)
+        log.log(level, "%s refused connect from %s%s", label or f"[{daemon}]", verdict.client,
+                where)
 
 
 def _user_ids(arg: tuple[str, str | None]) -> tuple[int, int]:

@@ -155,7 +155,7 @@ def _read_lines(path: str) -> list[str]:
 def check_config(path: str, report: Report) -> Config | None:
     """Parse ``path``, run the daemon's ``prepare`` on each service and check what the daemon
     writes (log file, pid file) and who it runs as; certificates, key modes."""
-    from tlswrap.config import config_warnings, load_config
+    from tlswrap.config import config_notes, config_warnings, load_config
     from tlswrap.snapshot import prepare
 
     report.file(path)
@@ -166,6 +166,8 @@ def check_config(path: str, report: Report) -> Config | None:
         return None
     for warning in config_warnings(config):
         _config_findings(report, warning, "warning")
+    for note in config_notes(config):
+        _config_findings(report, note, "note")
     _check_globals(config, report)
     for svc in config.services:
         # One service at a time, so that every broken service is reported; the hosts files,

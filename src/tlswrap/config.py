@@ -111,8 +111,13 @@ class Service:
     failover: str = "prio"  # "rr": each connection starts at the next connect target
     delay: bool = False  # resolve connect host names at each connection, not at start
     transparent: str = "none"  # "source": the backend sees the client's address
+    session_resume: bool = True  # sessionResume: session cache and tickets
+    reset: bool = True  # end a failed connection with a TCP RST, not a FIN
+    log_id: str | None = None  # logId: sequential | unique | thread | process; None: no id
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
+    # field of a repeated option -> the line of each of its values, in order
+    value_lines: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
     line: int | None = field(default=None, compare=False)  # its [section] header's line
 
     def line_of(self, option: str) -> int | None:
@@ -143,6 +148,9 @@ class GlobalOptions:
     setgid: str | None = None
     workers: int = 1
     timeout_drain: float = 10.0  # tlswrap's own: seconds live connections get after SIGTERM
+    service: str | None = None  # the syslog tag and, in inetd mode, the libwrap daemon name
+    set_env: tuple[tuple[str, str], ...] = ()  # setEnv: for every program tlswrap starts
+    log_mode: str = "append"  # log = append | overwrite (the output file at each opening)
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
 
@@ -415,6 +423,14 @@ def parse_id(kind: str) -> Callable[[str], str]:
     return parse
 
 
+def parse_count(value: str) -> int:
+    """A whole number, 0 or more, that fits a C int."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > C_INT_MAX:
+        raise ValueError(f"expected a whole number from 0 to {C_INT_MAX}, got {value!r}")
+    return int(text)
+
+
 def parse_session_timeout(value: str) -> float:
     seconds = parse_seconds(value)
     if seconds > SESSION_TIMEOUT_MAX:
@@ -440,6 +456,45 @@ class Option:
     parse: Callable[[str], Any]
     repeat: bool = False    # values accumulate into a tuple
     also: tuple[str, ...] = ()  # more fields that get the same value (sslVersion: min and max)
+    note: str | None = None  # accepted without effect: what `tlswrap check` says about it
+
+
+def no_effect(name: str, scope: str, why: str,
+              parse: Callable[[str], Any] | None = None) -> Option:
+    """An stunnel option with no meaning for tlswrap: accepted (its value still checked by
+    ``parse``), stored nowhere, and noted by ``tlswrap check``."""
+    return Option(name, scope, f"_{name.lower()}", parse or parse_text,
+                  note=f"{name}: no effect: {why}")
+
+
+def refused(why: str) -> Callable[[str], Any]:
+    """A parser for an stunnel option tlswrap cannot honour: every value is an error."""
+    def parse(value: str) -> Any:
+        raise ValueError(why)
+    return parse
+
+
+def parse_set_env(value: str) -> tuple[str, str]:
+    """``setEnv = NAME=VALUE``."""
+    name, eq, text = value.partition("=")
+    name = name.strip()
+    if not eq or not name or not all(c.isalnum() or c == "_" for c in name) \
+            or name[0].isdigit() or not name.isascii():
+        raise ValueError("expected NAME=VALUE, NAME made of letters, digits and _")
+    return name, text.strip()
+
+
+def parse_service_name(value: str) -> str:
+    name = parse_text(value)
+    if not name.isprintable() or len(name) > 64:
+        raise ValueError("a service name is at most 64 printable characters")
+    return name
+
+
+_NO_RANDOM = "OpenSSL seeds itself from the kernel (getrandom(2)); no seed file or EGD is read"
+_GUI = "a Windows GUI option"
+_ENGINE = ("hardware engines and providers are not supported: keys and certificates are read "
+           "from PEM files")
 
 
 OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
@@ -483,6 +538,43 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("failover", "service", "failover", parse_choice("rr", "prio")),
     Option("delay", "service", "delay", parse_bool),
     Option("transparent", "service", "transparent", parse_transparent),
+    Option("service", "global", "service", parse_service_name),
+    Option("setEnv", "global", "set_env", parse_set_env, repeat=True),
+    Option("log", "global", "log_mode", parse_choice("append", "overwrite")),
+    Option("sessionResume", "service", "session_resume", parse_bool),
+    Option("reset", "service", "reset", parse_bool),
+    Option("logId", "service", "log_id", parse_choice("sequential", "unique", "thread",
+                                                      "process")),
+    # stunnel options with no meaning here: accepted, and noted by `tlswrap check`
+    no_effect("RNDbytes", "global", _NO_RANDOM, parse_positive_int),
+    no_effect("RNDfile", "global", _NO_RANDOM),
+    no_effect("RNDoverwrite", "global", _NO_RANDOM, parse_bool),
+    no_effect("EGD", "global", _NO_RANDOM),
+    no_effect("iconActive", "global", _GUI),
+    no_effect("iconError", "global", _GUI),
+    no_effect("iconIdle", "global", _GUI),
+    no_effect("taskbar", "global", _GUI, parse_bool),
+    no_effect("stack", "service", "tlswrap starts no thread per connection",
+              parse_positive_int),
+    no_effect("sessionCacheSize", "service", "OpenSSL's own bound on cached sessions (20480) "
+              "applies; tlswrap cannot change it", parse_count),
+    no_effect("sessiond", "service", "there is no session cache server; clients resume with "
+              "session tickets", parse_connect),
+    no_effect("compression", "global", "tlswrap never compresses", parse_only(
+        "none", "compression leaks what it compresses (CRIME): tlswrap never enables it")),
+    no_effect("engine", "global", "only 'auto' is accepted, and tlswrap uses no engine",
+              parse_only("auto", _ENGINE)),
+    no_effect("provider", "global", "OpenSSL's default provider is always used",
+              parse_only("default", _ENGINE)),
+    Option("providerParameter", "global", "_providerparameter", refused(_ENGINE)),
+    Option("engineCtrl", "global", "_enginectrl", refused(_ENGINE)),
+    Option("engineDefault", "global", "_enginedefault", refused(_ENGINE)),
+    Option("engineId", "service", "_engineid", refused(_ENGINE)),
+    Option("engineNum", "service", "_enginenum", refused(_ENGINE)),
+    Option("CAengine", "service", "_caengine", refused(_ENGINE)),
+    Option("config", "service", "_config", refused(
+        "OpenSSL configuration commands (SSL_CONF_cmd) are not supported: use the matching "
+        "option (ciphers, curves, options, sslVersionMin...)")),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("client", "service", "_client", parse_bool_only(
         False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
@@ -503,6 +595,7 @@ class _Section:
         self.lineno = lineno
         self.values: dict[str, Any] = {}
         self.lines: dict[str, int] = {}
+        self.value_lines: dict[str, tuple[int, ...]] = {}
         self.broken = False  # a line of it was wrong: not built, so no follow-on errors
 
     def set(self, opt: Option, value: Any, lineno: int) -> None:
@@ -510,6 +603,7 @@ class _Section:
             pass
         elif opt.repeat:
             self.values[opt.attr] = (*self.values.get(opt.attr, ()), value)
+            self.value_lines[opt.attr] = (*self.value_lines.get(opt.attr, ()), lineno)
         else:
             for attr in (opt.attr, *opt.also):
                 self.values[attr] = value
@@ -573,17 +667,20 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
                                                if OPTIONS[k].scope == "global"})
     defaults = {k: v for k, v in glob.values.items() if k in _SERVICE_FIELDS}
     default_lines = {k: v for k, v in glob.lines.items() if OPTIONS[k].scope == "service"}
+    default_value_lines = {k: v for k, v in glob.value_lines.items() if k in _SERVICE_FIELDS}
     if not sections and (defaults.get("connect") or defaults.get("exec")):
         # stunnel's inetd form: no section, the service's options in the global part. It is
         # named like tcpd names a daemon: the program's basename, or "tlswrap".
         exe = defaults.get("exec")
-        sections = [_Section(exe.rsplit("/", 1)[-1] if exe else "tlswrap", 0)]
+        name = glob.values.get("service") or (exe.rsplit("/", 1)[-1] if exe else "tlswrap")
+        sections = [_Section(name, 0)]
     services = []
     for sec in sections:
         if glob.broken or sec.broken:
             continue
         try:
-            services.append(_build_service(sec, defaults, default_lines, filename))
+            services.append(_build_service(sec, defaults, default_lines, filename,
+                                           default_value_lines))
         except ConfigError as exc:
             errors.append(exc)
     if not errors and not services:
@@ -632,6 +729,14 @@ def _read_option(line: str, lineno: int, section: _Section, is_global: bool,
     opt = OPTIONS.get(key.lower())
     if opt is None:
         raise fail(f"unknown option {key!r}")
+    if opt.attr == "debug" and not is_global:
+        # stunnel 5.75 takes a service-level debug; tlswrap has one level: noted by check
+        try:
+            parse_debug(value)
+        except ValueError as exc:
+            raise fail(f"{opt.name} = {value}: {exc}") from None
+        section.lines["debug"] = lineno
+        return
     if opt.scope == "global" and not is_global:
         raise fail(f"{opt.name!r} is a global option: put it before the first [service] "
                    "section")
@@ -661,13 +766,22 @@ def service_from_options(name: str, options: list[tuple[str, str]],
 
 
 _GLOBAL_FIELDS = {f.name for f in dataclasses.fields(GlobalOptions)} - {"lines"}
-_SERVICE_FIELDS = {f.name for f in dataclasses.fields(Service)} - {"lines", "name"}
+_SERVICE_FIELDS = {f.name for f in dataclasses.fields(Service)} - {"lines", "value_lines",
+                                                                  "name"}
+_REPEATED = {o.attr for o in OPTIONS.values() if o.repeat}
 
 
 def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[str, int],
-                   filename: str) -> Service:
+                   filename: str,
+                   default_value_lines: dict[str, tuple[int, ...]] | None = None) -> Service:
     values = {**defaults, **sec.values}
     lines = {**default_lines, **sec.lines}
+    value_lines = {**(default_value_lines or {}), **sec.value_lines}
+    for attr in _REPEATED:  # as stunnel: a section adds to what the global part gave
+        if attr in defaults and attr in sec.values:
+            values[attr] = defaults[attr] + sec.values[attr]
+            value_lines[attr] = (default_value_lines or {}).get(attr, ()) + \
+                sec.value_lines.get(attr, ())
 
     def fail(msg: str, option: str | None = None) -> ConfigError:
         line = lines.get(option.lower(), sec.lineno) if option else sec.lineno
@@ -702,7 +816,8 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
             if option.role in "al" and not option.name.startswith("SO_"):
                 raise fail(f"socket = {option}: a unix socket (accept = {accept}) has no "
                            "TCP or IP options", "socket")
-    service = Service(name=sec.name or "", lines=lines, line=sec.lineno or None, **values)
+    service = Service(name=sec.name or "", lines=lines, value_lines=value_lines,
+                      line=sec.lineno or None, **values)
     problem = version_problem(service)
     if problem:
         raise fail(*problem)
@@ -752,3 +867,36 @@ def config_warnings(config: Config) -> list[ConfigError]:
     return [ConfigError(config.filename, line, msg,
                         svcs[0].name if len(svcs) == 1 else None)
             for (line, msg), svcs in found.items()]
+
+
+_SERVICE_DEBUG = ("debug: no effect in a service section: tlswrap logs every service at the "
+                  "global debug level")
+
+
+def config_notes(config: Config) -> list[ConfigError]:
+    """Options ``config`` carries that have no effect in tlswrap (stunnel's seed files, GUI
+    icons, obsolete OpenSSL options...), each located like an error; for ``tlswrap check``."""
+    found: dict[tuple[int | None, str], list[str | None]] = {}
+
+    def add(line: int | None, msg: str, service: str | None) -> None:
+        found.setdefault((line, msg), []).append(service)
+
+    for key, line in config.globals.lines.items():
+        note = OPTIONS[key].note
+        if note:
+            add(line, note, None)
+    for svc in config.services:
+        for key, line in svc.lines.items():
+            opt = OPTIONS[key]
+            if opt.note:
+                add(line, opt.note, svc.name)
+            elif key == "debug":
+                add(line, _SERVICE_DEBUG, svc.name)
+        where = svc.value_lines.get("ssl_options", ())
+        for index, option in enumerate(svc.ssl_options):
+            note = ssloptions.note(option)
+            if note:
+                add(where[index] if index < len(where) else svc.line_of("options"), note,
+                    svc.name)
+    return [ConfigError(config.filename, line, msg, names[0] if len(set(names)) == 1 else None)
+            for (line, msg), names in found.items()]

@@ -86,14 +86,15 @@ class EscapingFormatter(logging.Formatter):
 
 def setup_logging(level: int, *, stderr: bool, output: str | None = None,
                   syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap",
-                  syslog_address: str = SYSLOG_ADDRESS) -> None:
-    """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7.
+                  syslog_address: str = SYSLOG_ADDRESS, overwrite: bool = False) -> None:
+    """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7. ``overwrite``:
+    stunnel's ``log = overwrite``, the output file is emptied when opened.
 
     TlswrapError ``output = PATH: cannot open log file: REASON`` if the log file cannot be
     opened (the caller may locate it: ``config.error(str(exc), "output")``); logging is then
     left as it was.
     """
-    log_file = open_log_file(output) if output else None
+    log_file = open_log_file(output, overwrite) if output else None
     root = logging.getLogger("tlswrap")
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -120,10 +121,12 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         root.addHandler(logging.NullHandler())
 
 
-def open_log_file(path: str) -> TextIO:
-    """``path`` opened for appending (created 0640 if missing), line-buffered."""
+def open_log_file(path: str, overwrite: bool = False) -> TextIO:
+    """``path`` opened for appending (created 0640 if missing; emptied first with
+    ``overwrite``), line-buffered."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, flags | (os.O_TRUNC if overwrite else 0), 0o640)
     except OSError as exc:
         raise TlswrapError(f"output = {path}: cannot open log file: {exc.strerror}") from None
     return os.fdopen(fd, "a", buffering=1)

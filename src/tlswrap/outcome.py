@@ -23,11 +23,18 @@ class Outcome:
     to_client: int = 0
     truncated: bool = False  # the client closed TCP without close_notify
     ended: float | None = None
+    conn_id: str | None = None  # logId: shown in every line of the connection when set
+
+    @property
+    def tag(self) -> str:
+        """``[service]``, or ``[service] #ID`` with a connection id (``logId``)."""
+        return f"[{self.service}] #{self.conn_id}" if self.conn_id else f"[{self.service}]"
 
     @property
     def who(self) -> str:
-        """``[service] peer``, the prefix of every line about this connection."""
-        return f"[{self.service}] {self.peer}"
+        """``[service] peer`` (``[service] #ID peer`` with ``logId``), the prefix of every
+        line about this connection."""
+        return f"{self.tag} {self.peer}"
 
     def end(self, reason: str | None = None) -> None:
         """Note why it ended (a later, more specific reason replaces an earlier one) and when
@@ -45,3 +52,4 @@ class Outcome:
             reason += " (the client sent no close_notify)"  # fine for mail, worth knowing
         return (f"{self.who} closed: {self.tls}, {self.to_backend} bytes to backend, "
                 f"{self.to_client} bytes to client, {ended - self.started:.3f}s, {reason}")
+

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import logging
 import os
+import secrets
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -40,13 +43,30 @@ from .sockstream import SocketStream, set_socket_options
 from .tlsstream import TLSStream
 
 log = logging.getLogger("tlswrap.pipeline")
+_sequence = itertools.count(1)
+
+
+def connection_id(kind: str | None) -> str | None:
+    """A connection id of stunnel's ``logId`` kind: ``sequential`` (1, 2, ... in this
+    process), ``unique`` (random, 16 characters, unique across processes and restarts),
+    ``thread`` (the OS thread and a sequence number: one thread serves every connection),
+    ``process`` (the pid: one per connection in inetd mode); None when not configured."""
+    if kind is None:
+        return None
+    if kind == "sequential":
+        return str(next(_sequence))
+    if kind == "unique":
+        return secrets.token_urlsafe(12)
+    if kind == "process":
+        return str(os.getpid())
+    return f"{threading.get_native_id()}.{next(_sequence)}"
 
 
 async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
                         helpers: trio.Nursery) -> None:
     """Serve one accepted connection to its end; never raises, except KeyboardInterrupt and
     SystemExit. Writes the connection's closing log line from its outcome."""
-    outcome = Outcome(rt.name, format_peer(peer))
+    outcome = Outcome(rt.name, format_peer(peer), conn_id=connection_id(rt.service.log_id))
     try:
         await serve_one(rt, sock, peer, helpers, outcome)
     except BaseException as exc:
@@ -107,10 +127,10 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             log.log(NOTICE, "%s accepted connection (via %s)", outcome.who, balancer)
         else:
             log.log(NOTICE, "%s accepted connection", outcome.who)
-        verdict = await check_access(rt, sock, peer, local)
+        verdict = await check_access(rt, sock, peer, local, outcome.tag)
         if verdict is not None and not verdict.decision.granted and verdict.twist is None:
             assert rt.access is not None  # a verdict comes from it
-            rt.access.log_refusal(rt.name, verdict)
+            rt.access.log_refusal(rt.name, verdict, outcome.tag)
             outcome.end("refused by tcp_wrappers")
             if verdict.banner is None:
                 return outcome  # closed before any TLS byte
@@ -142,8 +162,10 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.to_backend, outcome.to_client = relay.to_backend, relay.to_client
             outcome.truncated = client.truncated
         outcome.end(relay.reason or "closed")
-        if relay.broken == "client" and not isinstance(backend, ExecStream):
+        if svc.reset and relay.broken == "client" and not isinstance(backend, ExecStream):
             backend.abort()  # the client reset: so does the backend connection
+        elif svc.reset and relay.broken == "backend":
+            client.abort()  # and the other way round (stunnel's reset = yes)
     except trio.BrokenResourceError as exc:
         outcome.end(str(exc))
     finally:
@@ -159,11 +181,11 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
 
 
 async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
-                       local: object) -> Verdict | None:
+                       local: object, label: str | None = None) -> Verdict | None:
     """hosts.allow/hosts.deny on the raw client address; None when libwrap is off."""
     if rt.access is None:
         return None
-    verdict = await rt.access.check(rt.name, peer, local)
+    verdict = await rt.access.check(rt.name, peer, local, label)
     apply_socket_options(sock, verdict.decision)
     return verdict
 
@@ -190,7 +212,7 @@ async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local
     cert = client.conn.get_peer_certificate(as_cryptography=True)
     if cert is not None:
         dn, issuer = oneline(cert.subject), oneline(cert.issuer)
-    env = exec_environment(os.environ, peer, local, dn, issuer,
+    env = exec_environment({**os.environ, **rt.set_env}, peer, local, dn, issuer,
                            extra=verdict.env if verdict else None)
     return await spawn(program, argv, env, helpers, f"[{rt.name}] {argv[0]}",
                        umask=verdict.umask if verdict else None,

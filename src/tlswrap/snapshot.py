@@ -32,6 +32,7 @@ class ServiceRuntime:
     context: SSL.Context
     dialer: Dialer = field(default_factory=Dialer)
     access: AccessControl | None = None  # None: libwrap = no
+    set_env: Mapping[str, str] = field(default_factory=dict)  # setEnv, for programs it runs
 
     @property
     def name(self) -> str:
@@ -57,11 +58,13 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
     """Compile every service of ``config``; ConfigError (FILE:LINE) on the first problem."""
     from .tlscontext import server_context
 
+    set_env = MappingProxyType(dict(config.globals.set_env))
     access = None
     if any(svc.libwrap for svc in config.services):
         from .access import AccessControl
 
-        access = AccessControl.from_files(config.globals.hosts_allow, config.globals.hosts_deny)
+        access = AccessControl.from_files(config.globals.hosts_allow, config.globals.hosts_deny,
+                                          set_env)
     services = {}
     for svc in config.services:
         ctx = server_context(config, svc)
@@ -70,7 +73,8 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
         # stunnel); the socket file's permissions decide who connects
         unix = svc.accept is not None and svc.accept.is_unix
         services[svc.name] = ServiceRuntime(svc, ctx, dialer,
-                                            access if svc.libwrap and not unix else None)
+                                            access if svc.libwrap and not unix else None,
+                                            set_env)
     return Snapshot(config, MappingProxyType(services), path)
 
 

@@ -128,7 +128,11 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     with step("sessionCacheTimeout", f"sessionCacheTimeout = {service.session_timeout:g}: "
                                      "OpenSSL refuses the session settings"):
         ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
-        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        if service.session_resume:
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        else:  # sessionResume = no: no cache, no tickets (TLS 1.2 and 1.3)
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            ctx.set_options(SSL.OP_NO_TICKET)
         ctx.set_timeout(int(service.session_timeout))
     first = ConfigError.of(sorted(steps.errors, key=lambda e: e.lineno or 0))
     if first is not None:

@@ -238,6 +238,12 @@ class TLSStream(SocketStream):
                     return  # sent (a first shutdown never needs to read)
                 await self._send_wait(self)
 
+    def abort(self) -> None:
+        """Reset the connection: no close_notify, a TCP RST (the peer must not read a clean
+        end into an error)."""
+        self.eof_sent = True
+        super().abort()
+
     def close(self) -> None:
         if self._closed:
             return

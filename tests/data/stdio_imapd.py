@@ -10,7 +10,7 @@ import time
 
 VARS = ("PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", "TCPREMOTEHOST",
         "REMOTE_HOST", "REMOTE_PORT", "SSL_CLIENT_DN", "SSL_CLIENT_I_DN", "LISTEN_FDS",
-        "GREETING_VAR")
+        "GREETING_VAR", "SETENV_VAR")
 out = sys.stdout.buffer
 out.write(b"* OK stdio imapd ready pid=%d\r\n" % os.getpid())
 out.flush()
