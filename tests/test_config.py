@@ -544,3 +544,61 @@ def test_repeated_options_in_a_section_add_to_the_global_ones():
     svc = config.services[0]
     assert [str(a) for a in svc.connect] == ["127.0.0.1:1", "127.0.0.1:2"]
     assert [str(o) for o in svc.socket_options] == ["l:TCP_NODELAY=1", "r:TCP_NODELAY=1"]
+
+
+# --- include = DIR (stunnel's conf.d) --------------------------------------------------------
+
+def _conf_d(tmp_path, files: dict[str, str], main: str):
+    d = tmp_path / "conf.d"
+    d.mkdir()
+    for name, text in files.items():
+        (d / name).write_text(text)
+    (d / "subdir").mkdir()  # skipped, as stunnel skips what is not a regular file
+    path = tmp_path / "stunnel.conf"
+    path.write_text(main.format(d=d))
+    return path, d
+
+
+def test_include_reads_a_directory_in_name_order_continuing_sections(tmp_path):
+    path, _ = _conf_d(tmp_path, {
+        "02-pop3s.conf": "[pop3s]\naccept = 995\nconnect = 110\n",
+        "00-global.conf": "debug = 6\ncert = /c.pem\n",
+        "01-imaps.conf": "[imaps]\naccept = 993\nconnect = 143\n",
+    }, "pid =\ninclude = {d}\nkey = /k.pem\n")
+    config = load_config(str(path))
+    assert config.globals.debug == 6
+    assert [s.name for s in config.services] == ["imaps", "pop3s"]
+    assert [s.key for s in config.services] == [None, "/k.pem"]  # the last section goes on
+
+
+def test_a_mistake_in_an_included_file_names_that_file_and_line(tmp_path):
+    path, d = _conf_d(tmp_path, {"01-imaps.conf": "[imaps]\naccept = 993\nconect = 143\n",
+                                 "02-pop3s.conf": "[pop3s]\naccept = 995\nconnect = x:y:z\n"},
+                      "setuid = nobody\ninclude = {d}\nbogus = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert [str(e) for e in info.value.all()] == [
+        f"{d}/01-imaps.conf:3: [imaps] unknown option 'conect'",
+        f"{d}/02-pop3s.conf:3: [pop3s] connect = x:y:z: bad IPv6 address 'x:y' in 'x:y:z'",
+        f"{path}:3: [pop3s] unknown option 'bogus'",  # the included file's section goes on
+    ]
+
+
+def test_include_mistakes_are_located_at_the_include_line(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        parse_config("include = /etc\n[a]\naccept = 1\nconnect = 2\ncert = c\n", "p.conf")
+    assert str(info.value) == ("p.conf:1: include = /etc: include needs the files of a "
+                               "directory: give the config as a file")
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    (loop / "self.conf").write_text(f"include = {loop}\n")
+    main = tmp_path / "main.conf"
+    main.write_text(f"include = {loop}\n[a]\naccept = 1\nconnect = 2\ncert = c\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(main))
+    assert "includes nested more than 8 deep" in str(info.value)
+    main.write_text(f"include = {tmp_path}/missing\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(main))
+    assert str(info.value) == (f"{main}:1: include = {tmp_path}/missing: cannot read the "
+                               "directory: No such file or directory")

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TextIO
 
-from tlswrap.errors import ConfigError, TlswrapError
+from tlswrap.errors import ConfigError, TlswrapError, located
 from tlswrap.regularfile import read_regular_text
 from tlswrap.tcpwrappers import Emit, Rule, Services, System, lint_rule, rule_listing
 from tlswrap.tcpwrappers import files as hostsfiles
@@ -93,6 +93,7 @@ class Report:
             self.files.append(name)
 
     def add(self, file: str, line: int | None, severity: str, message: str) -> None:
+        file = located(file, line)  # a line of an included file names that file
         self.file(file)
         self.findings.append(Finding(file, line, severity, message))
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import sockopts, ssloptions
-from .errors import ConfigError
+from .errors import ConfigError, SourceLine
 from .sockopts import SocketOption
 
 LOG_LEVELS = {
@@ -617,7 +617,7 @@ def load_config(path: str) -> Config:
     blocking, refused unless it is a regular file (a FIFO would block, a device never end),
     at most ``CONFIG_MAX_BYTES``. A UTF-8 byte-order mark is skipped.
     """
-    from .regularfile import read_regular
+    from .regularfile import read_include_dir, read_regular
 
     def fail(msg: str) -> ConfigError:
         return ConfigError(path, None, msg)
@@ -632,11 +632,22 @@ def load_config(path: str) -> Config:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 text: {exc.reason}") from None
-    return parse_config(text, path)
+    return parse_config(text, path, lambda d: read_include_dir(d, CONFIG_MAX_BYTES))
 
 
-def parse_config(text: str, filename: str = "<config>") -> Config:
+# include = DIR: the directory's files, (path, text) in stunnel's order, read by the caller
+Include = Callable[[str], list[tuple[str, str]]]
+INCLUDE_DEPTH_MAX = 8  # include lines inside included files, at most this deep (a loop ends)
+
+
+def parse_config(text: str, filename: str = "<config>",
+                 include: Include | None = None) -> Config:
     """Parse stunnel-format ``text``; raise ConfigError(filename, line, message) on any mistake.
+
+    ``include = DIR`` reads the files of DIR through ``include`` (``load_config`` gives one
+    that reads them; without it an include line is an error) and parses them in its place, as
+    stunnel does: in name order, each continuing the section it is in, sections it opens
+    staying open after it. Their lines are located in their own files (``SourceLine``).
 
     Every line is read even after a mistake; the error raised is the first, carrying the
     others (``ConfigError.all()``). A section with a wrong line is not checked as a whole, so
@@ -646,16 +657,35 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
     sections: list[_Section] = []
     current = glob
     errors: list[ConfigError] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    read: dict[tuple[str, int], int] = {}  # (file, line) -> when it was read: errors' order
+    pending = [(filename, enumerate(text.splitlines(), 1))]
+    while pending:
+        name, numbered = pending[-1]
+        item = next(numbered, None)
+        if item is None:
+            pending.pop()
+            continue
+        number, raw = item
+        lineno = number if name == filename else SourceLine(number, name)
+        read[name, number] = len(read)
         line = raw.strip()
         if not line or line[0] in ";#":
             continue
         try:
             _check_characters(line, lineno, current.name, filename)
+            key, eq, value = line.partition("=")
             if line.startswith("["):
                 current = _Section(None, lineno)
                 current.name = _section_name(line, sections, filename, lineno)
                 sections.append(current)
+            elif eq and key.strip().lower() == "include":
+                try:
+                    files = _included(value.strip(), include, len(pending))
+                except ValueError as exc:
+                    raise ConfigError(filename, lineno, f"include = {value.strip()}: {exc}",
+                                      current.name) from None
+                pending.extend((each, enumerate(body.splitlines(), 1))
+                               for each, body in reversed(files))
             else:
                 _read_option(line, lineno, current, current is glob, filename)
         except ConfigError as exc:
@@ -685,10 +715,22 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
             errors.append(exc)
     if not errors and not services:
         errors.append(ConfigError(filename, None, "no [service] section: nothing to do"))
-    first = ConfigError.of(sorted(errors, key=lambda e: e.lineno or 0))
+    first = ConfigError.of(sorted(errors, key=lambda e: read.get((e.filename, e.lineno or 0),
+                                                                 -1)))
     if first is not None:
         raise first
     return Config(filename, globals_, tuple(services))
+
+
+def _included(directory: str, include: Include | None, depth: int) -> list[tuple[str, str]]:
+    if not directory:
+        raise ValueError("empty value")
+    if include is None:
+        raise ValueError("include needs the files of a directory: give the config as a file")
+    if depth > INCLUDE_DEPTH_MAX:
+        raise ValueError(f"includes nested more than {INCLUDE_DEPTH_MAX} deep (does a "
+                         "directory include itself?)")
+    return include(directory)
 
 
 def _check_characters(line: str, lineno: int, section: str | None, filename: str) -> None:

@@ -9,6 +9,24 @@ class TlswrapError(Exception):
     """A problem the user can fix; the CLIs print it as one line, never a traceback."""
 
 
+class SourceLine(int):
+    """A line number that also names its file: a line of a file a config includes
+    (``include = DIR``). It is an int everywhere a line number is; ConfigError and ``tlswrap
+    check`` name its file instead of the main config's."""
+
+    file: str
+
+    def __new__(cls, number: int, file: str) -> SourceLine:
+        line = super().__new__(cls, number)
+        line.file = file
+        return line
+
+
+def located(filename: str, lineno: int | None) -> str:
+    """The file a line number belongs to: its own for a SourceLine, else ``filename``."""
+    return lineno.file if isinstance(lineno, SourceLine) else filename
+
+
 class ConfigError(TlswrapError):
     """A mistake in a file, located as ``file:line: [service] message``.
 
@@ -18,7 +36,7 @@ class ConfigError(TlswrapError):
 
     def __init__(self, filename: str, lineno: int | None, msg: str,
                  service: str | None = None) -> None:
-        self.filename = filename
+        self.filename = located(filename, lineno)
         self.lineno = lineno
         self.msg = msg
         self.service = service

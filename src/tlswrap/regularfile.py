@@ -52,3 +52,25 @@ def read_regular_text(path: str, limit: int) -> str:
 
 def _size(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+
+
+def read_include_dir(directory: str, limit: int) -> list[tuple[str, str]]:
+    """``include = DIR`` as stunnel reads it: every regular file in DIR (symbolic links
+    followed), in name order, each read as the config is. ValueError says what failed."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise ValueError(f"cannot read the directory: {exc.strerror or exc}") from None
+    files = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                continue  # as stunnel: directories, sockets... are skipped
+            data = read_regular(path, limit)
+            files.append((path, data.decode("utf-8-sig")))
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text: {exc.reason}") from None
+    return files
