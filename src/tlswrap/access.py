@@ -56,6 +56,7 @@ from .tcpwrappers.files import (
     check_option,
     hostname_for,
     read_patterns,
+    shared_hosts_files,
 )
 
 log = logging.getLogger("tlswrap.access")
@@ -295,7 +296,7 @@ class AccessControl:
                    set_env: Mapping[str, str] | None = None) -> AccessControl:
         """Rules from these files; a syntax error in either is a ConfigError (FILE:LINE),
         so that it stops the start or the reload."""
-        hosts = HostsFiles(allow, deny)
+        hosts = shared_hosts_files(allow, deny)
         hosts.load_strict()
         return cls(hosts, set_env=set_env)
 

@@ -208,16 +208,25 @@ def _check_globals(config: Config, report: Report) -> None:
     the pid file, become ``setuid``/``setgid``."""
     from tlswrap import pidfile
     from tlswrap.logsetup import writable_path_problem
+    from tlswrap.privileges import in_jail
 
     g = config.globals
+    if g.chroot is not None and not os.path.isdir(g.chroot):
+        _config_findings(report, config.error(f"chroot = {g.chroot}: no such directory",
+                                              "chroot"))
     checks = [("output", g.output, "cannot open log file", False),
-              ("pid", g.pid, "cannot write the pid file", True)]
+              ("pid", g.pid and in_jail(config, g.pid), "cannot write the pid file", True)]
     for option, path, what, directory in checks:
         problem = writable_path_problem(path, directory=directory) if path else None
         if path and option == "pid":
             problem = pidfile.problem(path) or problem
         if problem:
             _config_findings(report, config.error(f"{option} = {path}: {what}: {problem}", option))
+    for svc in config.services:  # stunnel: exec paths are inside the jail
+        if g.chroot and svc.exec and not os.access(in_jail(config, svc.exec), os.X_OK):
+            _config_findings(report, config.error(
+                f"exec = {svc.exec}: not an executable inside the chroot jail "
+                f"({in_jail(config, svc.exec)})", "exec", svc))
     for option, known in (("setuid", _is_user), ("setgid", _is_group)):
         name = getattr(g, option)
         if name is not None and not known(name):

@@ -149,6 +149,7 @@ class GlobalOptions:
     workers: int = 1
     timeout_drain: float = 10.0  # tlswrap's own: seconds live connections get after SIGTERM
     service: str | None = None  # the syslog tag and, in inetd mode, the libwrap daemon name
+    chroot: str | None = None  # the jail entered after start-up (pid and exec paths are in it)
     set_env: tuple[tuple[str, str], ...] = ()  # setEnv: for every program tlswrap starts
     log_mode: str = "append"  # log = append | overwrite (the output file at each opening)
     lines: dict[str, int] = field(default_factory=dict, compare=False)
@@ -484,6 +485,13 @@ def parse_set_env(value: str) -> tuple[str, str]:
     return name, text.strip()
 
 
+def parse_absolute_path(value: str) -> str:
+    path = parse_text(value)
+    if not path.startswith("/"):
+        raise ValueError("needs an absolute path")
+    return path
+
+
 def parse_service_name(value: str) -> str:
     name = parse_text(value)
     if not name.isprintable() or len(name) > 64:
@@ -539,6 +547,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("delay", "service", "delay", parse_bool),
     Option("transparent", "service", "transparent", parse_transparent),
     Option("service", "global", "service", parse_service_name),
+    Option("chroot", "global", "chroot", parse_absolute_path),
     Option("setEnv", "global", "set_env", parse_set_env, repeat=True),
     Option("log", "global", "log_mode", parse_choice("append", "overwrite")),
     Option("sessionResume", "service", "session_resume", parse_bool),

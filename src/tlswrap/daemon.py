@@ -30,7 +30,13 @@ from .config import Config, Service, load_config
 from .errors import ConfigError, TlswrapError
 from .logsetup import NOTICE, setup_logging
 from .pipeline import serve_guarded
-from .privileges import drop_privileges, key_file_findings, reread_problems, target_identity
+from .privileges import (
+    drop_privileges,
+    in_jail,
+    key_file_findings,
+    reread_problems,
+    target_identity,
+)
 from .snapshot import ServiceRuntime, Snapshot, prepare
 from .sockstream import set_socket_options
 
@@ -245,7 +251,7 @@ def write_pid(config: Config) -> None:
     if not path:
         return
     try:
-        pidfile.write(path, os.getpid())
+        pidfile.write(in_jail(config, path), os.getpid())  # stunnel: pid is in the jail
     except pidfile.PidFileError as exc:
         raise config.error(f"pid = {path}: cannot write the pid file: {exc}", "pid") from None
 
@@ -352,7 +358,11 @@ def reload_snapshot(old: Snapshot, quiet: bool = False) -> Snapshot:
     try:
         fresh = load_snapshot(path)
     except TlswrapError as exc:
-        say(logging.ERROR, "reload failed, keeping the running configuration: %s", exc)
+        jail = old.config.globals.chroot
+        inside = f" (chrooted to {jail}: a reload reads its files inside the jail)" if jail \
+            else ""
+        say(logging.ERROR, "reload failed, keeping the running configuration: %s%s", exc,
+            inside)
         _log_reread_problems(old.config, logging.DEBUG if quiet else logging.ERROR)
         return old
     except Exception as exc:  # noqa: BLE001 - logged with its traceback; the old one serves on
@@ -535,7 +545,7 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     finally:
         close_all(listeners)
         remove_socket_files(config)
-        if g.pid:
+        if g.pid:  # in a jail the daemon sees the file at its configured path
             pidfile.remove(g.pid, os.getpid())
     return 0
 

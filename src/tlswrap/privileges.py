@@ -67,10 +67,56 @@ def target_identity(config: Config) -> Identity | None:
     return Identity(uid, gid)
 
 
+def in_jail(config: Config, path: str) -> str:
+    """Where ``path`` (a pid file, as stunnel reads it) is seen from outside a ``chroot``
+    jail: the path inside the jail, under its directory. Unchanged without ``chroot``."""
+    jail = config.globals.chroot
+    return os.path.join(jail, path.lstrip("/")) if jail else path
+
+
+# What the daemon may import after start-up (lazily, on first use): inside a jail the Python
+# library is out of reach, so each is imported before entering it.
+_LATE_IMPORTS = (
+    "tlswrap.access", "tlswrap.execbackend", "tlswrap.proxyproto", "tlswrap.snapshot",
+    "tlswrap.tlscontext", "tlswrap.opensslffi", "tlswrap.workers", "tlswrap.regularfile",
+    "cryptography.x509", "cryptography.x509.oid",
+    "cryptography.hazmat.primitives.serialization",
+    "cryptography.hazmat.primitives.asymmetric.dsa", "cryptography.hazmat.primitives.asymmetric.ec",
+    "cryptography.hazmat.primitives.asymmetric.ed448",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.asymmetric.rsa",
+    "idna", "encodings.idna", "encodings.utf_8_sig", "encodings.punycode", "pwd", "grp",
+    "subprocess", "_posixsubprocess", "ipaddress", "secrets", "stat",
+)
+
+
+def enter_chroot(config: Config) -> None:
+    """``chroot = DIR``: the process's root becomes DIR (certificates, keys and the hosts
+    files were read before; ``exec`` programs and later reads are inside the jail)."""
+    jail = config.globals.chroot
+    if jail is None:
+        return
+    import importlib
+
+    from .tcpwrappers.files import enter_jail
+
+    for name in _LATE_IMPORTS:
+        importlib.import_module(name)
+    try:
+        os.chroot(jail)
+        os.chdir("/")
+    except OSError as exc:
+        raise config.error(f"chroot = {jail}: cannot enter the jail: "
+                           f"{exc.strerror or exc}", "chroot") from None
+    enter_jail()
+
+
 def drop_privileges(config: Config) -> None:
-    """setgid/setuid as configured; refuse to go on as root when a user was asked for."""
+    """chroot, then setgid/setuid, as configured; refuse to go on as root when a user was
+    asked for."""
     g = config.globals
-    ident = target_identity(config)
+    ident = target_identity(config)  # names are looked up outside the jail
+    enter_chroot(config)
     if ident is None:
         return
     try:

@@ -79,6 +79,7 @@ class _Cached:
         self.path = path
         self.rules: Rules | None = None
         self.seen: _Identity | bool | None = False  # identity of the last attempt
+        self.jailed = False  # the process is chrooted: the path now names a file in the jail
 
     def load(self, strict: bool) -> Rules:
         try:
@@ -89,6 +90,13 @@ class _Cached:
             return self.rules
         if not strict and ident == self.seen:  # same broken file as last time
             return self.rules if self.rules is not None else read_hosts(self.path)
+        if ident is None and self.jailed and self.rules is not None:
+            if self.seen is not None:  # said once
+                log.warning("%s is not inside the chroot jail: the rules read at start stay in "
+                            "force (copy the file into the jail to edit them without a restart)",
+                            self.path)
+            self.seen = None
+            return self.rules
         self.seen = ident
         if ident is None:
             if self.rules is not None and self.rules.entries:
@@ -137,6 +145,30 @@ class HostsFiles:
         """The current (allow, deny) rules, re-read if either file changed."""
         with self._lock:
             return self._allow.load(False), self._deny.load(False)
+
+    def enter_jail(self) -> None:
+        with self._lock:
+            self._allow.jailed = self._deny.jailed = True
+
+
+_shared: dict[tuple[str, str], HostsFiles] = {}
+
+
+def shared_hosts_files(allow: str, deny: str) -> HostsFiles:
+    """The one HostsFiles of the process for these paths: a reload reuses it, so the last
+    good rules (and, in a chroot jail, the rules read before entering it) carry over."""
+    files = _shared.get((allow, deny))
+    if files is None:
+        files = _shared[allow, deny] = HostsFiles(allow, deny)
+    return files
+
+
+def enter_jail() -> None:
+    """The process has been chrooted: from now on its paths name files inside the jail. A
+    hosts file missing there keeps the rules read before (never fewer rules: a missing
+    hosts.deny must not let everyone in); one present there is read as tcpd would."""
+    for files in _shared.values():
+        files.enter_jail()
 
 
 # --- the resolver, through the C library (so /etc/hosts and NSS apply) ------------------------
