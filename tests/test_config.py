@@ -529,7 +529,8 @@ def test_options_without_effect_are_accepted_and_noted_where_they_are():
     ("compression = deflate", "compression = deflate: compression leaks what it compresses"),
     ("engine = pkcs11", "engine = pkcs11: hardware engines and providers are not supported"),
     ("engineCtrl = SO_PATH:/x.so", "engineCtrl = SO_PATH:/x.so: hardware engines"),
-    ("setEnv = 1BAD=x", "setEnv = 1BAD=x: expected NAME=VALUE"),
+    ("setEnv = =x", "setEnv = =x: expected NAME=VALUE"),
+    ("chroot = var/lib/stunnel4", "chroot = var/lib/stunnel4: needs an absolute path"),
     ("log = rotate", "log = rotate: expected append or overwrite"),
 ])
 def test_options_tlswrap_cannot_honour_are_errors(line, message):

@@ -17,12 +17,16 @@ from conftest import free_port, service_config, wait_for
 from test_e2e_inetd import STDIO_IMAPD, imap_env
 
 
-def test_set_env_reaches_programs_run_by_exec(certs, tlswrap):
+def test_set_env_reaches_programs_run_by_exec(certs, tlswrap, monkeypatch):
     port = free_port()
-    tlswrap(f"foreground = yes\nsetEnv = SETENV_VAR=from config\n[imapd]\n"
+    monkeypatch.setenv("GREETING_VAR", "inherited")  # the daemon's own, which setEnv removes
+    tlswrap(f"foreground = yes\nsetEnv = SETENV_VAR=from config\nsetEnv = GREETING_VAR\n"
+            f"[imapd]\n"
             f"accept = 127.0.0.1:{port}\nexec = {STDIO_IMAPD}\nexecArgs = imapd\n"
             f"cert = {certs.cert_file}\nkey = {certs.key_file}\n", [port])
-    assert imap_env(certs, port)["SETENV_VAR"] == "from config"
+    env = imap_env(certs, port)
+    assert env["SETENV_VAR"] == "from config"
+    assert "GREETING_VAR" not in env
 
 
 def test_log_overwrite_empties_the_output_file_and_append_keeps_it(certs, thread_server,

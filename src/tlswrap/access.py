@@ -90,6 +90,7 @@ class Command:
     umask: int | None = None
     nice: int = 0
     user: tuple[int, int] | None = None
+    base: Mapping[str, str] = field(default_factory=lambda: os.environ)  # under ``env``
 
     def popen_options(self) -> dict[str, Any]:
         """subprocess options: ``/bin/sh -c``, stdio on /dev/null, its own process group."""
@@ -97,7 +98,7 @@ class Command:
             "args": ["sh", "-c", self.command], "executable": _SHELL,
             "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
             "stderr": subprocess.DEVNULL, "close_fds": True, "start_new_session": True,
-            "env": {**os.environ, **self.env}}
+            "env": {**self.base, **self.env}}
         if self.umask is not None:
             options["umask"] = self.umask
         if self.user is not None:
@@ -228,18 +229,19 @@ class _Effects:
     """
 
     def __init__(self, mode: str, label: str, deadline: float = 0.0,
-                 env: Mapping[str, str] | None = None):
+                 base: Mapping[str, str] | None = None):
         self.mode = mode
         self.label = label
         self.deadline = deadline
-        self.env: dict[str, str] = dict(env or {})
+        self.base = os.environ if base is None else base  # the daemon's, with setEnv applied
+        self.env: dict[str, str] = {}
         self.umask: int | None = None
         self.nice = 0
         self.user: tuple[int, int] | None = None
         self.spawns: list[Command] = []
 
     def command(self, text: str) -> Command:
-        return Command(text, dict(self.env), self.umask, self.nice, self.user)
+        return Command(text, dict(self.env), self.umask, self.nice, self.user, self.base)
 
     def on_option(self, option: Option, warn: Callable[[str], None]) -> str | None:
         name, arg = option.name, option.arg
@@ -286,19 +288,19 @@ class AccessControl:
     """hosts.allow/hosts.deny for every service of a daemon."""
 
     def __init__(self, hosts: HostsFiles, resolver=hostname_for,  # type: ignore[no-untyped-def]
-                 set_env: Mapping[str, str] | None = None):
+                 child_env: Mapping[str, str] | None = None):
         self.hosts = hosts
         self.resolver = resolver  # address -> verified name, PARANOID or None (blocking)
-        self.set_env = dict(set_env or {})  # setEnv: under every command's own setenv
+        self.child_env = child_env  # the environment commands start from (None: the daemon's)
 
     @classmethod
     def from_files(cls, allow: str, deny: str,
-                   set_env: Mapping[str, str] | None = None) -> AccessControl:
+                   child_env: Mapping[str, str] | None = None) -> AccessControl:
         """Rules from these files; a syntax error in either is a ConfigError (FILE:LINE),
         so that it stops the start or the reload."""
         hosts = shared_hosts_files(allow, deny)
         hosts.load_strict()
-        return cls(hosts, set_env=set_env)
+        return cls(hosts, child_env=child_env)
 
     def _decide(self, rules: tuple[Rules, Rules], daemon: str, peer: object, local: object,
                 effects: _Effects) -> tuple[Decision, str, bytes | None, _Effects]:
@@ -339,13 +341,13 @@ class AccessControl:
         label = label or f"[{daemon}]"
         rules = self.hosts.rules()
         try:
-            first = _Effects(_LOOP, label, 0.0, self.set_env)
+            first = _Effects(_LOOP, label, 0.0, self.child_env)
             result = self._decide(rules, daemon, peer, local, first)
         except _NeedsThread:
             result = None  # decided again below, outside the except clause
         if result is None:
             bound = LOOKUP_TIMEOUT + (ACLEXEC_TIMEOUT if _runs_aclexec(*rules) else 0.0)
-            effects = _Effects(_THREAD, label, time.monotonic() + bound, self.set_env)
+            effects = _Effects(_THREAD, label, time.monotonic() + bound, self.child_env)
             with trio.move_on_after(bound + 1.0):  # aclexec's own bound comes first
                 result = await trio.to_thread.run_sync(
                     self._decide, rules, daemon, peer, local, effects, abandon_on_cancel=True)
@@ -353,7 +355,7 @@ class AccessControl:
             log.warning("%s deciding for %s took over %gs (host name lookup or aclexec): the "
                         "name counts as unknown, an aclexec as failed", label, peer_host(peer),
                         bound)
-            late = _Effects(_LATE, label, 0.0, self.set_env)
+            late = _Effects(_LATE, label, 0.0, self.child_env)
             result = self._decide(rules, daemon, peer, local, late)
         return self._verdict(label, *result)
 

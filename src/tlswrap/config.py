@@ -476,12 +476,11 @@ def refused(why: str) -> Callable[[str], Any]:
 
 
 def parse_set_env(value: str) -> tuple[str, str]:
-    """``setEnv = NAME=VALUE``."""
-    name, eq, text = value.partition("=")
+    """``setEnv = NAME=VALUE`` (sets), ``setEnv = NAME`` or ``NAME=`` (removes), as stunnel."""
+    name, _, text = value.partition("=")
     name = name.strip()
-    if not eq or not name or not all(c.isalnum() or c == "_" for c in name) \
-            or name[0].isdigit() or not name.isascii():
-        raise ValueError("expected NAME=VALUE, NAME made of letters, digits and _")
+    if not name:
+        raise ValueError("expected NAME=VALUE")
     return name, text.strip()
 
 

@@ -212,7 +212,7 @@ async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local
     cert = client.conn.get_peer_certificate(as_cryptography=True)
     if cert is not None:
         dn, issuer = oneline(cert.subject), oneline(cert.issuer)
-    env = exec_environment({**os.environ, **rt.set_env}, peer, local, dn, issuer,
+    env = exec_environment(rt.child_env or os.environ, peer, local, dn, issuer,
                            extra=verdict.env if verdict else None)
     return await spawn(program, argv, env, helpers, f"[{rt.name}] {argv[0]}",
                        umask=verdict.umask if verdict else None,

@@ -10,6 +10,7 @@ configurations.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,7 +33,8 @@ class ServiceRuntime:
     context: SSL.Context
     dialer: Dialer = field(default_factory=Dialer)
     access: AccessControl | None = None  # None: libwrap = no
-    set_env: Mapping[str, str] = field(default_factory=dict)  # setEnv, for programs it runs
+    # the environment programs it runs start from: the daemon's with setEnv applied
+    child_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -54,17 +56,30 @@ class Snapshot:
         return len(self.services)
 
 
+def child_environment(base: Mapping[str, str],
+                      set_env: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """``base`` with stunnel's ``setEnv`` lines applied in order: NAME=VALUE sets, a NAME
+    without a value (or with an empty one) removes, as stunnel's setenv/unsetenv."""
+    env = dict(base)
+    for name, value in set_env:
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
+    return env
+
+
 def prepare(config: Config, path: str | None = None) -> Snapshot:
     """Compile every service of ``config``; ConfigError (FILE:LINE) on the first problem."""
     from .tlscontext import server_context
 
-    set_env = MappingProxyType(dict(config.globals.set_env))
+    child_env = MappingProxyType(child_environment(os.environ, config.globals.set_env))
     access = None
     if any(svc.libwrap for svc in config.services):
         from .access import AccessControl
 
         access = AccessControl.from_files(config.globals.hosts_allow, config.globals.hosts_deny,
-                                          set_env)
+                                          child_env)
     services = {}
     for svc in config.services:
         ctx = server_context(config, svc)
@@ -74,7 +89,7 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
         unix = svc.accept is not None and svc.accept.is_unix
         services[svc.name] = ServiceRuntime(svc, ctx, dialer,
                                             access if svc.libwrap and not unix else None,
-                                            set_env)
+                                            child_env)
     return Snapshot(config, MappingProxyType(services), path)
 
 
