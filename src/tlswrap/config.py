@@ -711,7 +711,9 @@ def parse_config(text: str, filename: str = "<config>",
         # named like tcpd names a daemon: the program's basename, or "tlswrap".
         exe = defaults.get("exec")
         name = glob.values.get("service") or (exe.rsplit("/", 1)[-1] if exe else "tlswrap")
-        sections = [_Section(name, 0)]
+        # no section line: what the service lacks is said at the line that makes it one
+        sections = [_Section(name, default_lines.get("exec") or default_lines.get("connect")
+                             or 0)]
     services = []
     for sec in sections:
         if glob.broken or sec.broken:
