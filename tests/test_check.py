@@ -549,3 +549,36 @@ def test_a_unix_socket_accept_is_checked(config_dir, capsys):
     rc, out, err = check(capsys, name)
     assert (rc, err) == (0, "")
     assert out.splitlines()[-1] == "checked t.conf: 0 errors, 0 warnings, 1 note"
+
+
+# --- what the rules decide for each service (issue 11: migration) --------------------------
+
+def _locked(config_dir: Path, allow: str, libwrap: str = "") -> str:
+    (config_dir / "m.conf").write_text(
+        "hostsAllow = m.allow\nhostsDeny = m.deny\n[imaps]\naccept = 993\nconnect = 143\n"
+        f"cert = other.pem\nkey = other.key\n{libwrap}")
+    (config_dir / "m.allow").write_text(allow)
+    (config_dir / "m.deny").write_text("# lock everything down\nALL: ALL\n")
+    return "m.conf"
+
+
+def test_rules_refusing_every_client_of_a_migrated_service_are_a_warning(config_dir, capsys):
+    rc, out, _ = check(capsys, _locked(config_dir, "sshd: 10.0.0.0/8\n"))
+    assert rc == 0
+    assert ("m.conf:3: warning: [imaps] every client is refused: m.deny line 2 refuses, and no "
+            "rule of m.allow names the service; this file has no libwrap line: stunnel 5 "
+            "applies no rules unless told, tlswrap does: grant the clients in m.allow, or "
+            "write libwrap = no to keep stunnel's way") in out.splitlines()
+
+
+def test_an_explicit_libwrap_line_makes_it_a_note(config_dir, capsys):
+    _, out, _ = check(capsys, _locked(config_dir, "", "libwrap = yes\n"))
+    assert ("m.conf:8: note: [imaps] every client is refused: m.deny line 2 refuses, and no "
+            "rule of m.allow names the service") in out.splitlines()
+
+
+@pytest.mark.parametrize("allow", ["imaps: 10.0.0.0/8\n", "ALL EXCEPT sshd: .example.org\n",
+                                   "imaps pop3s: LOCAL\n"])
+def test_deny_all_allow_some_is_not_flagged(config_dir, capsys, allow):
+    rc, out, _ = check(capsys, _locked(config_dir, allow))
+    assert "every client is refused" not in out and rc == 0

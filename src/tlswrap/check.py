@@ -140,6 +140,45 @@ def check_hosts(path: str, default: str, report: Report, services: Services | No
         seen.append(rule)
 
 
+SAMPLE_CLIENT = "192.0.2.1"  # RFC 5737 documentation address: a client no rule names
+
+
+def check_verdicts(config: Config, allow_path: str, deny_path: str, report: Report) -> None:
+    """For each service applying the rules: what they decide for a client no rule names (an
+    address from RFC 5737, no host name), when they refuse it and no hosts.allow rule names
+    the service at all -- that is, every client is refused. A warning when the file has no
+    ``libwrap`` line (stunnel 5 applies no rules by default, so a migrated config would lock
+    everyone out without a word), a note when it asks for the rules itself."""
+    from tlswrap.tcpwrappers import Request, Rules, decide
+
+    allow, deny = hostsfiles.read_hosts(allow_path), hostsfiles.read_hosts(deny_path)
+    # hosts.allow with every rule open to every client: grants a service iff a rule names it
+    naming = Rules(allow.filename, tuple(replace(r, clients=("ALL",), options=(),
+                                                 option_error=None) for r in allow.rules))
+    for svc in config.services:
+        if not svc.libwrap or (svc.accept is not None and svc.accept.is_unix):
+            continue
+        server = svc.accept.host if svc.accept is not None else None
+        request = Request(daemon=svc.name, client_addr=SAMPLE_CLIENT, server_addr=server)
+        decision = decide(allow, deny, request, read_patterns=hostsfiles.read_patterns)
+        if decision.granted or decision.delegated:
+            continue
+        if decide(naming, Rules(deny.filename), request).file is not None:
+            continue  # some clients are granted: the usual "deny all, allow some"
+        rule = f"{decision.file} line {decision.line}" if decision.file else \
+            f"an error in {deny_path}"
+        msg = (f"[{svc.name}] every client is refused: {rule} refuses, and no rule of "
+               f"{allow_path} names the service")
+        said = svc.line_of("libwrap")
+        if said is None:
+            report.add(config.filename, svc.line, "warning",
+                       f"{msg}; this file has no libwrap line: stunnel 5 applies no rules "
+                       f"unless told, tlswrap does: grant the clients in {allow_path}, or "
+                       "write libwrap = no to keep stunnel's way")
+        else:
+            report.add(config.filename, said, "note", msg)
+
+
 _SYSTEM = System(hostsfiles.read_patterns, hostsfiles.check_option,
                  hostsfiles.banner_path_error)
 
@@ -368,6 +407,7 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         return 2
     report = Report()
     services = None
+    config = None
     allow, deny = args.allow, args.deny
     check_rules = True
     if args.config is not None:
@@ -386,6 +426,9 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     if check_rules:
         check_hosts(allow or "/etc/hosts.allow", "granted", report, services, listing)
         check_hosts(deny or "/etc/hosts.deny", "denied", report, services, listing)
+        if config is not None:
+            check_verdicts(config, allow or "/etc/hosts.allow", deny or "/etc/hosts.deny",
+                           report)
     lines = listing or []
     lines += [str(finding) for finding in report.sorted()]
     lines.append(report.summary())
