@@ -582,3 +582,24 @@ def test_an_explicit_libwrap_line_makes_it_a_note(config_dir, capsys):
 def test_deny_all_allow_some_is_not_flagged(config_dir, capsys, allow):
     rc, out, _ = check(capsys, _locked(config_dir, allow))
     assert "every client is refused" not in out and rc == 0
+
+
+def test_settings_no_client_can_handshake_with_are_found(config_dir, capsys):
+    """An ECDSA certificate with RSA-only TLS 1.2 ciphers: TLS 1.3 clients still connect (a
+    warning); pinned to TLS 1.2, nobody can (an error). Found by a real handshake in memory."""
+    def conf(extra: str) -> str:
+        (config_dir / "h.conf").write_text(
+            "[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\nkey = other.key\n"
+            f"libwrap = no\nciphers = ECDHE-RSA-AES128-GCM-SHA256\n{extra}")
+        return "h.conf"
+
+    rc, out, _ = check(capsys, conf(""))
+    assert rc == 0
+    assert ("h.conf:7: warning: [imaps] TLSv1.2 clients cannot complete a handshake with these "
+            "settings (TLSv1.2: no shared cipher)") in out.splitlines()
+    rc, out, _ = check(capsys, conf("sslVersion = TLSv1.2\n"))
+    assert rc == 1
+    assert ("h.conf:7: error: [imaps] no client can complete a TLS handshake with these "
+            "settings (TLSv1.2: no shared cipher)") in out.splitlines()
+    rc, out, _ = check(capsys, conf("ciphers = ECDHE-ECDSA-AES128-GCM-SHA256\n"))
+    assert "handshake" not in out

@@ -47,6 +47,8 @@ from tlswrap.tcpwrappers import Emit, Rule, Services, System, lint_rule, rule_li
 from tlswrap.tcpwrappers import files as hostsfiles
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
+
     from tlswrap.config import Config, Service
 
 USAGE = """\
@@ -213,7 +215,8 @@ def check_config(path: str, report: Report) -> Config | None:
         # One service at a time, so that every broken service is reported; the hosts files,
         # which prepare() strict-loads, are checked in full by check_hosts().
         try:
-            prepare(replace(config, services=(replace(svc, libwrap=False),)))
+            ready = prepare(replace(config, services=(replace(svc, libwrap=False),)))
+            _check_handshakes(config, svc, ready.services[svc.name].context, report)
         except ConfigError as exc:
             _config_findings(report, exc)
         except TlswrapError as exc:
@@ -225,6 +228,31 @@ def check_config(path: str, report: Report) -> Config | None:
         _check_key_mode(config, svc, report)
         _check_daemon_name(config, svc, report)
     return config
+
+
+def _check_handshakes(config: Config, svc: Service, context: SSL.Context,
+                      report: Report) -> None:
+    """Each TLS version the service serves must let a client finish a handshake with its
+    settings (ciphers, groups, certificate): none left is an error, one left a warning."""
+    from tlswrap.config import TLS_SERVED
+    from tlswrap.tlscontext import probe_handshake
+
+    low, high = svc.tls_range
+    versions = TLS_SERVED[TLS_SERVED.index(low):TLS_SERVED.index(high) + 1]
+    failed = {v: why for v in versions if (why := probe_handshake(context, v)) is not None}
+    if not failed:
+        return
+    option = next((o for o in ("ciphers", "ciphersuites", "curves", "options", "sslVersion",
+                               "sslVersionMin", "sslVersionMax") if svc.line_of(o)), "cert")
+    said = "; ".join(f"{v}: {why}" for v, why in failed.items())
+    if len(failed) == len(versions):
+        report.add(config.filename, svc.line_of(option), "error",
+                   f"[{svc.name}] no client can complete a TLS handshake with these settings "
+                   f"({said})")
+    else:
+        report.add(config.filename, svc.line_of(option), "warning",
+                   f"[{svc.name}] {' and '.join(failed)} clients cannot complete a handshake "
+                   f"with these settings ({said})")
 
 
 def _check_daemon_name(config: Config, svc: Service, report: Report) -> None:

@@ -248,3 +248,38 @@ def key_file_warning(path: str) -> str | None:
     if mode & 0o077:
         return f"{path}: private key is readable by group/others (mode {mode & 0o777:o}); use 0600"
     return None
+
+
+HANDSHAKE_ROUNDS = 10  # a TLS 1.2 or 1.3 handshake takes 2 to 4 flights each way
+
+
+def probe_handshake(ctx: SSL.Context, version: str) -> str | None:
+    """Whether a client of TLS ``version`` (with OpenSSL's default offer: every cipher suite and
+    group) can complete a handshake with server context ``ctx``: None, or OpenSSL's reason.
+    In memory, no socket: what ``tlswrap check`` uses to find settings that leave a version,
+    or every version, with nothing to agree on (say, RSA-only ciphers with an ECDSA key)."""
+    client_ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    client_ctx.set_min_proto_version(_VERSIONS[version])
+    client_ctx.set_max_proto_version(_VERSIONS[version])
+    client_ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
+    server, client = SSL.Connection(ctx, None), SSL.Connection(client_ctx, None)
+    server.set_accept_state()
+    client.set_connect_state()
+    done = {server: False, client: False}
+    for _ in range(HANDSHAKE_ROUNDS):
+        for conn, peer in ((client, server), (server, client)):
+            if not done[conn]:
+                try:
+                    conn.do_handshake()
+                    done[conn] = True
+                except SSL.WantReadError:
+                    pass
+                except SSL.Error as exc:
+                    return ssl_reason(exc) or "the handshake failed"
+            try:
+                peer.bio_write(conn.bio_read(1 << 16))
+            except SSL.WantReadError:
+                pass
+        if all(done.values()):
+            return None
+    return "the handshake did not finish"
