@@ -114,6 +114,7 @@ class Service:
     session_resume: bool = True  # sessionResume: session cache and tickets
     reset: bool = True  # end a failed connection with a TCP RST, not a FIN
     log_id: str | None = None  # logId: sequential | unique | thread | process; None: no id
+    ident: str | None = None  # the user an RFC 1413 server must name for the client
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     # field of a repeated option -> the line of each of its values, in order
@@ -550,6 +551,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("setEnv", "global", "set_env", parse_set_env, repeat=True),
     Option("log", "global", "log_mode", parse_choice("append", "overwrite")),
     Option("sessionResume", "service", "session_resume", parse_bool),
+    Option("ident", "service", "ident", parse_text),
     Option("reset", "service", "reset", parse_bool),
     Option("logId", "service", "log_id", parse_choice("sequential", "unique", "thread",
                                                       "process")),

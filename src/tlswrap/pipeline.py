@@ -134,6 +134,12 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("refused by tcp_wrappers")
             if verdict.banner is None:
                 return outcome  # closed before any TLS byte
+        if svc.ident is not None and sock.family != socket.AF_UNIX:
+            refusal = await check_ident(svc, peer, local)
+            if refusal is not None:
+                log.warning("%s refused by IDENT: %s", outcome.who, refusal)
+                outcome.end(f"refused by IDENT: {refusal}")
+                return outcome
         client = TLSStream(sock, rt.context)
         with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
             await client.do_handshake()
@@ -188,6 +194,17 @@ async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
     verdict = await rt.access.check(rt.name, peer, local, label)
     apply_socket_options(sock, verdict.decision)
     return verdict
+
+
+async def check_ident(svc: Service, peer: Any, local: Any) -> str | None:
+    """``ident = USER``: None when the client's RFC 1413 server names USER, else why not."""
+    from .ident import IdentError, ask
+
+    try:
+        user = await ask(peer, local, svc.timeout_connect, svc.timeout_busy)
+    except IdentError as exc:
+        return str(exc)
+    return None if user == svc.ident else f"user {user!r}"
 
 
 async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
