@@ -56,6 +56,7 @@ SESSION_TIMEOUT_MAX = C_INT_MAX  # seconds; OpenSSL keeps it in a long (68 years
 HOST_NAME_MAX = 253  # RFC 1035: 255 octets on the wire, 253 characters written
 HOST_LABEL_MAX = 63
 SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108 with the final NUL)
+STARTTLS_PROTOCOLS = ("imap", "pop3", "smtp")  # protocol = NAME: STARTTLS, server side
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ class Service:
     socket_options: tuple[tuple[str, str, int], ...] = ()
     session_timeout: float = 300.0
     proxy_protocol: str | None = None  # "v1" or "v2": a PROXY header before the client's bytes
+    protocol: str | None = None  # "imap", "pop3" or "smtp": STARTTLS (None: implicit TLS)
+    # STARTTLS required before mail commands (secure by default: a submission port, 587, needs
+    # it; an MX on port 25 must say optional, RFC 3207 section 4)
+    starttls: str = "required"
     accept_proxy: str | None = None  # "v1", "v2" or "any": clients send a PROXY header first
     proxy_trusted: tuple[str, ...] = ()  # networks allowed (and required) to send it
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
@@ -304,15 +309,23 @@ def parse_debug(value: str) -> tuple[str | None, int]:
 
 
 def parse_protocol(value: str) -> str:
-    """stunnel's ``protocol``: ``proxy`` (a PROXY v1 header to the backend) is implemented;
-    the STARTTLS protocols are not yet."""
+    """stunnel's ``protocol``: ``proxy`` (a PROXY v1 header to the backend) or a STARTTLS
+    protocol, ``imap``, ``pop3`` or ``smtp`` (stunnel's names; server side)."""
     name = value.lower()
-    if name == "proxy":
-        return "v1"
-    if name in ("imap", "pop3", "smtp", "connect", "socks", "cifs", "pgsql", "nntp", "ldap",
-                "capwin", "capwinctrl", "websocket"):
-        raise ValueError("not supported yet (implicit TLS only); 'proxy' is")
+    if name in ("proxy", *STARTTLS_PROTOCOLS):
+        return name
+    if name in ("connect", "socks", "cifs", "pgsql", "nntp", "ldap", "capwin", "capwinctrl",
+                "websocket"):
+        raise ValueError("not supported: use imap, pop3, smtp or proxy")
     raise ValueError("unknown protocol")
+
+
+def parse_starttls(value: str) -> str:
+    """tlswrap's ``starttls = required | optional``: may a client go on without TLS?"""
+    name = value.lower()
+    if name not in ("required", "optional"):
+        raise ValueError("expected required or optional")
+    return name
 
 
 def parse_proxy_version(value: str) -> str:
@@ -482,7 +495,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("options", "service", "ssl_options", parse_ssl_option, repeat=True),
     Option("socket", "service", "socket_options", parse_socket_option, repeat=True),
     Option("sessionCacheTimeout", "service", "session_timeout", parse_session_timeout),
-    Option("protocol", "service", "proxy_protocol", parse_protocol),
+    Option("protocol", "service", "protocol", parse_protocol),
+    Option("starttls", "service", "starttls", parse_starttls),
     Option("proxyProtocol", "service", "proxy_protocol", parse_proxy_version),
     Option("acceptProxy", "service", "accept_proxy", parse_accept_proxy),
     Option("proxyTrusted", "service", "proxy_trusted", parse_networks),
@@ -691,8 +705,14 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
                    "acceptproxy")
     if values.get("proxy_trusted") and not values.get("accept_proxy"):
         raise fail("proxyTrusted without acceptProxy", "proxytrusted")
+    if values.get("protocol") == "proxy":  # stunnel's PROXY v1 (proxyProtocol chooses too)
+        del values["protocol"]
+        values.setdefault("proxy_protocol", "v1")
+    if "starttls" in values and not values.get("protocol"):
+        raise fail("starttls: say which protocol speaks it (protocol = imap, pop3 or smtp)",
+                   "starttls")
     if values.get("proxy_protocol") and values.get("exec"):
-        option = _setter(lines, "proxy_protocol") or "proxyProtocol"
+        option = "proxyProtocol" if "proxyprotocol" in lines else "protocol"
         raise fail(f"{option}: a PROXY header goes to a 'connect' backend; a program run by "
                    "'exec' gets the client's address in its environment", option)
     if not values.get("cert"):

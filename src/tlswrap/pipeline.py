@@ -113,6 +113,11 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("refused by tcp_wrappers")
             if verdict.banner is None:
                 return outcome  # closed before any TLS byte
+        if svc.protocol is not None:  # STARTTLS: the backend first, TLS in the middle
+            from .preamble import serve_starttls
+
+            await serve_starttls(rt, sock, peer, local, verdict, helpers, outcome)
+            return outcome
         client = TLSStream(sock, rt.context)
         with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
             await client.do_handshake()
@@ -134,27 +139,40 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
             await backend.push(proxy_header(svc.proxy_protocol, peer, local, client))
-        relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
-        try:
-            await relay.run()
-        finally:
-            outcome.to_backend, outcome.to_client = relay.to_backend, relay.to_client
-            outcome.truncated = client.truncated
-        outcome.end(relay.reason or "closed")
-        if relay.broken == "client" and not isinstance(backend, ExecStream):
-            backend.abort()  # the client reset: so does the backend connection
+        await relay_session(svc, client, backend, outcome)
     except trio.BrokenResourceError as exc:
         outcome.end(str(exc))
     finally:
-        if isinstance(backend, ExecStream):
-            await backend.finish(rt.service.timeout_close)
-        elif backend is not None:
-            backend.close()
+        if backend is not None:
+            await close_backend(backend, rt.service)
         if client is not None:
             client.close()
         else:
             sock.close()
     return outcome
+
+
+async def relay_session(svc: Service, client: SocketStream, backend: SocketStream,
+                        outcome: Outcome) -> None:
+    """Relay until the connection ends; the bytes each way and why go into ``outcome``."""
+    relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
+    try:
+        await relay.run()
+    finally:
+        outcome.to_backend += relay.to_backend
+        outcome.to_client += relay.to_client
+        outcome.truncated = client.truncated
+    outcome.end(relay.reason or "closed")
+    if relay.broken == "client" and not isinstance(backend, ExecStream):
+        backend.abort()  # the client reset: so does the backend connection
+
+
+async def close_backend(backend: SocketStream, svc: Service) -> None:
+    """Close the backend connection, or let an exec'd program finish (up to TIMEOUTclose)."""
+    if isinstance(backend, ExecStream):
+        await backend.finish(svc.timeout_close)
+    else:
+        backend.close()
 
 
 async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
@@ -167,7 +185,7 @@ async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
     return verdict
 
 
-async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
+async def open_side(rt: ServiceRuntime, client: TLSStream | None, peer: object, local: object,
                     verdict: Verdict | None, helpers: trio.Nursery) -> SocketStream:
     """The plaintext side: a tcp_wrappers twist, the exec'd program, or a backend connection."""
     svc = rt.service
@@ -183,12 +201,13 @@ async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: 
     return backend
 
 
-async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
+async def run_program(rt: ServiceRuntime, client: TLSStream | None, peer: object, local: object,
                       verdict: Verdict | None, helpers: trio.Nursery, program: str,
                       argv: list[str]) -> ExecStream:
-    """Run ``program`` for this connection (exec, or a tcp_wrappers twist)."""
+    """Run ``program`` for this connection (exec, or a tcp_wrappers twist); ``client`` is None
+    before TLS (STARTTLS)."""
     dn = issuer = None
-    cert = client.conn.get_peer_certificate(as_cryptography=True)
+    cert = client.conn.get_peer_certificate(as_cryptography=True) if client else None
     if cert is not None:
         dn, issuer = oneline(cert.subject), oneline(cert.issuer)
     env = exec_environment(os.environ, peer, local, dn, issuer,
@@ -271,11 +290,16 @@ async def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def proxy_header(version: str, peer: object, local: object, client: TLSStream) -> bytes:
+def proxy_header(version: str, peer: object, local: object, client: TLSStream | None,
+                 tls_promised: bool = False) -> bytes:
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
-    protocol). A client on a unix socket is sent as an unknown address."""
+    protocol). A client on a unix socket is sent as an unknown address.
+
+    With STARTTLS the header goes out before TLS (``client`` None): v2 then carries
+    PP2_TYPE_SSL with PP2_CLIENT_SSL alone when ``tls_promised`` (the backend will see nothing
+    but negotiation commands before the handshake), and no TLS TLV otherwise."""
     from . import proxyproto
 
     host, port = peer_host(peer), peer_port(peer)
@@ -285,6 +309,10 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream) -
     destination = (str(lhost), int(lport or 0)) if known else None
     if version == "v1":
         return proxyproto.encode_v1(source, destination)
+    if client is None:
+        promise = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL).to_tlv()]
+        return proxyproto.encode_v2(proxyproto.ProxyHeader(
+            proxyproto.PROXY, source, destination, tuple(promise if tls_promised else ())))
     conn = client.conn
     tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL,
                                version=conn.get_protocol_version_name(),
