@@ -25,7 +25,7 @@ from .common import Conversation, Need, Relay, Steps, Stop, Waits
 
 MAIL_COMMANDS = {b"MAIL", b"RCPT", b"DATA", b"BDAT", b"VRFY", b"EXPN", b"ETRN"}
 RELAYED = {b"NOOP", b"RSET", b"QUIT"}
-HIDDEN = {b"AUTH", b"AUTH=LOGIN", b"STARTTLS"}  # extensions not offered before TLS
+HIDDEN = {b"AUTH", b"STARTTLS"}  # extensions not offered before TLS (and AUTH=..., old style)
 _REPLY = re.compile(rb"[2-5][0-9][0-9]([ -].*)?", re.DOTALL)
 
 REPLY_READY = b"220 2.0.0 Ready to start TLS\r\n"
@@ -38,10 +38,14 @@ REPLY_NO_ARGS = b"501 5.5.4 Syntax: STARTTLS\r\n"
 def rewrite_ehlo(lines: list[bytes]) -> list[bytes]:
     """A 250 EHLO reply's lines (without CRLF) as offered before TLS."""
     code = lines[0][:3]
-    texts = [lines[0][4:]] + [line[4:] for line in lines[1:]
-                               if line[4:].split(b" ", 1)[0].upper() not in HIDDEN]
+    texts = [lines[0][4:]] + [line[4:] for line in lines[1:] if not hidden(line[4:])]
     texts.append(b"STARTTLS")
     return [code + b"-" + text for text in texts[:-1]] + [code + b" " + texts[-1]]
+
+
+def hidden(extension: bytes) -> bool:
+    keyword = extension.split(b" ", 1)[0].upper()
+    return keyword in HIDDEN or keyword.startswith(b"AUTH=")
 
 
 class Smtp(Conversation):
