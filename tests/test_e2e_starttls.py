@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import free_port, service_config, wait_for
+from conftest import free_port, port_open, service_config, wait_for
 from mailbackend import MESSAGE, Backend
 
 needs_openssl = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
@@ -303,3 +303,125 @@ def test_smtp_optional_lets_a_plaintext_sender_deliver(mail):
         c.sendmail("a@client.test", ["b@backend.test"], MESSAGE)
     assert m.backend.messages == [MESSAGE.rstrip(b"\r\n")]
     closed_with(m.proc, "no TLS (the client went on without STARTTLS)")
+
+
+# -- with a PROXY header to the backend ----------------------------------------------------------
+
+def proxied(backend: Backend, headers: list):
+    """The PROXY header first (read a byte at a time: it must stand alone), then ``backend``."""
+    from tlswrap import proxyproto
+
+    def serve(conn: socket.socket) -> None:
+        data = b""
+        while (got := proxyproto.decode(data)) is None:
+            chunk = conn.recv(1)
+            if not chunk:
+                return
+            data += chunk
+        headers.append((got[0], len(data)))
+        backend(conn)
+    return serve
+
+
+@pytest.mark.parametrize(("option", "starttls"), [("proxyProtocol = v2", "required"),
+                                                  ("proxyProtocol = v2", "optional"),
+                                                  ("proxyProtocol = v1", "required")])
+def test_starttls_with_a_proxy_header(certs, thread_server, tlswrap, option, starttls):
+    """``protocol = smtp`` and a PROXY header together (stunnel cannot: one protocol each).
+    The header goes first, before the backend's greeting, so before TLS: v2 says the client
+    uses TLS (PP2_CLIENT_SSL, no version or cipher yet) when nothing but TLS can lead to the
+    relay, and claims nothing when the client may go on in plaintext."""
+    from tlswrap import proxyproto
+
+    headers: list = []
+    backend = Backend("smtp")
+    srv = thread_server(proxied(backend, headers))
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}", name="smtp",
+                           extra=f"protocol = smtp\nstarttls = {starttls}\n{option}"),
+            [port])
+    with smtplib.SMTP("localhost", port, timeout=10) as c:
+        c.starttls(context=certs.client_context())
+        c.sendmail("a@client.test", ["b@backend.test"], MESSAGE)
+        client_port = c.sock.getsockname()[1]
+    assert backend.messages == [MESSAGE.rstrip(b"\r\n")]
+    [(header, size)] = [(h, n) for h, n in headers if h.source == ("127.0.0.1", client_port)]
+    assert header.destination == ("127.0.0.1", port)
+    assert size <= proxyproto.POSTFIX_MAX_HEADER
+    if option.endswith("v2"):
+        info = header.ssl()
+        if starttls == "required":
+            assert info == proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL)
+        else:
+            assert info is None
+    else:
+        assert header.version == 1
+
+
+
+# -- inetd mode ---------------------------------------------------------------------------------
+
+def test_inetd_mode_starttls(certs, thread_server, tmp_path):
+    """One connection per process, as inetd hands it: the same STARTTLS step."""
+    import os
+
+    from test_e2e_inetd import INETD, TLSWRAP, Inetd
+
+    if not os.path.exists(INETD) or os.geteuid() != 0:
+        pytest.skip("needs openbsd-inetd, run as root")
+    backend = Backend("pop3")
+    srv = thread_server(backend)
+    conf = tmp_path / "pop3.conf"
+    conf.write_text(f"[pop3]\nconnect = 127.0.0.1:{srv.port}\ncert = {certs.cert_file}\n"
+                    f"key = {certs.key_file}\nprotocol = pop3\n")
+    port = free_port()
+    d = Inetd(tmp_path, [f"127.0.0.1:{port} stream tcp nowait root {TLSWRAP} tlswrap {conf}"])
+    try:
+        wait_for(lambda: d.proc.poll() is not None or port_open(port), 10, "inetd")
+        for _ in range(2):  # a new process each time
+            p = poplib.POP3("localhost", port, timeout=20)
+            try:
+                assert p.capa() == {"TOP": [], "UIDL": [], "STLS": []}
+                p.stls(context=certs.client_context())
+                assert p.capa() == {"TOP": [], "UIDL": [], "USER": [], "SASL": ["PLAIN"]}
+            finally:
+                p.quit()
+    finally:
+        d.stop()
+    assert backend.seen.count(b"QUIT") == 2
+
+
+# -- hosts.allow / hosts.deny ---------------------------------------------------------------------
+
+def read_all(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        data = b""
+        while chunk := raw.recv(1000):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ("smtp: ALL\n", b""),
+    ("smtp: ALL: banners {banners}\n", b"554 5.7.1 no mail from 127.0.0.1\r\n"),
+    ('smtp: ALL: twist /bin/echo "421 4.7.0 %d is closed to %a"\n',
+     b"421 4.7.0 smtp is closed to 127.0.0.1\n"),
+])
+def test_refused_clients_never_reach_the_backend(certs, thread_server, tlswrap, tmp_path, rule,
+                                                 expected):
+    """The access check runs first; a banner or a twist program talks plaintext, as tcpd's
+    do, since no TLS has started on a STARTTLS port."""
+    banners = tmp_path / "banners"
+    banners.mkdir()
+    (banners / "smtp").write_text("554 5.7.1 no mail from %a\n")
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("")
+    deny.write_text(rule.format(banners=banners))
+    backend = Backend("smtp")
+    srv = thread_server(backend)
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}", name="smtp",
+                           extra="protocol = smtp",
+                           global_extra=f"hostsAllow = {allow}\nhostsDeny = {deny}"), [port])
+    assert read_all(port) == expected
+    assert srv.accepted == 0
