@@ -73,7 +73,7 @@ def test_imaplib_starttls(certs, mail):
         c.logout()
     commands = [line.split(b" ", 2)[1] for line in m.backend.seen]
     assert commands == [b"CAPABILITY", b"CAPABILITY", b"LOGIN", b"LOGOUT"]
-    assert "TLSv1.3" in closed_with(m.proc, "(STARTTLS)")
+    assert "TLSv1.3" in closed_with(m.proc, "(imap STARTTLS)")
 
 
 def test_imap_login_before_tls_is_refused(mail):
@@ -101,7 +101,7 @@ def test_curl_ssl_reqd_imap(certs, mail):
         capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert '* LIST (\\HasNoChildren) "/" INBOX' in out.stdout
-    closed_with(m.proc, "(STARTTLS)")
+    closed_with(m.proc, "(imap STARTTLS)")
 
 
 @pytest.mark.parametrize(("injected", "command"), [(b"b NOOP\r\n", b"NOOP"),
@@ -165,7 +165,7 @@ def test_poplib_stls(certs, mail):
     # poplib's stls() asks CAPA itself first
     assert m.backend.seen == [b"CAPA", b"CAPA", b"CAPA", b"USER demo", b"PASS secret", b"STAT",
                               b"QUIT"]
-    closed_with(m.proc, "(STARTTLS)")
+    closed_with(m.proc, "(pop3 STARTTLS)")
 
 
 @needs_openssl
@@ -227,7 +227,7 @@ def test_smtplib_starttls(certs, mail):
     # refused before TLS never arrived
     assert m.backend.seen[:4] == [b"ehlo client.test", b"rset", b"ehlo client.test",
                                   b"mail FROM:<a@client.test> size=%d" % len(MESSAGE)]
-    closed_with(m.proc, "(STARTTLS)")
+    closed_with(m.proc, "(smtp STARTTLS)")
 
 
 def test_smtp_helo_client(certs, mail):

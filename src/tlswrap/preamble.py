@@ -78,7 +78,8 @@ async def converse(conv: starttls.Conversation, sock: socket.socket, context: SS
                 tls = client.tls = TLSStream(sock, context)
                 client.stream = tls
                 await tls.do_handshake()
-                outcome.tls = tls.describe() + " (STARTTLS)"
+                outcome.tls = tls.describe()
+                outcome.starttls = conv.protocol
             elif isinstance(event, starttls.Relay):
                 if not event.tls:
                     outcome.tls = "no TLS (the client went on without STARTTLS)"
