@@ -503,6 +503,23 @@ def test_starttls_options(lines, result):
     assert got == result
 
 
+@pytest.mark.parametrize(("lines", "warned"), [
+    ("accept = 25\nprotocol = smtp", True),
+    ("accept = 0.0.0.0:smtp\nprotocol = smtp\nstarttls = required", True),
+    ("accept = 25\nprotocol = smtp\nstarttls = optional", False),
+    ("accept = 587\nprotocol = smtp", False),
+    ("accept = 25\nprotocol = imap", False),
+])
+def test_required_starttls_on_port_25_is_a_warning(lines, warned):
+    cfg = parse_config(f"[mx]\ncert = /c.pem\nconnect = 2525\n{lines}\n", "t.conf")
+    found = [str(w) for w in config_warnings(cfg)]
+    line = 6 if "starttls" in lines else 5
+    assert found == ([f"t.conf:{line}: [mx] protocol = smtp on port 25 with starttls = required: "
+                      "RFC 3207 section 4 forbids a public MX to require TLS, senders without it "
+                      "could not deliver; write starttls = optional (required is for submission, "
+                      "port 587)"] if warned else [])
+
+
 def test_starttls_default_from_the_global_part():
     text = "protocol = smtp\nstarttls = optional\n[a]\naccept = 25\ncert = /c.pem\nconnect = 2525\n"
     svc = parse_config(text, "t.conf").services[0]

@@ -760,7 +760,8 @@ def config_warnings(config: Config) -> list[ConfigError]:
     """What ``config`` says that tlswrap reads differently, located like errors; not fatal.
 
     A minimum TLS version below 1.2 (old stunnel files carry ``sslVersionMin = TLSv1``) is read
-    as TLS 1.2. A warning written in the global part is given once, without a service.
+    as TLS 1.2. SMTP STARTTLS required on port 25 would turn away senders without TLS. A
+    warning written in the global part is given once, without a service.
     """
     found: dict[tuple[int | None, str], list[Service]] = {}
     for svc in config.services:
@@ -769,6 +770,13 @@ def config_warnings(config: Config) -> list[ConfigError]:
             msg = (f"{opt} = {svc.version_min}: {_TLS_POLICY}, so the lowest version served is "
                    f"{svc.tls_range[0]}: write sslVersionMin = {svc.tls_range[0]} to say so")
             found.setdefault((svc.line_of(opt), msg), []).append(svc)
+        if (svc.protocol == "smtp" and svc.starttls == "required" and svc.accept is not None
+                and svc.accept.port in (25, "smtp")):
+            msg = ("protocol = smtp on port 25 with starttls = required: RFC 3207 section 4 "
+                   "forbids a public MX to require TLS, senders without it could not deliver; "
+                   "write starttls = optional (required is for submission, port 587)")
+            line = svc.line_of("starttls") or svc.line_of("protocol")
+            found.setdefault((line, msg), []).append(svc)
     return [ConfigError(config.filename, line, msg,
                         svcs[0].name if len(svcs) == 1 else None)
             for (line, msg), svcs in found.items()]
