@@ -425,3 +425,22 @@ def test_refused_clients_never_reach_the_backend(certs, thread_server, tlswrap, 
                            global_extra=f"hostsAllow = {allow}\nhostsDeny = {deny}"), [port])
     assert read_all(port) == expected
     assert srv.accepted == 0
+
+
+def test_starttls_to_an_exec_program(certs, tlswrap):
+    """``exec`` with a protocol: the program speaks plaintext IMAP on stdin/stdout."""
+    from pathlib import Path
+
+    imapd = Path(__file__).parent / "data" / "stdio_imapd.py"
+    port = free_port()
+    tlswrap(f"foreground = yes\ndebug = info\n[imapd]\naccept = 127.0.0.1:{port}\n"
+            f"exec = {imapd}\ncert = {certs.cert_file}\nkey = {certs.key_file}\n"
+            "protocol = imap\n", [port])
+    with imaplib.IMAP4("localhost", port, timeout=10) as c:
+        assert c.welcome.startswith(b"* OK stdio imapd ready")
+        c.starttls(ssl_context=certs.client_context())
+        assert c.capabilities == ("IMAP4REV1",)
+        typ, _ = c.xatom("ENV")
+        env = dict(line.decode().split("=", 1) for line in c.untagged_responses.pop("ENV", []))
+        c.logout()
+    assert typ == "OK" and env["TCPREMOTEIP"] == "127.0.0.1"

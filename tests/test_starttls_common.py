@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tlswrap import starttls
 from tlswrap.starttls.common import LineBuffer, LineTooLong
@@ -80,3 +82,22 @@ def test_backend_gone_while_the_client_thinks():
 @pytest.mark.parametrize("protocol", sorted(starttls.PROTOCOLS))
 def test_every_protocol_names_itself(protocol):
     assert starttls.conversation(protocol).protocol == protocol
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(starttls.PROTOCOLS)), st.booleans(),
+       st.lists(st.tuples(st.booleans(), st.binary(max_size=64)), max_size=40))
+def test_hostile_bytes_from_either_side_never_raise(protocol, required, chunks):
+    """Whatever either peer sends, in whatever order: events only, never an exception."""
+    conv = starttls.conversation(protocol, required)
+    kinds = (starttls.Need, starttls.ToClient, starttls.ToBackend, starttls.StartTLS,
+             starttls.Relay, starttls.Close)
+    for from_client, data in [*chunks, (True, b""), (False, b"")]:
+        (conv.receive_client if from_client else conv.receive_backend)(data)
+        for _ in range(1000):
+            event = conv.next_event()
+            assert isinstance(event, kinds)
+            if isinstance(event, (starttls.Need, starttls.Relay, starttls.Close)):
+                break
+        else:
+            raise AssertionError("no settling")

@@ -126,6 +126,14 @@ def test_logout_is_relayed_and_ends(one_byte):
     assert t.end == starttls.Close("the client logged out before TLS")
 
 
+@pytest.mark.parametrize("tag", [b"*", b"a*", b"+", b"(a)", b'"a"', b"a{", b"a%", b"\xe9"])
+def test_a_bad_tag_is_never_relayed(tag):
+    # a "*" tag would make the backend's untagged lines look like the end of its reply
+    t = imap(tag + b" CAPABILITY\r\n")
+    assert t.to_client.endswith(b"* BAD missing tag or command\r\n")
+    assert t.to_backend == b""
+
+
 def test_arguments_to_argumentless_commands_are_bad():
     t = imap(b"a CAPABILITY x\r\nb STARTTLS now\r\n\r\n")
     assert t.to_client.endswith(b"a BAD no arguments allowed\r\nb BAD no arguments allowed\r\n"

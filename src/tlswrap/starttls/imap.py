@@ -21,7 +21,9 @@ LOGINS = {b"LOGIN", b"AUTHENTICATE"}
 LITERAL_MAX = 65536  # a literal of a refused command is read and dropped up to this size
 _CAPABILITY_CODE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
 _LITERAL = re.compile(rb"\{(\d{1,10})(\+?)\}$")
-_TAG = re.compile(rb"[\x21-\x7e]+")  # RFC 9051 tag: ASTRING-CHAR minus "+" (checked below)
+# RFC 9051 tag: ASTRING-CHARs but "+", i.e. printable ASCII but the atom-specials and "+"
+_TAG = re.compile(rb'[\x21-\x7e]+')
+_NOT_IN_TAG = re.compile(rb'[(){%*"\\+]')
 
 
 def rewrite_capabilities(caps: bytes) -> bytes:
@@ -65,7 +67,7 @@ class Imap(Conversation):
             tag, _, rest = line.partition(b" ")
             command, _, args = rest.partition(b" ")
             command = command.upper()
-            if not _TAG.fullmatch(tag) or b"+" in tag or not command:
+            if not _TAG.fullmatch(tag) or _NOT_IN_TAG.search(tag) or not command:
                 self.to_client(b"* BAD missing tag or command\r\n")
                 continue
             literal = _LITERAL.search(line)
