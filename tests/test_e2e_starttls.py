@@ -444,3 +444,24 @@ def test_starttls_to_an_exec_program(certs, tlswrap):
         env = dict(line.decode().split("=", 1) for line in c.untagged_responses.pop("ENV", []))
         c.logout()
     assert typ == "OK" and env["TCPREMOTEIP"] == "127.0.0.1"
+
+
+# -- the examples/ demo mail server ----------------------------------------------------------------
+
+@needs_curl
+@pytest.mark.parametrize(("protocol", "path", "expected"), [
+    ("imap", "/INBOX;UID=1", b"Subject: Welcome to tlswrap"),
+    ("pop3", "/1", b"Subject: Welcome to tlswrap"),
+])
+def test_curl_through_starttls_to_the_demo_mail_server(certs, demo_mailserver, tlswrap, protocol,
+                                                       path, expected):
+    backend = demo_mailserver[0 if protocol == "imap" else 1]
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{backend}", name=protocol,
+                           extra=f"protocol = {protocol}"), [port])
+    out = subprocess.run(
+        ["curl", "-sS", "--max-time", "20", "--ssl-reqd", "--cacert", str(certs.ca_file),
+         "-u", "demo:secret", f"{protocol}://localhost:{port}{path}"],
+        capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert expected in out.stdout
