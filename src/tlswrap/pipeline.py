@@ -3,7 +3,9 @@
 General theory of operation: ``serve_one`` runs the steps in order, each a function that takes
 values and returns values, and records what happened in an ``Outcome``. The order is
 deliberate: a refused client costs no crypto, and a client that has not finished its handshake
-(under TIMEOUTbusy) never gets a backend connection it could leave hanging. Routine endings
+(under TIMEOUTbusy) never gets a backend connection it could leave hanging. A STARTTLS service
+(``protocol = imap | pop3 | smtp``) goes another way after the access check, in
+``preamble.serve_starttls``: backend first, the plaintext start, then TLS. Routine endings
 (refusals, timeouts, resets, a backend that is down) are outcomes, not exceptions.
 
 ``serve_guarded`` is what the accept loop spawns: it runs ``serve_one``, catches everything

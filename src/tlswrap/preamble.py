@@ -10,7 +10,9 @@ before TLS reaches the client after it.
 
 Deadlines: everything before the client's STARTTLS, then the handshake and what follows it
 until the relay (SMTP: the client's new EHLO), each within TIMEOUTbusy; a client that never
-starts TLS is closed when the first runs out.
+starts TLS is closed when the first runs out. The backend connection is opened before any TLS
+(the session starts with its greeting), so on a STARTTLS port an unauthenticated client holds
+one for at most TIMEOUTbusy, where an implicit-TLS client holds none until its handshake.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ async def serve_starttls(rt: ServiceRuntime, sock: socket.socket, peer: object, 
     try:
         refused = verdict is not None and not verdict.decision.granted
         if verdict is not None and verdict.banner:
-            await client.stream.send_all(verdict.banner)
+            with trio.move_on_after(svc.timeout_busy):  # a client that never reads
+                await client.stream.send_all(verdict.banner)
         if refused and verdict is not None and verdict.twist is None:
             return
         try:
@@ -138,7 +141,8 @@ async def serve_starttls(rt: ServiceRuntime, sock: socket.socket, peer: object, 
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
             outcome.end(f"backend unavailable: {exc}")
-            await client.stream.send_all(conv.reply_unavailable)
+            with trio.move_on_after(svc.timeout_busy):
+                await client.stream.send_all(conv.reply_unavailable)
             return
         if verdict is not None and verdict.twist is not None:
             outcome.end("twist")
