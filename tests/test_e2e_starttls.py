@@ -10,10 +10,11 @@ import shutil
 import smtplib
 import socket
 import subprocess
+from dataclasses import dataclass
 
 import pytest
 
-from conftest import free_port, port_open, service_config, wait_for
+from conftest import Tlswrap, free_port, port_open, service_config, wait_for
 from mailbackend import MESSAGE, Backend
 
 needs_openssl = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
@@ -21,9 +22,13 @@ needs_curl = pytest.mark.skipif(not shutil.which("curl"), reason="curl not insta
 needs_swaks = pytest.mark.skipif(not shutil.which("swaks"), reason="swaks not installed")
 
 
+@dataclass
 class Mail:
-    def __init__(self, port: int, backend: Backend, proc):
-        self.port, self.backend, self.proc = port, backend, proc
+    """A tlswrap STARTTLS service in front of a recording backend."""
+
+    port: int
+    backend: Backend
+    proc: Tlswrap
 
 
 @pytest.fixture

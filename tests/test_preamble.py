@@ -3,11 +3,17 @@ backend that is down."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
-from test_pipeline import autojump_clock, run_one, runtime  # noqa: F401 - a fixture
+from test_pipeline import run_one, runtime
 from tlswrap.snapshot import ServiceRuntime
+
+
+@pytest.fixture
+def autojump_clock():
+    return trio.testing.MockClock(autojump_threshold=0)
 
 
 async def smtp_backend(nursery: trio.Nursery) -> int:
@@ -97,7 +103,7 @@ async def test_a_whole_starttls_session_and_its_outcome(certs):
     assert "(smtp STARTTLS)" in outcome.log_line()
 
 
-async def test_no_starttls_within_timeout_busy(certs, autojump_clock):  # noqa: F811
+async def test_no_starttls_within_timeout_busy(certs, autojump_clock):
     async with trio.open_nursery() as n:
         rt = smtp_runtime(certs, await smtp_backend(n))
 
@@ -115,7 +121,7 @@ async def test_no_starttls_within_timeout_busy(certs, autojump_clock):  # noqa: 
     assert 29 < outcome.ended - outcome.started < 31
 
 
-async def test_the_handshake_has_its_own_deadline(certs, autojump_clock):  # noqa: F811
+async def test_the_handshake_has_its_own_deadline(certs, autojump_clock):
     async with trio.open_nursery() as n:
         rt = smtp_runtime(certs, await smtp_backend(n))
 
@@ -135,7 +141,7 @@ async def test_the_handshake_has_its_own_deadline(certs, autojump_clock):  # noq
     assert 49 < outcome.ended - outcome.started < 51
 
 
-async def test_no_ehlo_after_starttls(certs, autojump_clock):  # noqa: F811
+async def test_no_ehlo_after_starttls(certs, autojump_clock):
     async with trio.open_nursery() as n:
         rt = smtp_runtime(certs, await smtp_backend(n))
 
