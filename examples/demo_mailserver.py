@@ -25,7 +25,7 @@ MESSAGE = (
     b"This message was read through TLS.\r\n"
 )
 MAILBOXES = ["INBOX", "Sent", "Trash"]
-CAPS = b"IMAP4rev1 LITERAL+ ID IDLE"
+CAPS = b"IMAP4rev1 LITERAL+ ID IDLE AUTH=PLAIN"
 
 
 async def _lines(reader: asyncio.StreamReader):
@@ -62,6 +62,12 @@ async def imap_session(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 await reader.readexactly(int(m.group(1)))
                 await reader.readline()
             w(tag + b" OK [CAPABILITY " + CAPS + b"] LOGIN completed\r\n")
+        elif cmd == b"AUTHENTICATE":  # PLAIN, any credentials
+            if len(arg.split()) < 2:  # no initial response: ask for it
+                w(b"+ \r\n")
+                await writer.drain()
+                await reader.readline()
+            w(tag + b" OK [CAPABILITY " + CAPS + b"] AUTHENTICATE completed\r\n")
         elif cmd in (b"LIST", b"LSUB"):
             for box in MAILBOXES:
                 w(b"* " + cmd + b' (\\HasNoChildren) "/" ' + box.encode() + b"\r\n")

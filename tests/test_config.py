@@ -467,9 +467,11 @@ def test_timeout_drain_is_a_global_option():
     ("protocol = proxy", "v1"),
     ("proxyProtocol = v1", "v1"),
     ("proxyProtocol = V2", "v2"),
-    ("protocol = imap", "t.conf:5: [a] protocol = imap: not supported yet (implicit TLS only); "
-                        "'proxy' is"),
-    ("protocol = gopher", "t.conf:5: [a] protocol = gopher: unknown protocol"),
+    ("protocol = imap", None),
+    ("protocol = connect", "t.conf:5: [a] protocol = connect: connect is not a mail protocol; "
+                           "tlswrap speaks imap, pop3, smtp (STARTTLS) and proxy"),
+    ("protocol = gopher", "t.conf:5: [a] protocol = gopher: unknown protocol: tlswrap speaks "
+                          "imap, pop3, smtp (STARTTLS) and proxy"),
     ("proxyProtocol = v3", "t.conf:5: [a] proxyProtocol = v3: expected v1 or v2"),
 ])
 def test_proxy_protocol_options(line, result):
@@ -479,6 +481,51 @@ def test_proxy_protocol_options(line, result):
     except ConfigError as exc:
         got = str(exc)
     assert got == result
+
+
+@pytest.mark.parametrize(("lines", "result"), [
+    ("protocol = IMAP", ("imap", "required", None)),
+    ("protocol = pop3\nstarttls = required", ("pop3", "required", None)),
+    ("protocol = smtp\nstarttls = Optional", ("smtp", "optional", None)),
+    ("protocol = smtp\nproxyProtocol = v2", ("smtp", "required", "v2")),
+    ("protocol = proxy", (None, "required", "v1")),
+    ("protocol = proxy\nproxyProtocol = v2", (None, "required", "v2")),
+    ("starttls = optional", "t.conf:5: [a] starttls: say which protocol speaks it (protocol = "
+                            "imap, pop3 or smtp)"),
+    ("protocol = smtp\nstarttls = maybe",
+     "t.conf:6: [a] starttls = maybe: expected required or optional"),
+])
+def test_starttls_options(lines, result):
+    text = f"[a]\naccept = 993\ncert = /c.pem\nconnect = 143\n{lines}\n"
+    try:
+        svc = parse_config(text, "t.conf").services[0]
+        got: object = (svc.protocol, svc.starttls, svc.proxy_protocol)
+    except ConfigError as exc:
+        got = str(exc)
+    assert got == result
+
+
+@pytest.mark.parametrize(("lines", "warned"), [
+    ("accept = 25\nprotocol = smtp", True),
+    ("accept = 0.0.0.0:smtp\nprotocol = smtp\nstarttls = required", True),
+    ("accept = 25\nprotocol = smtp\nstarttls = optional", False),
+    ("accept = 587\nprotocol = smtp", False),
+    ("accept = 25\nprotocol = imap", False),
+])
+def test_required_starttls_on_port_25_is_a_warning(lines, warned):
+    cfg = parse_config(f"[mx]\ncert = /c.pem\nconnect = 2525\n{lines}\n", "t.conf")
+    found = [str(w) for w in config_warnings(cfg)]
+    line = 6 if "starttls" in lines else 5
+    assert found == ([f"t.conf:{line}: [mx] protocol = smtp on port 25 with starttls = required: "
+                      "RFC 3207 section 4 forbids a public MX to require TLS, senders without it "
+                      "could not deliver; write starttls = optional (required is for submission, "
+                      "port 587)"] if warned else [])
+
+
+def test_starttls_default_from_the_global_part():
+    text = "protocol = smtp\nstarttls = optional\n[a]\naccept = 25\ncert = /c.pem\nconnect = 2525\n"
+    svc = parse_config(text, "t.conf").services[0]
+    assert (svc.protocol, svc.starttls) == ("smtp", "optional")
 
 
 @pytest.mark.parametrize(("lines", "result"), [

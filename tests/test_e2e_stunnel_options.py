@@ -164,3 +164,23 @@ def test_service_names_the_sectionless_inetd_service_for_hosts_deny(certs, tmp_p
         assert proc.returncode == 0
         conn.close()  # the test's copy: the wrapper's was its only other holder
         assert client.recv(10) == b""  # refused before any TLS byte
+
+
+@pytest.mark.parametrize(("pty", "expected"), [("yes", b"terminal /dev/pts/"),
+                                               ("no", b"no terminal")])
+def test_pty_gives_the_program_a_terminal(certs, tlswrap, tmp_path, pty, expected):
+    """``pty = yes`` (stunnel's, for pppd and shells): stdin and stdout are a pseudo-terminal."""
+    program = tmp_path / "tty.sh"
+    program.write_text('#!/bin/sh\nif [ -t 0 ]; then echo "terminal $(tty)"; '
+                       'else echo "no terminal"; fi\n')
+    program.chmod(0o755)
+    port = free_port()
+    tlswrap(f"foreground = yes\n[vpn]\naccept = 127.0.0.1:{port}\nexec = {program}\n"
+            f"pty = {pty}\ncert = {certs.cert_file}\nkey = {certs.key_file}\n", [port])
+    ctx = certs.client_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        got = b""
+        while not got.endswith(b"\n") and (data := tls.recv(100)):
+            got += data
+    assert got.startswith(expected)

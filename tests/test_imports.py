@@ -14,9 +14,11 @@ TCPWRAPPERS = SRC / "tcpwrappers"
 # the rule engine: everything but the file and resolver shell and the CLI
 PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.py", "patterns.py",
                     "request.py", "rules.py"]
+STARTTLS = SRC / "starttls"
 PURE = ["config.py", "errors.py", "addresses.py", "outcome.py", "proxyproto.py", "sockopts.py",
         "ssloptions.py",
-        *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS)]
+        *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS),
+        *(f"starttls/{path.name}" for path in sorted(STARTTLS.glob("*.py")))]
 IO_MODULES = {"trio", "socket", "OpenSSL", "cryptography", "subprocess", "os", "io"}
 
 

@@ -58,6 +58,7 @@ SESSION_TIMEOUT_MAX = C_INT_MAX  # seconds; OpenSSL keeps it in a long (68 years
 HOST_NAME_MAX = 253  # RFC 1035: 255 octets on the wire, 253 characters written
 HOST_LABEL_MAX = 63
 SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108 with the final NUL)
+STARTTLS_PROTOCOLS = ("imap", "pop3", "smtp")  # protocol = NAME: STARTTLS, server side
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ class Service:
     socket_options: tuple[SocketOption, ...] = ()
     session_timeout: float = 300.0
     proxy_protocol: str | None = None  # "v1" or "v2": a PROXY header before the client's bytes
+    protocol: str | None = None  # "imap", "pop3" or "smtp": STARTTLS (None: implicit TLS)
+    # STARTTLS required before mail commands (secure by default: a submission port, 587, needs
+    # it; an MX on port 25 must say optional, RFC 3207 section 4)
+    starttls: str = "required"
     accept_proxy: str | None = None  # "v1", "v2" or "any": clients send a PROXY header first
     proxy_trusted: tuple[str, ...] = ()  # networks allowed (and required) to send it
     local: str | None = None  # source address for backend connections
@@ -115,6 +120,7 @@ class Service:
     reset: bool = True  # end a failed connection with a TCP RST, not a FIN
     log_id: str | None = None  # logId: sequential | unique | thread | process; None: no id
     ident: str | None = None  # the user an RFC 1413 server must name for the client
+    pty: bool = False  # exec: the program gets a pseudo-terminal instead of a socket
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     # field of a repeated option -> the line of each of its values, in order
@@ -320,15 +326,24 @@ def parse_debug(value: str) -> tuple[str | None, int]:
 
 
 def parse_protocol(value: str) -> str:
-    """stunnel's ``protocol``: ``proxy`` (a PROXY v1 header to the backend) is implemented;
-    the STARTTLS protocols are not yet."""
+    """stunnel's ``protocol``: ``proxy`` (a PROXY v1 header to the backend) or a STARTTLS
+    protocol, ``imap``, ``pop3`` or ``smtp`` (stunnel's names; server side)."""
     name = value.lower()
-    if name == "proxy":
-        return "v1"
-    if name in ("imap", "pop3", "smtp", "connect", "socks", "cifs", "pgsql", "nntp", "ldap",
-                "capwin", "capwinctrl", "websocket"):
-        raise ValueError("not supported yet (implicit TLS only); 'proxy' is")
-    raise ValueError("unknown protocol")
+    if name in ("proxy", *STARTTLS_PROTOCOLS):
+        return name
+    if name in ("connect", "socks", "cifs", "pgsql", "nntp", "ldap", "capwin", "capwinctrl",
+                "websocket"):
+        raise ValueError(f"{name} is not a mail protocol; tlswrap speaks imap, pop3, smtp "
+                         "(STARTTLS) and proxy")
+    raise ValueError("unknown protocol: tlswrap speaks imap, pop3, smtp (STARTTLS) and proxy")
+
+
+def parse_starttls(value: str) -> str:
+    """tlswrap's ``starttls = required | optional``: may a client go on without TLS?"""
+    name = value.lower()
+    if name not in ("required", "optional"):
+        raise ValueError("expected required or optional")
+    return name
 
 
 def parse_proxy_version(value: str) -> str:
@@ -538,7 +553,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("options", "service", "ssl_options", ssloptions.parse, repeat=True),
     Option("socket", "service", "socket_options", sockopts.parse, repeat=True),
     Option("sessionCacheTimeout", "service", "session_timeout", parse_session_timeout),
-    Option("protocol", "service", "proxy_protocol", parse_protocol),
+    Option("protocol", "service", "protocol", parse_protocol),
+    Option("starttls", "service", "starttls", parse_starttls),
     Option("proxyProtocol", "service", "proxy_protocol", parse_proxy_version),
     Option("acceptProxy", "service", "accept_proxy", parse_accept_proxy),
     Option("proxyTrusted", "service", "proxy_trusted", parse_networks),
@@ -552,6 +568,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("log", "global", "log_mode", parse_choice("append", "overwrite")),
     Option("sessionResume", "service", "session_resume", parse_bool),
     Option("ident", "service", "ident", parse_text),
+    Option("pty", "service", "pty", parse_bool),
     Option("reset", "service", "reset", parse_bool),
     Option("logId", "service", "log_id", parse_choice("sequential", "unique", "thread",
                                                       "process")),
@@ -853,8 +870,14 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
                    "acceptproxy")
     if values.get("proxy_trusted") and not values.get("accept_proxy"):
         raise fail("proxyTrusted without acceptProxy", "proxytrusted")
+    if values.get("protocol") == "proxy":  # stunnel's PROXY v1 (proxyProtocol chooses too)
+        del values["protocol"]
+        values.setdefault("proxy_protocol", "v1")
+    if "starttls" in values and not values.get("protocol"):
+        raise fail("starttls: say which protocol speaks it (protocol = imap, pop3 or smtp)",
+                   "starttls")
     if values.get("proxy_protocol") and values.get("exec"):
-        option = _setter(lines, "proxy_protocol") or "proxyProtocol"
+        option = "proxyProtocol" if "proxyprotocol" in lines else "protocol"
         raise fail(f"{option}: a PROXY header goes to a 'connect' backend; a program run by "
                    "'exec' gets the client's address in its environment", option)
     if values.get("exec") and (values.get("local") or values.get("transparent", "none") != "none"
@@ -909,7 +932,8 @@ def config_warnings(config: Config) -> list[ConfigError]:
     """What ``config`` says that tlswrap reads differently, located like errors; not fatal.
 
     A minimum TLS version below 1.2 (old stunnel files carry ``sslVersionMin = TLSv1``) is read
-    as TLS 1.2. A warning written in the global part is given once, without a service.
+    as TLS 1.2. SMTP STARTTLS required on port 25 would turn away senders without TLS. A
+    warning written in the global part is given once, without a service.
     """
     found: dict[tuple[int | None, str], list[Service]] = {}
     for svc in config.services:
@@ -918,6 +942,13 @@ def config_warnings(config: Config) -> list[ConfigError]:
             msg = (f"{opt} = {svc.version_min}: {_TLS_POLICY}, so the lowest version served is "
                    f"{svc.tls_range[0]}: write sslVersionMin = {svc.tls_range[0]} to say so")
             found.setdefault((svc.line_of(opt), msg), []).append(svc)
+        if (svc.protocol == "smtp" and svc.starttls == "required" and svc.accept is not None
+                and svc.accept.port in (25, "smtp")):
+            msg = ("protocol = smtp on port 25 with starttls = required: RFC 3207 section 4 "
+                   "forbids a public MX to require TLS, senders without it could not deliver; "
+                   "write starttls = optional (required is for submission, port 587)")
+            line = svc.line_of("starttls") or svc.line_of("protocol")
+            found.setdefault((line, msg), []).append(svc)
     return [ConfigError(config.filename, line, msg,
                         svcs[0].name if len(svcs) == 1 else None)
             for (line, msg), svcs in found.items()]

@@ -13,12 +13,14 @@ passed.
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import os
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
@@ -125,11 +127,59 @@ async def _log_stderr(stream: trio.abc.ReceiveStream, label: str, pid: int) -> N
         log.warning("%s pid %d: %s", label, pid, buf.decode(errors="replace").rstrip())
 
 
+class PtyMaster:
+    """The parent's end of a pseudo-terminal (``pty = yes``), with the few socket methods the
+    streams call. A terminal has no half-close: ``shutdown`` does nothing, and the program
+    sees its connection end when the terminal closes. Reading after the program (every holder
+    of the other end) is gone fails with EIO: that is its EOF."""
+
+    family = socket.AF_UNIX  # for the code that asks: no TCP options apply
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def setblocking(self, flag: bool) -> None:
+        os.set_blocking(self.fd, flag)
+
+    def recv(self, size: int) -> bytes:
+        try:
+            return os.read(self.fd, size)
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return b""
+            raise
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        return os.write(self.fd, data)
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def setsockopt(self, *args: object) -> None:
+        pass  # SO_LINGER for a reset: a terminal just closes
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 async def spawn(program: str, argv: list[str], env: dict[str, str], nursery: trio.Nursery,
                 label: str, umask: int | None = None, nice: int | None = None,
-                user: tuple[int, int] | None = None) -> ExecStream:
-    """Start ``program`` with ``argv`` (argv[0] included) on a fresh socketpair."""
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                user: tuple[int, int] | None = None, pty: bool = False) -> ExecStream:
+    """Start ``program`` with ``argv`` (argv[0] included) on a fresh socketpair, or with
+    ``pty`` on a pseudo-terminal (stunnel's ``pty = yes``, for programs such as pppd that want
+    a terminal on stdin and stdout)."""
+    if pty:
+        master, child_fd = os.openpty()
+        parent: Any = PtyMaster(master)
+        close_child: Callable[[], None] = functools.partial(os.close, child_fd)
+    else:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        child_fd, close_child = child.fileno(), child.close
     options: dict[str, Any] = {}
     if umask is not None:
         options["umask"] = umask
@@ -139,13 +189,13 @@ async def spawn(program: str, argv: list[str], env: dict[str, str], nursery: tri
         options["preexec_fn"] = lambda: os.nice(nice)
     try:
         process = await trio.lowlevel.open_process(
-            argv, executable=program, stdin=child.fileno(), stdout=child.fileno(),
+            argv, executable=program, stdin=child_fd, stdout=child_fd,
             stderr=subprocess.PIPE, env=env, close_fds=True, **options)
     except OSError:
         parent.close()
-        child.close()
+        close_child()
         raise
-    child.close()
+    close_child()
     assert process.stderr is not None
     nursery.start_soon(_log_stderr, process.stderr, label, process.pid)
     return ExecStream(parent, process, label)

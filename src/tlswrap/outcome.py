@@ -19,6 +19,7 @@ class Outcome:
     started: float = field(default_factory=time.monotonic)
     reason: str = "closed"
     tls: str = "no TLS"  # protocol, cipher and group once the handshake is done
+    starttls: str = ""  # "imap", "pop3" or "smtp": TLS was started by that protocol's STARTTLS
     to_backend: int = 0
     to_client: int = 0
     truncated: bool = False  # the client closed TCP without close_notify
@@ -50,6 +51,7 @@ class Outcome:
         reason = self.reason
         if self.truncated and not reason.startswith("client:"):
             reason += " (the client sent no close_notify)"  # fine for mail, worth knowing
-        return (f"{self.who} closed: {self.tls}, {self.to_backend} bytes to backend, "
+        tls = f"{self.tls} ({self.starttls} STARTTLS)" if self.starttls else self.tls
+        return (f"{self.who} closed: {tls}, {self.to_backend} bytes to backend, "
                 f"{self.to_client} bytes to client, {ended - self.started:.3f}s, {reason}")
 

@@ -3,7 +3,9 @@
 General theory of operation: ``serve_one`` runs the steps in order, each a function that takes
 values and returns values, and records what happened in an ``Outcome``. The order is
 deliberate: a refused client costs no crypto, and a client that has not finished its handshake
-(under TIMEOUTbusy) never gets a backend connection it could leave hanging. Routine endings
+(under TIMEOUTbusy) never gets a backend connection it could leave hanging. A STARTTLS service
+(``protocol = imap | pop3 | smtp``) goes another way after the access check, in
+``preamble.serve_starttls``: backend first, the plaintext start, then TLS. Routine endings
 (refusals, timeouts, resets, a backend that is down) are outcomes, not exceptions.
 
 ``serve_guarded`` is what the accept loop spawns: it runs ``serve_one``, catches everything
@@ -140,6 +142,11 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
                 log.warning("%s refused by IDENT: %s", outcome.who, refusal)
                 outcome.end(f"refused by IDENT: {refusal}")
                 return outcome
+        if svc.protocol is not None:  # STARTTLS: the backend first, TLS in the middle
+            from .preamble import serve_starttls
+
+            await serve_starttls(rt, sock, peer, local, verdict, helpers, outcome)
+            return outcome
         client = TLSStream(sock, rt.context)
         with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
             await client.do_handshake()
@@ -161,29 +168,42 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
             await backend.push(proxy_header(svc.proxy_protocol, peer, local, client))
-        relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
-        try:
-            await relay.run()
-        finally:
-            outcome.to_backend, outcome.to_client = relay.to_backend, relay.to_client
-            outcome.truncated = client.truncated
-        outcome.end(relay.reason or "closed")
-        if svc.reset and relay.broken == "client" and not isinstance(backend, ExecStream):
-            backend.abort()  # the client reset: so does the backend connection
-        elif svc.reset and relay.broken == "backend":
-            client.abort()  # and the other way round (stunnel's reset = yes)
+        await relay_session(svc, client, backend, outcome)
     except trio.BrokenResourceError as exc:
         outcome.end(str(exc))
     finally:
-        if isinstance(backend, ExecStream):
-            await backend.finish(rt.service.timeout_close)
-        elif backend is not None:
-            backend.close()
+        if backend is not None:
+            await close_backend(backend, rt.service)
         if client is not None:
             client.close()
         else:
             sock.close()
     return outcome
+
+
+async def relay_session(svc: Service, client: SocketStream, backend: SocketStream,
+                        outcome: Outcome) -> None:
+    """Relay until the connection ends; the bytes each way and why go into ``outcome``."""
+    relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
+    try:
+        await relay.run()
+    finally:
+        outcome.to_backend += relay.to_backend
+        outcome.to_client += relay.to_client
+        outcome.truncated = client.truncated
+    outcome.end(relay.reason or "closed")
+    if svc.reset and relay.broken == "client" and not isinstance(backend, ExecStream):
+        backend.abort()  # the client reset: so does the backend connection
+    elif svc.reset and relay.broken == "backend":
+        client.abort()  # and the other way round (stunnel's reset = yes)
+
+
+async def close_backend(backend: SocketStream, svc: Service) -> None:
+    """Close the backend connection, or let an exec'd program finish (up to TIMEOUTclose)."""
+    if isinstance(backend, ExecStream):
+        await backend.finish(svc.timeout_close)
+    else:
+        backend.close()
 
 
 async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
@@ -207,7 +227,7 @@ async def check_ident(svc: Service, peer: Any, local: Any) -> str | None:
     return None if user == svc.ident else f"user {user!r}"
 
 
-async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
+async def open_side(rt: ServiceRuntime, client: TLSStream | None, peer: object, local: object,
                     verdict: Verdict | None, helpers: trio.Nursery) -> SocketStream:
     """The plaintext side: a tcp_wrappers twist, the exec'd program, or a backend connection."""
     svc = rt.service
@@ -221,12 +241,13 @@ async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: 
     return backend
 
 
-async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
+async def run_program(rt: ServiceRuntime, client: TLSStream | None, peer: object, local: object,
                       verdict: Verdict | None, helpers: trio.Nursery, program: str,
                       argv: list[str]) -> ExecStream:
-    """Run ``program`` for this connection (exec, or a tcp_wrappers twist)."""
+    """Run ``program`` for this connection (exec, or a tcp_wrappers twist); ``client`` is None
+    before TLS (STARTTLS)."""
     dn = issuer = None
-    cert = client.conn.get_peer_certificate(as_cryptography=True)
+    cert = client.conn.get_peer_certificate(as_cryptography=True) if client else None
     if cert is not None:
         dn, issuer = oneline(cert.subject), oneline(cert.issuer)
     env = exec_environment(rt.child_env or os.environ, peer, local, dn, issuer,
@@ -234,7 +255,8 @@ async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local
     return await spawn(program, argv, env, helpers, f"[{rt.name}] {argv[0]}",
                        umask=verdict.umask if verdict else None,
                        nice=verdict.nice if verdict else None,
-                       user=verdict.user if verdict else None)
+                       user=verdict.user if verdict else None,
+                       pty=rt.service.pty and program == rt.service.exec)
 
 
 async def proxy_in(svc: Service, sock: socket.socket, peer: object,
@@ -309,11 +331,16 @@ async def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def proxy_header(version: str, peer: object, local: object, client: TLSStream) -> bytes:
+def proxy_header(version: str, peer: object, local: object, client: TLSStream | None,
+                 tls_promised: bool = False) -> bytes:
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
-    protocol). A client on a unix socket is sent as an unknown address."""
+    protocol). A client on a unix socket is sent as an unknown address.
+
+    With STARTTLS the header goes out before TLS (``client`` None): v2 then carries
+    PP2_TYPE_SSL with PP2_CLIENT_SSL alone when ``tls_promised`` (the backend will see nothing
+    but negotiation commands before the handshake), and no TLS TLV otherwise."""
     from . import proxyproto
 
     host, port = peer_host(peer), peer_port(peer)
@@ -323,6 +350,10 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream) -
     destination = (str(lhost), int(lport or 0)) if known else None
     if version == "v1":
         return proxyproto.encode_v1(source, destination)
+    if client is None:
+        promise = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL).to_tlv()]
+        return proxyproto.encode_v2(proxyproto.ProxyHeader(
+            proxyproto.PROXY, source, destination, tuple(promise if tls_promised else ())))
     conn = client.conn
     tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL,
                                version=conn.get_protocol_version_name(),
