@@ -184,3 +184,37 @@ def test_pty_gives_the_program_a_terminal(certs, tlswrap, tmp_path, pty, expecte
         while not got.endswith(b"\n") and (data := tls.recv(100)):
             got += data
     assert got.startswith(expected)
+
+
+@pytest.mark.parametrize(("retry", "connections"), [("100", 3), ("no", 1)])
+def test_connect_exec_service_connects_out_and_retry_reconnects(certs, tlswrap, retry,
+                                                                connections):
+    """stunnel's connect+exec service: no listener; tlswrap connects out, serves TLS on that
+    connection with the program behind it, and (``retry = DELAY`` in ms) does it again when
+    the connection ends. Without retry it connects once."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        proc = tlswrap(f"foreground = yes\n[reverse]\nconnect = 127.0.0.1:"
+                       f"{listener.getsockname()[1]}\nexec = {STDIO_IMAPD}\nexecArgs = imapd\n"
+                       f"retry = {retry}\ncert = {certs.cert_file}\nkey = {certs.key_file}\n")
+        ctx = certs.client_context()
+        for _ in range(connections):
+            conn, _ = listener.accept()  # tlswrap connected out
+            with ctx.wrap_socket(conn, server_hostname="localhost") as tls:  # TLS client here
+                assert tls.recv(100).startswith(b"* OK stdio imapd ready")
+                tls.sendall(b"a1 LOGOUT\r\n")
+        if retry == "no":
+            wait_for(lambda: "[reverse] done (no retry)" in proc.log(), 10, "the end")
+            listener.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                listener.accept()
+
+
+def test_retry_needs_a_connect_exec_service():
+    from tlswrap.config import parse_config
+    from tlswrap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="retry: only for a connect\\+exec service"):
+        parse_config("[a]\naccept = 1\nconnect = 2\ncert = c\nretry = yes\n", "r.conf")
+    with pytest.raises(ConfigError, match="workers = 2: a connect\\+exec service"):
+        parse_config("workers = 2\n[a]\nconnect = 2\nexec = /bin/cat\ncert = c\n", "r.conf")

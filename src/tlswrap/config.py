@@ -121,6 +121,7 @@ class Service:
     log_id: str | None = None  # logId: sequential | unique | thread | process; None: no id
     ident: str | None = None  # the user an RFC 1413 server must name for the client
     pty: bool = False  # exec: the program gets a pseudo-terminal instead of a socket
+    retry: float | None = None  # connect+exec: seconds before reconnecting; None: once only
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     # field of a repeated option -> the line of each of its values, in order
@@ -133,6 +134,12 @@ class Service:
     def option_for(self, attr: str) -> str | None:
         """The option (stunnel's spelling) that gave field ``attr`` its value, None: default."""
         return _setter(self.lines, attr)
+
+    @property
+    def outbound(self) -> bool:
+        """stunnel's connect+exec service: no listener; it connects to ``connect`` (TLS on that
+        connection) and runs ``exec`` for it, again after ``retry``."""
+        return self.accept is None and bool(self.connect) and self.exec is not None
 
     @property
     def tls_range(self) -> tuple[str, str]:
@@ -500,6 +507,16 @@ def parse_set_env(value: str) -> tuple[str, str]:
     return name, text.strip()
 
 
+def parse_retry(value: str) -> float | None:
+    """stunnel's ``retry = yes | no | DELAY``: DELAY in milliseconds, ``yes`` is 1000."""
+    word = value.strip().lower()
+    if word in ("yes", "no"):
+        return 1.0 if word == "yes" else None
+    if not (word.isascii() and word.isdigit()) or int(word) > C_INT_MAX:
+        raise ValueError("expected yes, no or a delay in milliseconds")
+    return int(word) / 1000
+
+
 def parse_absolute_path(value: str) -> str:
     path = parse_text(value)
     if not path.startswith("/"):
@@ -569,6 +586,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("sessionResume", "service", "session_resume", parse_bool),
     Option("ident", "service", "ident", parse_text),
     Option("pty", "service", "pty", parse_bool),
+    Option("retry", "service", "retry", parse_retry),
     Option("reset", "service", "reset", parse_bool),
     Option("logId", "service", "log_id", parse_choice("sequential", "unique", "thread",
                                                       "process")),
@@ -744,6 +762,11 @@ def parse_config(text: str, filename: str = "<config>",
             errors.append(exc)
     if not errors and not services:
         errors.append(ConfigError(filename, None, "no [service] section: nothing to do"))
+    outbound = [svc.name for svc in services if svc.outbound]
+    if outbound and globals_.workers > 1:
+        errors.append(ConfigError(filename, globals_.lines.get("workers"),
+                                  f"workers = {globals_.workers}: a connect+exec service "
+                                  f"([{outbound[0]}]) makes one connection, not one per worker"))
     first = ConfigError.of(sorted(errors, key=lambda e: read.get((e.filename, e.lineno or 0),
                                                                  -1)))
     if first is not None:
@@ -858,8 +881,13 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         line = lines.get(option.lower(), sec.lineno) if option else sec.lineno
         return ConfigError(filename, line or None, msg, sec.name)  # 0: no section line
 
-    if values.get("connect") and values.get("exec"):
-        raise fail("use either 'connect' or 'exec', not both", "exec")
+    if values.get("connect") and values.get("exec") and (values.get("accept") or not sec.lineno):
+        raise fail("use either 'connect' or 'exec', not both (both, and no 'accept', is "
+                   "stunnel's connect+exec service: it connects out and runs the program)",
+                   "exec")
+    if values.get("retry") is not None and not (values.get("connect") and values.get("exec")):
+        raise fail("retry: only for a connect+exec service (no 'accept'): it reconnects when "
+                   "the connection ends", "retry")
     if not values.get("connect") and not values.get("exec"):
         raise fail("no 'connect' (or 'exec'): where should the plaintext go?")
     if "exec_args" in values and "exec" not in values:
@@ -880,7 +908,8 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         option = "proxyProtocol" if "proxyprotocol" in lines else "protocol"
         raise fail(f"{option}: a PROXY header goes to a 'connect' backend; a program run by "
                    "'exec' gets the client's address in its environment", option)
-    if values.get("exec") and (values.get("local") or values.get("transparent", "none") != "none"
+    if values.get("exec") and not values.get("connect") and (
+            values.get("local") or values.get("transparent", "none") != "none"
                                or values.get("failover", "prio") != "prio"):
         option = next(o for o in ("local", "transparent", "failover") if o in lines)
         raise fail(f"{_setter(lines, option)}: applies to 'connect' backends, not to 'exec'",

@@ -26,6 +26,7 @@ import trio
 
 from . import __version__, pidfile, systemd
 from .addresses import format_peer
+from .backend import BackendError, open_backend
 from .config import Config, Service, load_config
 from .errors import ConfigError, TlswrapError
 from .logsetup import NOTICE, setup_logging
@@ -185,6 +186,8 @@ def bind_all(config: Config, services: Iterable[Service], reuseport: bool = Fals
     bound: list[Listener] = []
     try:
         for svc in services:
+            if svc.outbound:
+                continue  # it connects out: see outbound_loop
             if svc.accept is None:
                 raise config.error("no 'accept': where should this service listen?", None, svc)
             bound.append((bind_listener(config, svc, reuseport, probe), svc.name))
@@ -314,6 +317,29 @@ async def accept_loop(lsock: socket.socket, name: str, server: Server,
             await trio.lowlevel.checkpoint()
 
 
+async def outbound_loop(name: str, server: Server, nursery: trio.Nursery) -> None:
+    """stunnel's connect+exec service: connect to its ``connect`` targets, serve that
+    connection (TLS on it, the ``exec`` program behind it) to its end, and with ``retry`` do it
+    again after the delay; without, once. A reload that removes the service ends the loop."""
+    while True:
+        rt = server.snapshot.services.get(name)
+        if rt is None or not rt.service.outbound:
+            return
+        svc = rt.service
+        try:
+            stream, where = await open_backend(rt.dialer, svc.timeout_connect)
+        except BackendError as exc:
+            log.warning("[%s] cannot connect: %s", name, exc)
+        else:
+            log.log(NOTICE, "[%s] connected to %s", name, where)
+            sock = stream.socket
+            await serve_guarded(rt, sock, sock.getpeername(), nursery)
+        if svc.retry is None:
+            log.log(NOTICE, "[%s] done (no retry)", name)
+            return
+        await trio.sleep(svc.retry)
+
+
 def merge_reload(old: Snapshot, new: Snapshot) -> tuple[Snapshot, list[str]]:
     """The snapshot to serve after a reload, and warnings about what waits for a restart.
 
@@ -395,6 +421,9 @@ async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = Tr
                 async with trio.open_nursery() as accepting:
                     for lsock, name in listeners:
                         accepting.start_soon(accept_loop, lsock, name, server, conns)
+                    for rt in server.snapshot:
+                        if rt.service.outbound:
+                            accepting.start_soon(outbound_loop, rt.name, server, conns)
                     task_status.started(server)
                     if notify:
                         systemd.notify("READY=1")
@@ -477,7 +506,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     conn_fd = None
     if len(passed) == 1 and not systemd.is_listening(passed[0][0]):
         conn_fd = passed[0][0]
-    elif not passed and all(rt.service.accept is None for rt in snapshot):
+    elif not passed and all(rt.service.accept is None and not rt.service.outbound
+                            for rt in snapshot):
         conn_fd = 0
     if conn_fd is not None:
         if len(snapshot) != 1:
