@@ -122,6 +122,8 @@ class Service:
     ident: str | None = None  # the user an RFC 1413 server must name for the client
     pty: bool = False  # exec: the program gets a pseudo-terminal instead of a socket
     retry: float | None = None  # connect+exec: seconds before reconnecting; None: once only
+    psk_secrets: str | None = None  # PSKsecrets: IDENTITY:KEY lines (TLS-PSK, no certificate)
+    psk_identity: str | None = None  # PSKidentity: the identity a client sends (client mode)
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     # field of a repeated option -> the line of each of its values, in order
@@ -587,6 +589,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("ident", "service", "ident", parse_text),
     Option("pty", "service", "pty", parse_bool),
     Option("retry", "service", "retry", parse_retry),
+    Option("PSKsecrets", "service", "psk_secrets", parse_text),
+    Option("PSKidentity", "service", "psk_identity", parse_text),
     Option("reset", "service", "reset", parse_bool),
     Option("logId", "service", "log_id", parse_choice("sequential", "unique", "thread",
                                                       "process")),
@@ -914,8 +918,8 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         option = next(o for o in ("local", "transparent", "failover") if o in lines)
         raise fail(f"{_setter(lines, option)}: applies to 'connect' backends, not to 'exec'",
                    option)
-    if not values.get("cert"):
-        raise fail("no 'cert': a TLS server needs a certificate")
+    if not values.get("cert") and not values.get("psk_secrets"):
+        raise fail("no 'cert': a TLS server needs a certificate (or PSKsecrets)")
     accept = values.get("accept")
     if accept is not None and accept.is_unix:
         for option in values.get("socket_options", ()):
@@ -1006,6 +1010,9 @@ def config_notes(config: Config) -> list[ConfigError]:
                 add(line, opt.note, svc.name)
             elif key == "debug":
                 add(line, _SERVICE_DEBUG, svc.name)
+            elif key == "pskidentity":
+                add(line, "PSKidentity: no effect in a server section (as in stunnel: it picks "
+                          "the identity a client sends)", svc.name)
         where = svc.value_lines.get("ssl_options", ())
         for index, option in enumerate(svc.ssl_options):
             note = ssloptions.note(option)

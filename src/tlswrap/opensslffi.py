@@ -9,6 +9,8 @@ pyproject pins pyOpenSSL to the releases this was tested with.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL, _util
@@ -41,3 +43,27 @@ def raise_ssl_error(conn: SSL.Connection, result: int) -> None:
 def pointer_key(ssl: Any) -> int:
     """An ``SSL *`` as an int, to key per-connection state seen from a C callback."""
     return int(ffi.cast("uintptr_t", ssl))
+
+
+# each context's PSK callback, kept alive exactly as long as the context that calls it
+_PSK_CALLBACKS: weakref.WeakKeyDictionary[SSL.Context, Any] = weakref.WeakKeyDictionary()
+
+
+def set_psk_server_callback(ctx: SSL.Context, lookup: Callable[[bytes], bytes | None]) -> None:
+    """SSL_CTX_set_psk_server_callback (pyOpenSSL 26 has no wrapper for it): ``lookup`` maps a
+    client's PSK identity to its key, or None to refuse. OpenSSL uses the same callback for TLS
+    1.2 PSK suites and for TLS 1.3 external PSKs (with a SHA-256 suite)."""
+    def on_psk(ssl: Any, identity: Any, psk: Any, max_len: int) -> int:
+        try:
+            key = lookup(ffi.string(identity)) if identity != ffi.NULL else None
+        except Exception:  # noqa: BLE001 - an exception must not cross into C: refuse
+            return 0
+        if not key or len(key) > max_len:
+            return 0
+        ffi.memmove(psk, key, len(key))
+        return len(key)
+
+    callback = ffi.callback("unsigned int(SSL *, const char *, unsigned char *, unsigned int)",
+                            on_psk)
+    _PSK_CALLBACKS[ctx] = callback
+    lib.SSL_CTX_set_psk_server_callback(context_pointer(ctx), callback)

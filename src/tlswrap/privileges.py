@@ -139,7 +139,8 @@ def reread_problems(svc: Service, ident: Identity | None) -> list[tuple[str, str
         return []
     problems: list[tuple[str, str]] = []
     seen = set()
-    for option, path in (("cert", svc.cert), ("key", svc.key), ("CAfile", svc.ca_file)):
+    for option, path in (("cert", svc.cert), ("key", svc.key), ("CAfile", svc.ca_file),
+                         ("PSKsecrets", svc.psk_secrets)):
         if not path or path in seen or _readable_by(path, ident) is not False:
             continue
         seen.add(path)
@@ -201,5 +202,9 @@ def key_file_findings(svc: Service, ident: Identity | None) -> list[tuple[str, s
     readable by others, files the dropped user could not re-read."""
     key = svc.key or svc.cert
     option = "key" if svc.key else "cert"
-    warning = key_mode_warning(key, ident) if key else None
-    return ([(option, f"{option} = {warning}")] if warning else []) + reread_problems(svc, ident)
+    found = []
+    for opt, path in ((option, key), ("PSKsecrets", svc.psk_secrets)):
+        warning = key_mode_warning(path, ident) if path else None
+        if warning:
+            found.append((opt, f"{opt} = {warning}"))
+    return found + reread_problems(svc, ident)

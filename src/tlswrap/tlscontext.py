@@ -34,6 +34,9 @@ from .config import Config, Service, version_problem
 from .errors import ConfigError
 from .regularfile import read_regular
 
+# with PSKsecrets, TLS 1.2 clients may also use a pre-shared key: with ECDHE (forward secrecy)
+# and an AEAD cipher, the one such suite OpenSSL has. TLS 1.3 PSK uses its own suites.
+PSK_CIPHERS = "ECDHE-PSK-CHACHA20-POLY1305"
 # TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
 DEFAULT_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -111,7 +114,8 @@ def server_context(config: Config, service: Service) -> SSL.Context:
             ctx.set_options(ssloptions.bits(service.ssl_options))
     with step("ciphers", f"ciphers = {service.ciphers}: OpenSSL accepts none of these",
               reason=False):
-        ctx.set_cipher_list((service.ciphers or DEFAULT_CIPHERS).encode())
+        default = DEFAULT_CIPHERS + (":" + PSK_CIPHERS if service.psk_secrets else "")
+        ctx.set_cipher_list((service.ciphers or default).encode())
     if service.ciphersuites:
         with step("ciphersuites", f"ciphersuites = {service.ciphersuites}: "
                                   "OpenSSL accepts none of these", reason=False):
@@ -119,8 +123,12 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     if service.curves:
         with step("curves", f"curves = {service.curves}: OpenSSL refuses them"):
             _set_groups(steps, ctx, service.curves)
-    with step("cert", f"cert = {service.cert}: OpenSSL refuses it"):
-        _use_cert_and_key(steps, ctx)
+    if service.cert or not service.psk_secrets:
+        with step("cert", f"cert = {service.cert}: OpenSSL refuses it"):
+            _use_cert_and_key(steps, ctx)
+    if service.psk_secrets:
+        with step("PSKsecrets", f"PSKsecrets = {service.psk_secrets}: OpenSSL refuses it"):
+            _use_psk_secrets(steps, ctx, service.psk_secrets)
     if service.ca_file:
         with step("CAfile", f"CAfile = {service.ca_file}: no certificates could be loaded",
                   reason=False):
@@ -212,6 +220,17 @@ def _use_cert_and_key(steps: _Steps, ctx: SSL.Context) -> None:
     except SSL.Error:
         raise steps.fail(key_option, f"{key_option} = {key}: the private key does not match "
                                      f"the certificate in {cert}") from None
+
+
+def _use_psk_secrets(steps: _Steps, ctx: SSL.Context, path: str) -> None:
+    """``PSKsecrets``: the identities and keys, read now (a reload re-reads them), and the
+    callback that gives OpenSSL the key for the identity a client names."""
+    from .opensslffi import set_psk_server_callback
+    from .psk import parse_secrets
+
+    text = _check_readable(steps, "PSKsecrets", path).decode("utf-8", "surrogateescape")
+    keys = parse_secrets(text, path)
+    set_psk_server_callback(ctx, keys.get)
 
 
 def _weakness(pkey: object) -> str | None:
