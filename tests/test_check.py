@@ -325,7 +325,7 @@ def test_every_mistake_of_a_config_is_listed(tmp_path, capsys):
     assert rc == 1
     assert out.splitlines() == [
         f"{conf}:3: error: [imaps] unknown option 'bogus'",
-        f"{conf}:5: error: [pop3s] no 'cert': a TLS server needs a certificate",
+        f"{conf}:5: error: [pop3s] no 'cert': a TLS server needs a certificate (or PSKsecrets)",
         f"checked {conf}: 2 errors, 0 warnings, 0 notes"]
 
 
@@ -603,3 +603,18 @@ def test_settings_no_client_can_handshake_with_are_found(config_dir, capsys):
             "settings (TLSv1.2: no shared cipher)") in out.splitlines()
     rc, out, _ = check(capsys, conf("ciphers = ECDHE-ECDSA-AES128-GCM-SHA256\n"))
     assert "handshake" not in out
+
+
+def test_five_different_problems_are_all_reported_in_one_run(config_dir, capsys):
+    """A migrated file with five kinds of mistake: each is listed with its line, in one run."""
+    (config_dir / "five.conf").write_text(
+        "setuid = no-such-user-here\n"            # 1: unknown user
+        "socket = l:SO_LINGER=1:99999\n"          # 2: a value out of range
+        "[imaps]\naccept = 993\nconect = 143\n"   # 5: a misspelt option
+        "[pop3s]\naccept = 995\nconnect = 110\ncert = missing.pem\n"  # 9: a missing file
+        "[smtps]\naccept = 465\nconnect = 25\ncert = other.pem\nkey = other.key\n"
+        "options = ALLOW_UNSAFE_LEGACY_RENEGOTIATION\n")  # 15: refused as unsafe
+    rc, out, _ = check(capsys, "five.conf")
+    errors = [line for line in out.splitlines() if ": error: " in line]
+    assert rc == 1
+    assert [line.split(":")[1] for line in errors] == ["1", "2", "5", "9", "15"], out

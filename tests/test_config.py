@@ -248,7 +248,7 @@ def test_each_broken_service_is_reported():
         parse_config(text, "s.conf")
     assert [str(e) for e in info.value.all()] == [
         "s.conf:1: [a] no 'connect' (or 'exec'): where should the plaintext go?",
-        "s.conf:4: [b] no 'cert': a TLS server needs a certificate",
+        "s.conf:4: [b] no 'cert': a TLS server needs a certificate (or PSKsecrets)",
     ]
 
 

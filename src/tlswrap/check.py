@@ -197,7 +197,7 @@ def _read_lines(path: str) -> list[str]:
 def check_config(path: str, report: Report) -> Config | None:
     """Parse ``path``, run the daemon's ``prepare`` on each service and check what the daemon
     writes (log file, pid file) and who it runs as; certificates, key modes."""
-    from tlswrap.config import config_notes, config_warnings, load_config
+    from tlswrap.config import Config, config_notes, config_warnings, load_config
     from tlswrap.snapshot import prepare
 
     report.file(path)
@@ -205,7 +205,9 @@ def check_config(path: str, report: Report) -> Config | None:
         config = load_config(path)
     except ConfigError as exc:
         _config_findings(report, exc)
-        return None
+        if not isinstance(exc.partial, Config):
+            return None
+        config = exc.partial  # check what did parse too: every problem in one run
     for warning in config_warnings(config):
         _config_findings(report, warning, "warning")
     for note in config_notes(config):
@@ -446,7 +448,10 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             services = _services(config)
             allow = allow or config.globals.hosts_allow
             deny = deny or config.globals.hosts_deny
-            if not any(svc.libwrap for svc in config.services) and not (args.allow or args.deny):
+            if not config.services:  # none parsed: no service would consult the rules
+                check_rules = bool(args.allow or args.deny)
+            elif not any(svc.libwrap for svc in config.services) \
+                    and not (args.allow or args.deny):
                 report.add(config.filename, None, "note",
                            "every service has libwrap = no: the hosts files are not consulted")
                 check_rules = False

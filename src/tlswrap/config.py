@@ -757,13 +757,14 @@ def parse_config(text: str, filename: str = "<config>",
                              or 0)]
     services = []
     for sec in sections:
-        if glob.broken or sec.broken:
+        if sec.broken:
             continue
         try:
             services.append(_build_service(sec, defaults, default_lines, filename,
                                            default_value_lines))
         except ConfigError as exc:
-            errors.append(exc)
+            if not glob.broken:  # else it may only echo the global part's mistake
+                errors.append(exc)
     if not errors and not services:
         errors.append(ConfigError(filename, None, "no [service] section: nothing to do"))
     outbound = [svc.name for svc in services if svc.outbound]
@@ -773,9 +774,11 @@ def parse_config(text: str, filename: str = "<config>",
                                   f"([{outbound[0]}]) makes one connection, not one per worker"))
     first = ConfigError.of(sorted(errors, key=lambda e: read.get((e.filename, e.lineno or 0),
                                                                  -1)))
+    config = Config(filename, globals_, tuple(services))
     if first is not None:
+        first.partial = config  # what did parse, for `tlswrap check` to go on checking
         raise first
-    return Config(filename, globals_, tuple(services))
+    return config
 
 
 def _included(directory: str, include: Include | None, depth: int) -> list[tuple[str, str]]:

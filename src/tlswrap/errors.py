@@ -41,6 +41,9 @@ class ConfigError(TlswrapError):
         self.msg = msg
         self.service = service
         self.more: tuple[ConfigError, ...] = ()
+        # a config file's parse: the services and options that did parse (a Config), so
+        # that `tlswrap check` goes on to check them too; None elsewhere
+        self.partial: object | None = None
         super().__init__(str(self))
 
     def __str__(self) -> str:
