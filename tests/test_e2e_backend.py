@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import free_port, service_config, wait_for
+from conftest import free_port, service_config, stop_process, wait_for
 from tlswrap.backend import Target
 from tlswrap.config import Address
 
@@ -196,11 +196,6 @@ def test_transparent_source_between_two_network_namespaces(certs, tmp_path):
             out.stderr + (tmp_path / "tlswrap.log").read_text(errors="replace"))
     finally:
         for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
         for ns in (a, b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, port_open, wait_for
+from conftest import free_port, port_open, stop_process, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chroot and setuid need root")
 
@@ -101,11 +101,6 @@ def test_debian_mail_config_runs_chrooted_and_dropped(certs, thread_server, tmp_
         assert f"chrooted to {jail}" in (tmp_path / "stunnel.log").read_text()
         assert _first_line(certs, ports["imaps"]) == b"imap ready\r\n"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 20)
         if proc.stderr:
             proc.stderr.close()
