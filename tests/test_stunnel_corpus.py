@@ -43,6 +43,8 @@ class World:
     tmp: Path
     certs: object
     backend: int
+    tls_backend: int = 0  # a TLS server for client-mode services to connect to
+    clients: set[str | None] = field(default_factory=set)  # sections with client = yes
     services: dict[str | None, dict[str, str]] = field(default_factory=dict)
 
 
@@ -54,6 +56,14 @@ def rewrite(text: str, world: World, *, main: bool = True) -> str:
         lines[0] = ("\ufeff" if start else "") + "foreground = yes"
         lines[1] = "syslog = no"
     section: str | None = None
+    for line in lines:  # which sections are client mode: their connect is a TLS server
+        stripped = line.strip().lstrip("\ufeff")
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip()
+        m = OPTION.match(line.lstrip("\ufeff"))
+        if m and m.group(2).lower() == "client" and m.group(4).lower() == "yes":
+            world.clients.add(section)
+    section = None
     out = []
     for number, line in enumerate(lines):
         stripped = line.strip().lstrip("\ufeff")
@@ -81,7 +91,7 @@ def _rewrite_value(key: str, value: str, world: World, section: str | None) -> s
         return str(tmp / f"{name}.sock") if value.startswith("/") else \
             f"127.0.0.1:{free_port()}"
     if key == "connect":
-        return f"127.0.0.1:{world.backend}"
+        return f"127.0.0.1:{world.tls_backend if section in world.clients else world.backend}"
     if key == "exec":
         return STDIO_IMAPD
     if key == "execargs":
@@ -91,7 +101,7 @@ def _rewrite_value(key: str, value: str, world: World, section: str | None) -> s
     if key == "cafile":
         return str(certs.ca_file)
     if key == "capath":
-        return str(tmp)
+        return _hashed_ca_dir(world)
     if key == "pid":
         return str(tmp / f"{name}.pid")
     if key == "output":
@@ -113,6 +123,39 @@ def _rewrite_value(key: str, value: str, world: World, section: str | None) -> s
         except KeyError:
             return None
     return value
+
+
+def _hashed_ca_dir(world: World) -> str:
+    """A CApath directory holding the test CA under its subject hash, as c_rehash makes it."""
+    target = world.tmp / "capath"
+    if not target.exists():
+        target.mkdir()
+        digest = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in",
+                                 str(world.certs.ca_file)], capture_output=True, text=True,
+                                timeout=30).stdout.strip()
+        shutil.copy(world.certs.ca_file, target / f"{digest}.0")
+    return str(target)
+
+
+def _tls_backend(certs, thread_server):
+    """A TLS server greeting each client, for client-mode services to connect to."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs.cert_file, certs.key_file)
+
+    def handler(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"* OK corpus tls backend\r\n")
+            tls.recv(100)
+    return thread_server(handler)
+
+
+def _greeting(certs, world: World, name: str | None, accept: str) -> bytes:
+    """The first line through one service: over TLS, or plain for a client-mode one."""
+    if name not in world.clients:
+        return _greeting_over_tls(certs, accept)
+    with socket.create_connection(("127.0.0.1", int(accept.rsplit(":", 1)[1])),
+                                  timeout=10) as raw:
+        return raw.recv(100)
 
 
 def _annotation(text: str, label: str) -> str | None:
@@ -162,9 +205,9 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def _accepts(world: World) -> list[str]:
-    return [opts["accept"] for name, opts in world.services.items()
-            if name is not None and "accept" in opts and opts.get("client", "no") != "yes"]
+def _accepts(world: World) -> list[tuple[str | None, str]]:
+    return [(name, opts["accept"]) for name, opts in world.services.items()
+            if name is not None and "accept" in opts]
 
 
 def _listening(accept: str) -> bool:
@@ -184,7 +227,7 @@ def _serve(argv: list[str], world: World, log: Path) -> tuple[subprocess.Popen, 
                             stdin=subprocess.DEVNULL, start_new_session=True)
     out.close()
     accepts = _accepts(world)
-    wait_for(lambda: proc.poll() is not None or all(_listening(a) for a in accepts), 20,
+    wait_for(lambda: proc.poll() is not None or all(_listening(a) for _, a in accepts), 20,
              f"{argv[0]} listening or exiting")
     return proc, proc.poll() is None
 
@@ -203,7 +246,7 @@ def test_tlswrap_does_what_stunnel_does(path, certs, thread_server, tmp_path):
     refuses = _annotation(text, "tlswrap refuses")
     backend = thread_server(lambda conn: (conn.sendall(b"* OK corpus backend\r\n"),
                                           conn.recv(100)))
-    world = World(tmp_path, certs, backend.port)
+    world = World(tmp_path, certs, backend.port, _tls_backend(certs, thread_server).port)
     conf = tmp_path / path.name
     conf.write_text(rewrite(text, world))
     inetd = not any(name is not None for name in world.services)
@@ -231,11 +274,11 @@ def test_tlswrap_does_what_stunnel_does(path, certs, thread_server, tmp_path):
 
     proc, stunnel_serves = _serve([STUNNEL, str(conf)], world, tmp_path / "stunnel.log")
     try:
-        greetings = [_greeting_over_tls(certs, a) for a in _accepts(world)] \
+        greetings = [_greeting(certs, world, n, a) for n, a in _accepts(world)] \
             if stunnel_serves and refuses is None else []
     finally:
         _stop(proc)
-    for accept in _accepts(world):  # the ports are free again for tlswrap
+    for _, accept in _accepts(world):  # the ports are free again for tlswrap
         if accept.startswith("/") and os.path.exists(accept):
             os.unlink(accept)
     if refuses is not None:
@@ -247,13 +290,13 @@ def test_tlswrap_does_what_stunnel_does(path, certs, thread_server, tmp_path):
         run = subprocess.run([*tlswrap, str(conf)], capture_output=True, text=True, timeout=60)
         assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
         return
-    assert all(g == b"* OK corpus backend\r\n" or g.startswith(b"* OK stdio imapd ready")
-               for g in greetings), greetings
+    assert all(g in (b"* OK corpus backend\r\n", b"* OK corpus tls backend\r\n")
+               or g.startswith(b"* OK stdio imapd ready") for g in greetings), greetings
     assert check.returncode == 0, check.stdout
     proc, tlswrap_serves = _serve([*tlswrap, str(conf)], world, tmp_path / "tlswrap.log")
     try:
         assert tlswrap_serves, (tmp_path / "tlswrap.log").read_text(errors="replace")
-        assert [_greeting_over_tls(certs, a) for a in _accepts(world)] == greetings
+        assert [_greeting(certs, world, n, a) for n, a in _accepts(world)] == greetings
     finally:
         _stop(proc)
 
