@@ -37,6 +37,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .tlsoptions import (
+    VerifyLevel,
+    parse_alpn,
+    parse_email,
+    parse_ip,
+    parse_security_level,
+    parse_sni,
+    parse_verify_level,
+    resolve_verify,
+    service_problems,
+    sni_problems,
+    tls_warnings,
+)
 
 LOG_LEVELS = {
     "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
@@ -105,6 +118,26 @@ class Service:
     proxy_protocol: str | None = None  # "v1" or "v2": a PROXY header before the client's bytes
     accept_proxy: str | None = None  # "v1", "v2" or "any": clients send a PROXY header first
     proxy_trusted: tuple[str, ...] = ()  # networks allowed (and required) to send it
+    # TLS features (tlsoptions): ALPN, SNI, client certificates, client mode, stapling
+    alpn: tuple[str, ...] = ()
+    more_certs: tuple[tuple[str, str | None, int], ...] = ()  # later (cert, key, line)s
+    sni: tuple[str, ...] = ()  # SERVICE:PATTERN (a secondary section), or client = yes's name
+    sni_strict: bool = False
+    sni_sections: tuple[Service, ...] = ()  # this service's secondaries, in file order
+    verify: int | None = None
+    verify_chain: bool | None = None
+    verify_peer: bool | None = None
+    require_cert: bool | None = None
+    ca_path: str | None = None
+    crl_file: str | None = None
+    crl_path: str | None = None
+    check_host: tuple[str, ...] = ()
+    check_email: tuple[str, ...] = ()
+    check_ip: tuple[str, ...] = ()
+    redirect: tuple[Address, ...] = ()
+    client: bool = False
+    ocsp_staple: str | None = None
+    security_level: int | None = None
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     line: int | None = field(default=None, compare=False)  # its [section] header's line
@@ -115,6 +148,16 @@ class Service:
     def option_for(self, attr: str) -> str | None:
         """The option (stunnel's spelling) that gave field ``attr`` its value, None: default."""
         return _setter(self.lines, attr)
+
+    @property
+    def verification(self) -> VerifyLevel:
+        """The peer-certificate policy: the client's (a server) or the server's (client =
+        yes, where the chain is verified unless ``verifyChain = no`` says otherwise)."""
+        chain = self.verify_chain
+        if self.client and chain is None and self.verify is None and self.verify_peer is None:
+            chain = True  # secure by default, unlike stunnel
+        return resolve_verify(self.verify, chain, self.verify_peer,
+                              self.require_cert)
 
     @property
     def tls_range(self) -> tuple[str, str]:
@@ -429,6 +472,11 @@ def parse_session_timeout(value: str) -> float:
     return seconds
 
 
+def parse_check_host(value: str) -> str:
+    check_host_name(value)
+    return value
+
+
 def parse_text(value: str) -> str:
     if not value:
         raise ValueError("empty value")
@@ -486,11 +534,24 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("proxyProtocol", "service", "proxy_protocol", parse_proxy_version),
     Option("acceptProxy", "service", "accept_proxy", parse_accept_proxy),
     Option("proxyTrusted", "service", "proxy_trusted", parse_networks),
+    Option("alpn", "service", "alpn", parse_alpn),
+    Option("sni", "service", "sni", parse_sni, repeat=True),
+    Option("sniStrict", "service", "sni_strict", parse_bool),
+    Option("verify", "service", "verify", parse_verify_level),
+    Option("verifyChain", "service", "verify_chain", parse_bool),
+    Option("verifyPeer", "service", "verify_peer", parse_bool),
+    Option("requireCert", "service", "require_cert", parse_bool),
+    Option("CApath", "service", "ca_path", parse_text),
+    Option("CRLfile", "service", "crl_file", parse_text),
+    Option("CRLpath", "service", "crl_path", parse_text),
+    Option("checkHost", "service", "check_host", parse_check_host, repeat=True),
+    Option("checkEmail", "service", "check_email", parse_email, repeat=True),
+    Option("checkIP", "service", "check_ip", parse_ip, repeat=True),
+    Option("redirect", "service", "redirect", parse_connect, repeat=True),
+    Option("client", "service", "client", parse_bool),
+    Option("OCSPstaple", "service", "ocsp_staple", parse_text),
+    Option("securityLevel", "service", "security_level", parse_security_level),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
-    Option("client", "service", "_client", parse_bool_only(
-        False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
-    Option("verify", "service", "_verify", parse_only(
-        "0", "client certificate verification is not supported yet: use verify = 0")),
     Option("renegotiation", "service", "_renegotiation", parse_bool_only(
         False, "tlswrap never allows renegotiation (a client-driven CPU drain)")),
     Option("fips", "global", "_fips", parse_bool_only(
@@ -512,8 +573,13 @@ class _Section:
         self.broken = False  # a line of it was wrong: not built, so no follow-on errors
 
     def set(self, opt: Option, value: Any, lineno: int) -> None:
+        more = self.values.get("more_certs", ())
         if opt.attr.startswith("_"):  # accepted for compatibility, nothing to store
             pass
+        elif opt.attr == "cert" and "cert" in self.values:  # one more certificate (SNI)
+            self.values["more_certs"] = (*more, (value, None, lineno))
+        elif opt.attr == "key" and more:  # the key of the certificate above it
+            self.values["more_certs"] = (*more[:-1], (more[-1][0], value, more[-1][2]))
         elif opt.repeat:
             self.values[opt.attr] = (*self.values.get(opt.attr, ()), value)
         else:
@@ -592,6 +658,8 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
             services.append(_build_service(sec, defaults, default_lines, filename))
         except ConfigError as exc:
             errors.append(exc)
+    services, sni_errors = sni_problems(services)
+    errors += [ConfigError(filename, line, msg, name) for line, msg, name in sni_errors]
     if not errors and not services:
         errors.append(ConfigError(filename, None, "no [service] section: nothing to do"))
     first = ConfigError.of(sorted(errors, key=lambda e: e.lineno or 0))
@@ -695,8 +763,11 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         option = _setter(lines, "proxy_protocol") or "proxyProtocol"
         raise fail(f"{option}: a PROXY header goes to a 'connect' backend; a program run by "
                    "'exec' gets the client's address in its environment", option)
-    if not values.get("cert"):
+    if not values.get("cert") and not values.get("client"):
         raise fail("no 'cert': a TLS server needs a certificate")
+    problems = service_problems(values)
+    if problems:
+        raise fail(*problems[0])
     accept = values.get("accept")
     if accept is not None and accept.is_unix:
         for where, name, _ in values.get("socket_options", ()):
@@ -749,6 +820,8 @@ def config_warnings(config: Config) -> list[ConfigError]:
             msg = (f"{opt} = {svc.version_min}: {_TLS_POLICY}, so the lowest version served is "
                    f"{svc.tls_range[0]}: write sslVersionMin = {svc.tls_range[0]} to say so")
             found.setdefault((svc.line_of(opt), msg), []).append(svc)
+        for msg, option in tls_warnings(svc):
+            found.setdefault((svc.line_of(option) or svc.line, msg), []).append(svc)
     return [ConfigError(config.filename, line, msg,
                         svcs[0].name if len(svcs) == 1 else None)
             for (line, msg), svcs in found.items()]

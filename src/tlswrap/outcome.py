@@ -19,6 +19,7 @@ class Outcome:
     started: float = field(default_factory=time.monotonic)
     reason: str = "closed"
     tls: str = "no TLS"  # protocol, cipher and group once the handshake is done
+    peer_cert: str | None = None  # the client certificate, when the service asks for one
     to_backend: int = 0
     to_client: int = 0
     truncated: bool = False  # the client closed TCP without close_notify
@@ -43,5 +44,6 @@ class Outcome:
         reason = self.reason
         if self.truncated and not reason.startswith("client:"):
             reason += " (the client sent no close_notify)"  # fine for mail, worth knowing
-        return (f"{self.who} closed: {self.tls}, {self.to_backend} bytes to backend, "
+        tls = f"{self.tls}, {self.peer_cert}" if self.peer_cert else self.tls
+        return (f"{self.who} closed: {tls}, {self.to_backend} bytes to backend, "
                 f"{self.to_client} bytes to client, {ended - self.started:.3f}s, {reason}")

@@ -20,12 +20,12 @@ import ipaddress
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 if TYPE_CHECKING:
-    from cryptography import x509
+    from .certnames import PeerIdentity
 
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
@@ -85,8 +85,9 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
     nursery for tasks that outlive a step (an exec'd program's stderr reader). The socket is
     closed whatever happens; exceptions other than the routine ones propagate to the guard.
     """
-    client: TLSStream | None = None
+    client: SocketStream | None = None
     backend: SocketStream | None = None
+    identity: PeerIdentity | None = None
     try:
         svc = rt.service
         if svc.socket_options:
@@ -113,19 +114,26 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("refused by tcp_wrappers")
             if verdict.banner is None:
                 return outcome  # closed before any TLS byte
-        client = TLSStream(sock, rt.context)
-        with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
-            await client.do_handshake()
-        if not client.handshake_done:
-            outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
-            return outcome
-        outcome.tls = client.describe()
+        if svc.client:  # client = yes: plaintext here, TLS towards the backend
+            client = SocketStream(sock)
+        else:
+            client = tls = TLSStream(sock, rt.context)
+            with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+                await tls.do_handshake()
+            if not tls.handshake_done:
+                outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
+                return outcome
+            outcome.tls = tls.describe()
+            rt, identity = served_by(rt, tls, outcome)
+            svc = rt.service
         if verdict is not None and verdict.banner:
             await client.send_all(verdict.banner)
             if not verdict.decision.granted and verdict.twist is None:
                 return outcome
         try:
-            backend = await open_side(rt, client, peer, local, verdict, helpers)
+            backend = await open_side(rt, identity, peer, local, verdict, helpers)
+            if svc.client:
+                backend = await tls_to_backend(rt, backend, outcome)
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
             outcome.end(f"backend unavailable: {exc}")
@@ -133,13 +141,16 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         if verdict is not None and verdict.twist is not None:
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
-            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client))
+            assert isinstance(client, TLSStream)  # parse_config: no PROXY header in client mode
+            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity))
         relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
         try:
             await relay.run()
         finally:
             outcome.to_backend, outcome.to_client = relay.to_backend, relay.to_client
-            outcome.truncated = client.truncated
+            outcome.truncated = isinstance(client, TLSStream) and client.truncated
+            if svc.client and isinstance(backend, TLSStream):
+                keep_session(rt, backend)
         outcome.end(relay.reason or "closed")
         if relay.broken == "client" and not isinstance(backend, ExecStream):
             backend.abort()  # the client reset: so does the backend connection
@@ -167,32 +178,104 @@ async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
     return verdict
 
 
-async def open_side(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
-                    verdict: Verdict | None, helpers: trio.Nursery) -> SocketStream:
-    """The plaintext side: a tcp_wrappers twist, the exec'd program, or a backend connection."""
+def served_by(rt: ServiceRuntime, tls: TLSStream,
+              outcome: Outcome) -> tuple[ServiceRuntime, PeerIdentity | None]:
+    """After the handshake: the section serving the client's server name (``sni``), and the
+    client's certificate as verified (``verify``), both noted in the outcome."""
+    from .tlshooks import peer_identity
+
+    name = tls.conn.get_servername()
+    served = rt.for_server_name(name.decode("ascii", "replace") if name else None)
+    if served is not rt:
+        outcome.service = f"{rt.name}/{served.name}"
+    identity = None
+    if served.service.verification.request:
+        identity = peer_identity(tls.conn)
+        outcome.peer_cert = identity.describe() if identity else "no client certificate"
+    return served, identity
+
+
+def verification_failed(rt: ServiceRuntime, identity: PeerIdentity | None) -> bool:
+    """Whether a client is sent to ``redirect`` (it failed the certificate policy)."""
+    policy = rt.service.verification
+    if identity is None:
+        return policy.require
+    return identity.verified != "SUCCESS" and (policy.chain or policy.peer)
+
+
+async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
+                         outcome: Outcome) -> TLSStream:
+    """``client = yes``: TLS over the backend connection, the server's certificate checked
+    (chain and name, unless ``verifyChain = no``), a session from an earlier connection
+    resumed. OSError (the connection is logged as refused) when the handshake fails."""
+    import ipaddress
+
+    from .tlshooks import expect_server
+
+    svc = rt.service
+    tls = TLSStream(backend.detach(), rt.context, server_side=False)
+    target = svc.connect[0].host if svc.connect and not svc.connect[0].is_unix else None
+    name = svc.sni[0] if svc.sni else target
+    host = ip = None
+    if svc.verification.chain and not svc.check_host and not svc.check_ip and name:
+        try:
+            ip = str(ipaddress.ip_address(name))
+        except ValueError:
+            host = name
+    expect_server(tls.conn, None if ip else name, host, ip)
+    session = rt.sessions.get("backend")
+    if session is not None:
+        tls.conn.set_session(session)
+    try:
+        with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+            await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        tls.close()
+        raise OSError(str(exc)) from None
+    if not tls.handshake_done:
+        tls.close()
+        raise OSError(f"TLS handshake timed out after {svc.timeout_busy:g}s")
+    resumed = " (resumed)" if tls.conn.session_reused() else ""
+    outcome.tls = f"to backend {tls.describe()}{resumed}"
+    return tls
+
+
+def keep_session(rt: ServiceRuntime, tls: TLSStream) -> None:
+    """Remember the backend's TLS session for the next connection to resume."""
+    session = tls.conn.get_session()
+    if session is not None:
+        rt.sessions["backend"] = session
+
+
+async def open_side(rt: ServiceRuntime, identity: PeerIdentity | None, peer: object,
+                    local: object, verdict: Verdict | None,
+                    helpers: trio.Nursery) -> SocketStream:
+    """The plaintext side: a tcp_wrappers twist, the exec'd program, or a backend connection
+    (the ``redirect`` one for a client whose certificate failed)."""
     svc = rt.service
     if verdict is not None and verdict.twist is not None:
-        return await run_program(rt, client, peer, local, verdict, helpers,
+        return await run_program(rt, identity, peer, local, verdict, helpers,
                                  "/bin/sh", ["sh", "-c", verdict.twist])
+    if rt.redirect and verification_failed(rt, identity):
+        log.warning("%s client certificate refused: redirected", format_peer(peer))
+        backend, _ = await open_backend(rt.redirect, svc.timeout_connect)
+        return backend
     if svc.exec is not None:
         argv = list(svc.exec_args) if svc.exec_args else [os.path.basename(svc.exec)]
-        return await run_program(rt, client, peer, local, verdict, helpers, svc.exec, argv)
+        return await run_program(rt, identity, peer, local, verdict, helpers, svc.exec, argv)
     backend, _ = await open_backend(rt.targets, svc.timeout_connect)
     if svc.socket_options:
         set_socket_options(backend.socket, svc.socket_options, "r")
     return backend
 
 
-async def run_program(rt: ServiceRuntime, client: TLSStream, peer: object, local: object,
-                      verdict: Verdict | None, helpers: trio.Nursery, program: str,
-                      argv: list[str]) -> ExecStream:
-    """Run ``program`` for this connection (exec, or a tcp_wrappers twist)."""
-    dn = issuer = None
-    cert = client.conn.get_peer_certificate(as_cryptography=True)
-    if cert is not None:
-        dn, issuer = oneline(cert.subject), oneline(cert.issuer)
-    env = exec_environment(os.environ, peer, local, dn, issuer,
-                           extra=verdict.env if verdict else None)
+async def run_program(rt: ServiceRuntime, identity: PeerIdentity | None, peer: object,
+                      local: object, verdict: Verdict | None, helpers: trio.Nursery,
+                      program: str, argv: list[str]) -> ExecStream:
+    """Run ``program`` for this connection (exec, or a tcp_wrappers twist); a client
+    certificate's identity is in its environment (SSL_CLIENT_DN, ...)."""
+    extra = {**(identity.environment() if identity else {}), **(verdict.env if verdict else {})}
+    env = exec_environment(os.environ, peer, local, extra=extra)
     return await spawn(program, argv, env, helpers, f"[{rt.name}] {argv[0]}",
                        umask=verdict.umask if verdict else None,
                        nice=verdict.nice if verdict else None,
@@ -271,7 +354,8 @@ async def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def proxy_header(version: str, peer: object, local: object, client: TLSStream) -> bytes:
+def proxy_header(version: str, peer: object, local: object, client: TLSStream,
+                 identity: PeerIdentity | None = None) -> bytes:
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
@@ -286,9 +370,13 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream) -
     if version == "v1":
         return proxyproto.encode_v1(source, destination)
     conn = client.conn
-    tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL,
+    cert_flag = proxyproto.PP2_CLIENT_CERT_CONN if identity else 0
+    verified = identity is not None and identity.verified == "SUCCESS"
+    tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL | cert_flag,
+                               verify=0 if verified else 1,
                                version=conn.get_protocol_version_name(),
-                               cipher=conn.get_cipher_name()).to_tlv()]
+                               cipher=conn.get_cipher_name(),
+                               cn=identity.cn if identity else None).to_tlv()]
     sni = conn.get_servername()
     if sni:
         tlvs.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
@@ -297,16 +385,3 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream) -
         tlvs.append((proxyproto.PP2_TYPE_ALPN, alpn))
     return proxyproto.encode_v2(proxyproto.ProxyHeader(
         proxyproto.PROXY, source, destination, tuple(tlvs)))
-
-
-def oneline(name: x509.Name) -> str:
-    """An x509.Name as OpenSSL's X509_NAME_oneline: /C=CA/O=Example/CN=mail.example.org."""
-    from cryptography.x509.oid import NameOID
-
-    def short(attr: x509.NameAttribute[Any]) -> str:
-        return "emailAddress" if attr.oid == NameOID.EMAIL_ADDRESS else attr.rfc4514_attribute_name
-
-    def text(value: str | bytes) -> str:
-        return value if isinstance(value, str) else value.hex()
-
-    return "".join(f"/{short(a)}={text(a.value)}" for rdn in name.rdns for a in rdn)

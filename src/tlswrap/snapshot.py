@@ -11,12 +11,12 @@ configurations.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .backend import Target
-from .config import Config, Service
+from .config import Address, Config, Service
 
 if TYPE_CHECKING:
     from OpenSSL import SSL
@@ -32,10 +32,26 @@ class ServiceRuntime:
     context: SSL.Context
     targets: tuple[Target, ...] = ()
     access: AccessControl | None = None  # None: libwrap = no
+    # SNI: (names, context, the secondary section's runtime or None: this one), in the order
+    # certnames.choose looks; empty with one certificate and no secondary sections
+    sni_routes: tuple[tuple[tuple[str, ...], SSL.Context, ServiceRuntime | None], ...] = ()
+    redirect: tuple[Target, ...] = ()  # where clients failing verification go
+    # client = yes: the last TLS session with each backend, to resume (this runtime's own)
+    sessions: dict[str, SSL.Session] = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
         return self.service.name
+
+    def for_server_name(self, name: str | None) -> ServiceRuntime:
+        """The runtime serving the client's server name: a secondary (``sni =
+        SERVICE:PATTERN``) section's, or this one; the same choice the SNI callback made."""
+        from .certnames import choose
+
+        if not name or not self.sni_routes:
+            return self
+        found = choose([(names, rt) for names, _, rt in self.sni_routes], name)
+        return found or self
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +71,7 @@ class Snapshot:
 
 def prepare(config: Config, path: str | None = None) -> Snapshot:
     """Compile every service of ``config``; ConfigError (FILE:LINE) on the first problem."""
-    from .tlscontext import server_context
+    from .tlscontext import client_context
 
     access = None
     if any(svc.libwrap for svc in config.services):
@@ -64,11 +80,41 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
         access = AccessControl.from_files(config.globals.hosts_allow, config.globals.hosts_deny)
     services = {}
     for svc in config.services:
-        ctx = server_context(config, svc)
-        targets = tuple(Target.from_address(a) for a in svc.connect)
         # a unix socket client has no address to match: libwrap does not apply there (as in
         # stunnel); the socket file's permissions decide who connects
         unix = svc.accept is not None and svc.accept.is_unix
-        services[svc.name] = ServiceRuntime(svc, ctx, targets,
-                                            access if svc.libwrap and not unix else None)
+        rule = access if svc.libwrap and not unix else None
+        if svc.client:
+            services[svc.name] = ServiceRuntime(svc, client_context(config, svc),
+                                                _targets(svc.connect), rule)
+        else:
+            services[svc.name] = _server_runtime(config, svc, rule)
     return Snapshot(config, MappingProxyType(services), path)
+
+
+def _targets(addresses: tuple[Address, ...]) -> tuple[Target, ...]:
+    return tuple(Target.from_address(a) for a in addresses)
+
+
+def _server_runtime(config: Config, svc: Service, access: AccessControl | None) -> ServiceRuntime:
+    """A server's runtime: its contexts (one per certificate name set), its secondary
+    sections' (``sni``), and the SNI callback choosing among them."""
+    from .tlscontext import server_contexts
+    from .tlshooks import set_server_names
+    from .tlsoptions import split_sni
+
+    own = server_contexts(config, svc)
+    routes: list[tuple[tuple[str, ...], SSL.Context, ServiceRuntime | None]] = [
+        (names, ctx, None) for names, ctx in own]
+    for sec in svc.sni_sections:
+        sec_rt = _server_runtime(config, sec, access)
+        patterns = tuple(p[1] for value in sec.sni if (p := split_sni(value)))
+        routes.append((patterns, sec_rt.context, sec_rt))
+    default = own[0][1]
+    if len(routes) > 1 or svc.sni_strict:
+        from .certnames import choose
+
+        table = [(names, ctx) for names, ctx, _ in routes]
+        set_server_names(default, lambda name: choose(table, name), svc.sni_strict)
+    return ServiceRuntime(svc, default, _targets(svc.connect), access,
+                          tuple(routes) if len(routes) > 1 else (), _targets(svc.redirect))

@@ -258,8 +258,12 @@ class TLSStream(SocketStream):
         if not self.handshake_done:
             return "no TLS"
         conn = self.conn
+        alpn = conn.get_alpn_proto_negotiated()
+        said = f" alpn {alpn.decode('ascii', 'backslashreplace')}" if alpn else ""
+        name = conn.get_servername()
+        said += f" sni {name.decode('ascii', 'backslashreplace')}" if name else ""
         return (f"{conn.get_protocol_version_name()} {conn.get_cipher_name()} "
-                f"{conn.get_group_name() or '-'}")
+                f"{conn.get_group_name() or '-'}{said}")
 
 
 BLOCKED = object()  # a pyOpenSSL call that would block
