@@ -97,3 +97,20 @@ def test_split_sni():
     assert split_sni("imaps:*.Example.ORG.") == ("imaps", "*.example.org")
     assert split_sni("mail.example.org") is None
     assert split_sni(":x") is None
+
+
+def test_sections_with_sni_become_secondaries_of_their_primary():
+    from tlswrap.config import parse_config
+
+    config = parse_config("[imaps]\naccept = 993\nconnect = 143\ncert = a.pem\ncert = b.pem\n"
+                          "key = b.key\nalpn = imap\n[v]\nsni = imaps:*.example.net\n"
+                          "connect = 1143\ncert = v.pem\n[out]\nclient = yes\naccept = 1465\n"
+                          "connect = smtp.example.org:465\nsni = smtp.example.org\n")
+    imaps, out = config.services
+    assert [s.name for s in config.services] == ["imaps", "out"]
+    assert imaps.more_certs == (("b.pem", "b.key", 5),)
+    assert [s.name for s in imaps.sni_sections] == ["v"]
+    assert imaps.sni_sections[0].connect[0].port == 1143
+    assert out.sni == ("smtp.example.org",)
+    # client = yes verifies the server by default; verifyChain = no has to be said
+    assert out.verification.chain and not imaps.verification.request

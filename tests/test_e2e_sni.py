@@ -1,0 +1,134 @@
+"""SNI: several certificates in one service chosen by the client's server name (RFC 6125
+names), RSA and ECDSA for one name chosen by what the client supports, a default for unknown
+names or refusal with unrecognized_name (``sniStrict``), and stunnel's ``sni =
+SERVICE:PATTERN`` secondary sections with their own certificate and ``connect``."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import trustme
+
+from conftest import free_port, greet_echo
+from tlsclients import needs_openssl, s_client, wait_log
+
+pytestmark = needs_openssl
+
+
+class Site:
+    """A certificate (chain file) and key for ``names``, as files in ``tmp``."""
+
+    def __init__(self, ca: trustme.CA, tmp: Path, label: str, *names: str,
+                 key_type: trustme.KeyType = trustme.KeyType.ECDSA):
+        issued = ca.issue_cert(*names, key_type=key_type)
+        self.pem = issued.cert_chain_pems[0].bytes()
+        self.cert = tmp / f"{label}.pem"
+        self.key = tmp / f"{label}.key"
+        issued.cert_chain_pems[0].write_to_path(str(self.cert))
+        issued.private_key_pem.write_to_path(str(self.key))
+        os.chmod(self.key, 0o600)
+
+    def lines(self) -> str:
+        return f"cert = {self.cert}\nkey = {self.key}\n"
+
+
+def served_pem(out: bytes) -> bytes:
+    """The server certificate s_client printed."""
+    found = re.search(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", out,
+                      re.DOTALL)
+    assert found, out
+    return found.group(0)
+
+
+def greeter(text: bytes):  # type: ignore[no-untyped-def]
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(text)
+        while conn.recv(65536):
+            pass
+    return handler
+
+
+@pytest.fixture
+def sites(tmp_path):
+    ca = trustme.CA()
+    return {
+        "mail": Site(ca, tmp_path, "mail", "mail.example.org"),
+        "mail-rsa": Site(ca, tmp_path, "mail-rsa", "mail.example.org",
+                         key_type=trustme.KeyType.RSA),
+        "wild": Site(ca, tmp_path, "wild", "*.example.net"),
+        "other": Site(ca, tmp_path, "other", "other.example.com"),
+    }
+
+
+def start(tlswrap, port: int, sections: str):  # type: ignore[no-untyped-def]
+    return tlswrap(f"foreground = yes\ndebug = info\n{sections}", [port])
+
+
+@pytest.fixture
+def multi(sites, thread_server, tlswrap):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    start(tlswrap, port, f"[imaps]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{srv.port}\n"
+          + sites["mail"].lines() + sites["wild"].lines() + sites["mail-rsa"].lines())
+    return port
+
+
+def test_each_name_gets_its_certificate(sites, multi):
+    for name, site in [("mail.example.org", "mail"), ("imap.example.net", "wild"),
+                       ("MAIL.Example.ORG", "mail")]:
+        out = s_client(multi, "-servername", name)
+        assert served_pem(out.stdout) == sites[site].pem, name
+        assert b"* OK echo ready" in out.stdout
+
+
+def test_an_unknown_name_and_no_name_get_the_first_certificate(sites, multi):
+    assert served_pem(s_client(multi, "-servername", "nowhere.example").stdout) == \
+        sites["mail"].pem
+    assert served_pem(s_client(multi, "-noservername").stdout) == sites["mail"].pem
+
+
+@pytest.mark.parametrize(("sigalgs", "kind"), [("ecdsa_secp256r1_sha256", b"ECDSA"),
+                                               ("rsa_pss_rsae_sha256", b"RSA-PSS")])
+def test_rsa_and_ecdsa_for_one_name_by_what_the_client_supports(sites, multi, sigalgs, kind):
+    out = s_client(multi, "-servername", "mail.example.org", "-sigalgs", sigalgs)
+    assert b"Peer signature type: " + kind in out.stdout
+    site = "mail" if kind == b"ECDSA" else "mail-rsa"
+    assert served_pem(out.stdout) == sites[site].pem
+
+
+def test_sni_strict_refuses_an_unknown_name(sites, thread_server, tlswrap):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proxy = start(tlswrap, port, f"[imaps]\naccept = 127.0.0.1:{port}\n"
+                  f"connect = 127.0.0.1:{srv.port}\nsniStrict = yes\n" + sites["mail"].lines()
+                  + sites["wild"].lines())
+    out = s_client(port, "-servername", "nowhere.example")
+    assert b"unrecognized name" in out.stderr
+    assert b"* OK echo ready" not in out.stdout
+    assert "server name 'nowhere.example'" in wait_log(proxy, "TLS handshake failed")
+    assert b"* OK echo ready" in s_client(port, "-servername", "x.example.net").stdout
+    assert b"* OK echo ready" in s_client(port, "-noservername").stdout  # no name: default
+
+
+def test_secondary_sections_have_their_own_certificate_and_connect(sites, thread_server,
+                                                                    tlswrap):
+    main = thread_server(greeter(b"* OK main\r\n"))
+    second = thread_server(greeter(b"* OK second\r\n"))
+    port = free_port()
+    proxy = start(tlswrap, port, f"[imaps]\naccept = 127.0.0.1:{port}\n"
+                  f"connect = 127.0.0.1:{main.port}\n" + sites["mail"].lines()
+                  + f"[virtual]\nsni = imaps:*.example.net\nsni = imaps:other.example.com\n"
+                  f"connect = 127.0.0.1:{second.port}\n" + sites["wild"].lines())
+    out = s_client(port, "-servername", "imap.example.net", until=b"* OK second")
+    assert served_pem(out.stdout) == sites["wild"].pem
+    assert b"* OK second" in out.stdout
+    out = s_client(port, "-servername", "mail.example.org", until=b"* OK main")
+    assert served_pem(out.stdout) == sites["mail"].pem
+    assert b"* OK main" in out.stdout
+    out = s_client(port, "-servername", "other.example.com", until=b"* OK second")
+    assert served_pem(out.stdout) == sites["wild"].pem  # the section's certificate
+    assert "[imaps/virtual]" in wait_log(proxy, "[imaps/virtual]")
