@@ -188,3 +188,26 @@ def test_a_python_client_without_a_certificate_learns_it_was_refused(certs, mtls
         with pytest.raises(ssl.SSLError, match="certificate required"):
             with ctx.wrap_socket(raw, server_hostname="localhost") as s:
                 s.recv(100)  # TLS 1.3: the alert comes after the client's Finished
+
+
+def test_the_proxy_v2_header_carries_the_verified_common_name(certs, pki, thread_server,
+                                                              tlswrap):
+    from test_e2e_proxy import proxy_backend
+
+    from conftest import wait_for
+    from tlswrap import proxyproto
+
+    made, _ = pki
+    seen: list[proxyproto.ProxyHeader] = []
+    srv = thread_server(proxy_backend(seen))
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                           extra=f"verify = 2\nCAfile = {certs.ca_file}\nproxyProtocol = v2"),
+            [port])
+    assert b"* OK proxied" in s_client(port, *made["good"].args(), until=b"* OK proxied").stdout
+    wait_for(lambda: len(seen) == 1, 5, "the header")
+    info = seen[0].ssl()
+    assert info is not None
+    assert info.client == proxyproto.PP2_CLIENT_SSL | proxyproto.PP2_CLIENT_CERT_CONN
+    assert info.verify == 0
+    assert info.cn == "alice"
