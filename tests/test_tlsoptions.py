@@ -114,3 +114,18 @@ def test_sections_with_sni_become_secondaries_of_their_primary():
     assert out.sni == ("smtp.example.org",)
     # client = yes verifies the server by default; verifyChain = no has to be said
     assert out.verification.chain and not imaps.verification.request
+
+
+def test_check_warns_about_a_client_that_does_not_verify_and_a_mail_port_without_alpn():
+    from tlswrap.config import config_warnings, parse_config
+
+    config = parse_config("[out]\nclient = yes\naccept = 1143\nconnect = imap.example.org:993\n"
+                          "verifyChain = no\n[imaps]\naccept = 993\nconnect = 143\n"
+                          "cert = a.pem\n[pop3s]\naccept = 995\nconnect = 110\ncert = a.pem\n"
+                          "alpn = pop3\n", "svc.conf")
+    assert [str(w) for w in config_warnings(config)] == [
+        "svc.conf:5: [out] client = yes without verifyChain: any server certificate is "
+        "accepted, so anyone on the path can read the traffic",
+        "svc.conf:7: [imaps] accept = 0.0.0.0:993: add alpn = imap, so that a client offering "
+        "another protocol (a browser sent here by the ALPACA attack) is refused; clients "
+        "without ALPN are still served"]

@@ -34,7 +34,8 @@ REQUIRED = ("SSL_read", "SSL_write", "SSL_do_handshake", "SSL_get_error", "SSL_g
             "X509_VERIFY_PARAM_set1_host", "X509_VERIFY_PARAM_set1_ip",
             "X509_VERIFY_PARAM_set_hostflags", "SSL_set_tlsext_host_name",
             "SSL_TLSEXT_ERR_OK", "SSL_TLSEXT_ERR_NOACK", "SSL_TLSEXT_ERR_ALERT_FATAL",
-            "SSL_VERIFY_PEER", "SSL_VERIFY_FAIL_IF_NO_PEER_CERT", "SSL_VERIFY_NONE")
+            "SSL_VERIFY_PEER", "SSL_VERIFY_FAIL_IF_NO_PEER_CERT", "SSL_VERIFY_NONE",
+            "SSL_session_reused")
 
 
 def ssl_pointer(conn: SSL.Connection) -> Any:

@@ -210,7 +210,7 @@ async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
     resumed. OSError (the connection is logged as refused) when the handshake fails."""
     import ipaddress
 
-    from .tlshooks import expect_server
+    from .tlshooks import expect_server, session_reused
 
     svc = rt.service
     tls = TLSStream(backend.detach(), rt.context, server_side=False)
@@ -235,7 +235,7 @@ async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
     if not tls.handshake_done:
         tls.close()
         raise OSError(f"TLS handshake timed out after {svc.timeout_busy:g}s")
-    resumed = " (resumed)" if tls.conn.session_reused() else ""
+    resumed = " (resumed)" if session_reused(tls.conn) else ""
     outcome.tls = f"to backend {tls.describe()}{resumed}"
     return tls
 

@@ -275,8 +275,7 @@ def _set_verification(steps: _Steps, ctx: SSL.Context) -> None:
 
     pinned = frozenset(c.fingerprint(hashes.SHA256()) for c in anchors)
     lenient = bool(service.redirect) or not (policy.chain or policy.peer)
-    set_verify(ctx, policy, pinned, check if not service.client else lambda cert: None,
-               lenient)
+    set_verify(ctx, policy, pinned, check, lenient)
 
 
 def _directory_certificates(path: str) -> list[x509.Certificate]:

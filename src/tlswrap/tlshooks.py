@@ -216,3 +216,8 @@ def peer_identity(conn: SSL.Connection) -> PeerIdentity | None:
         return None
     error = verify_error(conn)
     return PeerIdentity.of(cert, "SUCCESS" if error is None else f"FAILED:{error}")
+
+
+def session_reused(conn: SSL.Connection) -> bool:
+    """Whether the handshake resumed an earlier session."""
+    return bool(lib.SSL_session_reused(ssl_pointer(conn)))
