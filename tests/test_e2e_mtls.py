@@ -192,9 +192,8 @@ def test_a_python_client_without_a_certificate_learns_it_was_refused(certs, mtls
 
 def test_the_proxy_v2_header_carries_the_verified_common_name(certs, pki, thread_server,
                                                               tlswrap):
-    from test_e2e_proxy import proxy_backend
-
     from conftest import wait_for
+    from test_e2e_proxy import proxy_backend
     from tlswrap import proxyproto
 
     made, _ = pki
