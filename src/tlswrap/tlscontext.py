@@ -245,8 +245,8 @@ def _set_verification(steps: _Steps, ctx: SSL.Context) -> None:
             for cert in anchors:
                 store.add_cert(crypto.X509.from_cryptography(cert))
             if not service.client and policy.request:
-                ctx.set_client_ca_list([crypto.X509.from_cryptography(c).get_subject()
-                                        for c in anchors])
+                for cert in anchors:  # named in the certificate request, for clients to choose
+                    ctx.add_client_ca(cert)
     for option, path in (("CApath", service.ca_path), ("CRLpath", service.crl_path)):
         if path:
             with steps.step(option, f"{option} = {path}: OpenSSL refuses it"):
