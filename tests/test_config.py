@@ -168,7 +168,7 @@ def test_any_text_gives_a_config_or_a_config_error(bom, lines):
 
 # --- TLS versions: 1.2 and 1.3 only --------------------------------------------------------
 
-_SVC = "[imaps]\naccept = 993\nconnect = 143\ncert = c.pem\n"
+_SVC = "[imaps]\naccept = 994\nconnect = 143\ncert = c.pem\n"
 
 
 @pytest.mark.parametrize("minimum", ["SSLv3", "TLSv1", "tlsv1.1"])
@@ -365,7 +365,7 @@ def test_host_names_must_be_resolvable_names(option, host, message):
     with pytest.raises(ConfigError) as info:
         parse_config(text, "s.conf")
     line = 2 if option == "accept" else 3
-    port = "993" if option == "accept" else "143"
+    port = "994" if option == "accept" else "143"
     assert str(info.value).startswith(f"s.conf:{line}: [imaps] {option} = {host}:{port}: "
                                       f"{message}")
 
@@ -415,7 +415,7 @@ def test_text_that_is_not_utf8_encodable_is_refused():
 
 @pytest.mark.parametrize("option,value", [("accept", "٣"), ("workers", "²"), ("debug", "٣")])
 def test_digits_are_ascii_digits(option, value):
-    text = f"{option} = {value}\n{_SVC}" if option != "accept" else _SVC.replace("993", value)
+    text = f"{option} = {value}\n{_SVC}" if option != "accept" else _SVC.replace("994", value)
     with pytest.raises(ConfigError) as info:
         parse_config(text, "s.conf")
     assert "invalid literal" not in str(info.value)

@@ -31,6 +31,7 @@ error at its line.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ class Service:
         """The option (stunnel's spelling) that gave field ``attr`` its value, None: default."""
         return _setter(self.lines, attr)
 
-    @property
+    @functools.cached_property
     def verification(self) -> VerifyLevel:
         """The peer-certificate policy: the client's (a server) or the server's (client =
         yes, where the chain is verified unless ``verifyChain = no`` says otherwise)."""
