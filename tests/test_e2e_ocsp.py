@@ -87,3 +87,62 @@ def test_a_response_for_another_certificate_or_expired_is_not_stapled(certs, sta
     out = s_client(port, "-status")
     assert b"OCSP response: no response sent" in out.stdout
     assert b"* OK echo ready" in out.stdout
+
+
+def _wait_staple(port: int) -> bytes:
+    """s_client -status until a staple comes (the first handshakes start the fetch and get
+    none: a handshake never waits for the responder)."""
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        out = s_client(port, "-status", "-servername", "mail.example.org")
+        assert b"* OK echo ready" in out.stdout
+        if b"OCSP Response Status: successful" in out.stdout:
+            return out.stdout
+        time.sleep(0.2)
+    raise AssertionError("no stapled response within 20 s")
+
+
+@pytest.mark.parametrize("how", ["OCSPaia = yes", "OCSP = {url}"])
+def test_a_response_fetched_from_openssl_ocsp_is_stapled_and_outlives_the_responder(
+        thread_server, tlswrap, tmp_path, how):
+    from ocspresponder import CAFiles
+
+    ca = CAFiles(tmp_path)
+    handler = ca.responder()
+    responder = thread_server(handler)
+    url = f"http://127.0.0.1:{responder.port}/"
+    cert, key, _ = ca.issue("mail.example.org", url if "aia" in how.lower() else None)
+    srv = thread_server(greet_echo)
+    port = free_port()
+    tlswrap(f"foreground = yes\n[imaps]\naccept = 127.0.0.1:{port}\n"
+            f"connect = 127.0.0.1:{srv.port}\ncert = {cert}\nkey = {key}\n"
+            f"{how.format(url=url)}\n", [port])
+    out = _wait_staple(port)
+    assert b"Cert Status: good" in out
+    assert handler.count[0] >= 1
+    responder.close()  # the responder goes away: handshakes go on, with the cached response
+    for _ in range(3):
+        out = s_client(port, "-status", "-servername", "mail.example.org")
+        assert b"* OK echo ready" in out.stdout
+        assert b"Cert Status: good" in out.stdout
+
+
+def test_a_responder_that_is_down_never_stops_a_handshake(thread_server, tlswrap, tmp_path):
+    from ocspresponder import CAFiles
+
+    ca = CAFiles(tmp_path)
+    cert, key, _ = ca.issue("mail.example.org", f"http://127.0.0.1:{free_port()}/")
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proxy = tlswrap(f"foreground = yes\n[imaps]\naccept = 127.0.0.1:{port}\n"
+                    f"connect = 127.0.0.1:{srv.port}\ncert = {cert}\nkey = {key}\n"
+                    "OCSPaia = yes\n", [port])
+    for _ in range(3):
+        out = s_client(port, "-status")
+        assert b"* OK echo ready" in out.stdout
+        assert b"OCSP response: no response sent" in out.stdout
+    from tlsclients import wait_log
+
+    assert "OCSP fetch failed, retrying in 60s" in wait_log(proxy, "OCSP fetch failed")

@@ -138,6 +138,8 @@ class Service:
     redirect: tuple[Address, ...] = ()
     client: bool = False
     ocsp_staple: str | None = None
+    ocsp_aia: bool = False  # staple what the certificate's AIA responder says
+    ocsp_url: str | None = None  # ... or what this responder says
     security_level: int | None = None
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
@@ -473,6 +475,14 @@ def parse_session_timeout(value: str) -> float:
     return seconds
 
 
+def parse_http_url(value: str) -> str:
+    """An http:// URL (OCSP responders are plain HTTP: the response is signed)."""
+    scheme, sep, rest = value.partition("://")
+    if scheme.lower() != "http" or not sep or not rest or any(c.isspace() for c in value):
+        raise ValueError("expected an http:// URL")
+    return value
+
+
 def parse_check_host(value: str) -> str:
     check_host_name(value)
     return value
@@ -551,6 +561,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("redirect", "service", "redirect", parse_connect, repeat=True),
     Option("client", "service", "client", parse_bool),
     Option("OCSPstaple", "service", "ocsp_staple", parse_text),
+    Option("OCSPaia", "service", "ocsp_aia", parse_bool),
+    Option("OCSP", "service", "ocsp_url", parse_http_url),
     Option("securityLevel", "service", "security_level", parse_security_level),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("renegotiation", "service", "_renegotiation", parse_bool_only(

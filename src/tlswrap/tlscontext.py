@@ -104,10 +104,12 @@ def server_contexts(config: Config, service: Service) -> list[tuple[tuple[str, .
     pairs = [(service.cert, service.key, None), *service.more_certs]
     for cert, key, line in pairs:
         leaf = None
+        chain: list[x509.Certificate] = []
         with steps.step("cert", f"cert = {cert}: OpenSSL refuses it"):
             if cert is None:  # parse_config guarantees one; a Service made elsewhere may not
                 raise steps.fail(None, "no 'cert': a TLS server needs a certificate")
-            leaf = _load_certificates(steps, "cert", cert, line)[0]
+            chain = _load_certificates(steps, "cert", cert, line)
+            leaf = chain[0]
         names = cert_names(leaf) if leaf is not None else ()
         ctx = next((c for n, c in groups if n == names), None) if groups else default
         if ctx is None:
@@ -122,6 +124,8 @@ def server_contexts(config: Config, service: Service) -> list[tuple[tuple[str, .
             _use_cert_and_key(steps, ctx, cert, key, line)
         if service.ocsp_staple and line is None:
             _staple_from_file(steps, ctx, service.ocsp_staple, leaf)
+        elif (service.ocsp_aia or service.ocsp_url) and line is None:
+            _staple_from_responder(steps, ctx, chain)
     for _, ctx in groups:
         _set_verification(steps, ctx)
         if service.alpn:
@@ -300,6 +304,33 @@ def _load_crls(steps: _Steps, path: str) -> list[x509.CertificateRevocationList]
     if not crls:
         raise steps.fail("CRLfile", f"CRLfile = {path}: no BEGIN X509 CRL block")
     return crls
+
+
+def _staple_from_responder(steps: _Steps, ctx: SSL.Context,
+                           chain: list[x509.Certificate]) -> None:
+    """``OCSPaia = yes`` / ``OCSP = URL``: staple what the responder says, fetched in the
+    background (``ocspstaple.Stapler``); the issuer comes from the cert file's chain or
+    CAfile, to check the responses against."""
+    from .ocspstaple import Stapler, responder_url
+    from .tlshooks import set_ocsp_staple
+
+    service = steps.service
+    leaf = chain[0]
+    option = "OCSP" if service.ocsp_url else "OCSPaia"
+    url = service.ocsp_url or responder_url(leaf)
+    if url is None:
+        raise steps.fail(option, "OCSPaia = yes: the certificate names no http:// OCSP "
+                                 "responder (Authority Information Access): give OCSP = URL")
+    candidates = chain[1:]
+    if service.ca_file:
+        candidates += _load_certificates(steps, "CAfile", service.ca_file)
+    issuer = next((c for c in candidates if c.subject == leaf.issuer), None)
+    if issuer is None:
+        raise steps.fail(option, f"{option}: the issuer of the certificate is neither in the "
+                                 "cert file after it nor in CAfile: it is needed to check the "
+                                 "responses")
+    stapler = Stapler(url, leaf, issuer, f"[{service.name}]")
+    set_ocsp_staple(ctx, stapler.response)
 
 
 def _staple_from_file(steps: _Steps, ctx: SSL.Context, path: str,

@@ -149,6 +149,7 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
                              "verifyChain = yes)", option))
     if client:
         for option, attr in (("redirect", "redirect"), ("OCSPstaple", "ocsp_staple"),
+                             ("OCSPaia", "ocsp_aia"), ("OCSP", "ocsp_url"),
                              ("sniStrict", "sni_strict"), ("requireCert", "require_cert")):
             if values.get(attr):
                 problems.append((f"{option} is for a server, not client = yes", option))
