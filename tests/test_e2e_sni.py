@@ -132,3 +132,40 @@ def test_secondary_sections_have_their_own_certificate_and_connect(sites, thread
     out = s_client(port, "-servername", "other.example.com", until=b"* OK second")
     assert served_pem(out.stdout) == sites["wild"].pem  # the section's certificate
     assert "[imaps/virtual]" in wait_log(proxy, "[imaps/virtual]")
+
+
+def test_a_secondary_section_s_own_client_certificate_policy_applies(certs, sites,
+                                                                      thread_server, tlswrap,
+                                                                      tmp_path):
+    """OpenSSL keeps the verify mode of the context a connection was made from; switching to
+    a secondary's context by SNI applies the secondary's (both ways)."""
+    client = certs.ca.issue_cert("client@example.org")
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(cert))
+    client.private_key_pem.write_to_path(str(key))
+    srv = thread_server(greet_echo)
+    port = free_port()
+    start(tlswrap, port, f"[imaps]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{srv.port}\n"
+          + sites["mail"].lines()
+          + f"[strict]\nsni = imaps:*.example.net\nconnect = 127.0.0.1:{srv.port}\n"
+          f"verify = 2\nCAfile = {certs.ca_file}\n" + sites["wild"].lines())
+    assert b"* OK echo ready" in s_client(port, "-servername", "mail.example.org").stdout
+    refused = s_client(port, "-servername", "imap.example.net")
+    assert b"* OK echo ready" not in refused.stdout
+    assert b"certificate required" in refused.stderr
+    with_cert = s_client(port, "-servername", "imap.example.net", "-cert", str(cert), "-key",
+                         str(key))
+    assert b"* OK echo ready" in with_cert.stdout
+
+
+def test_a_secondary_without_client_certificates_under_a_primary_that_requires_them(
+        certs, sites, thread_server, tlswrap):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    start(tlswrap, port, f"[imaps]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{srv.port}\n"
+          f"verify = 2\nCAfile = {certs.ca_file}\n" + sites["mail"].lines()
+          + f"[open]\nsni = imaps:*.example.net\nconnect = 127.0.0.1:{srv.port}\n"
+          + sites["wild"].lines())
+    assert b"* OK echo ready" in s_client(port, "-servername", "imap.example.net").stdout
+    refused = s_client(port, "-servername", "mail.example.org")
+    assert b"certificate required" in refused.stderr
