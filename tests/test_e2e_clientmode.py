@@ -52,6 +52,7 @@ def test_a_plaintext_client_reaches_s_server_verified(certs, remote, tlswrap):
     assert through(port).startswith(b"slt olleh")
     log = wait_log(proxy, "closed:")
     assert "to backend TLSv1.3" in log
+    assert "server certificate '/O=trustme" in log and "verify SUCCESS" in log
 
 
 def test_the_next_connection_resumes_the_session(certs, remote, tlswrap):

@@ -156,8 +156,8 @@ class PeerIdentity:
             env[f"SSL_CLIENT_SAN_Email_{i}"] = email
         return env
 
-    def describe(self) -> str:
-        """For the log line (escaped by the caller's formatting: peer-controlled text)."""
+    def describe(self, role: str = "client") -> str:
+        """For the log line: names quoted with repr, since the peer chose them."""
         emails = f", email {', '.join(self.emails)}" if self.emails else ""
-        return (f"client certificate {self.subject!r} issued by {self.issuer!r}, serial "
+        return (f"{role} certificate {self.subject!r} issued by {self.issuer!r}, serial "
                 f"{self.serial}, sha256 {self.sha256}{emails}, verify {self.verified}")

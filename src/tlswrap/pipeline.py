@@ -210,7 +210,7 @@ async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
     resumed. OSError (the connection is logged as refused) when the handshake fails."""
     import ipaddress
 
-    from .tlshooks import expect_server, session_reused
+    from .tlshooks import expect_server, peer_identity, session_reused
 
     svc = rt.service
     tls = TLSStream(backend.detach(), rt.context, server_side=False)
@@ -237,6 +237,9 @@ async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
         raise OSError(f"TLS handshake timed out after {svc.timeout_busy:g}s")
     resumed = " (resumed)" if session_reused(tls.conn) else ""
     outcome.tls = f"to backend {tls.describe()}{resumed}"
+    server = peer_identity(tls.conn)
+    if server is not None:
+        outcome.peer_cert = server.describe("server")
     return tls
 
 

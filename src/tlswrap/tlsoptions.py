@@ -155,6 +155,12 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
                 problems.append((f"{option} is for a server, not client = yes", option))
         if len(values.get("sni", ())) > 1:
             problems.append(("sni: a client sends one server name", "sni"))
+        if values.get("exec"):
+            problems.append(("exec: client = yes speaks TLS to a 'connect' server", "exec"))
+        if values.get("proxy_protocol"):
+            problems.append(("a PROXY header towards a TLS server (client = yes) is not "
+                             "supported", "proxyProtocol" if values.get("proxy_protocol")
+                             == "v2" else "protocol"))
         if values.get("more_certs"):
             problems.append(("cert: a client sends one certificate", "cert"))
     else:
