@@ -11,7 +11,7 @@ configurations.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,8 @@ class ServiceRuntime:
     redirect: tuple[Target, ...] = ()  # where clients failing verification go
     # client = yes: the last TLS session with each backend, to resume (this runtime's own)
     sessions: dict[str, SSL.Session] = field(default_factory=dict, compare=False)
+    # a digest of the files the contexts were made from (see ``kept_across_reload``)
+    inputs: bytes = b""
 
     @property
     def name(self) -> str:
@@ -85,11 +87,48 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
         unix = svc.accept is not None and svc.accept.is_unix
         rule = access if svc.libwrap and not unix else None
         if svc.client:
-            services[svc.name] = ServiceRuntime(svc, client_context(config, svc),
-                                                _targets(svc.connect), rule)
+            rt = ServiceRuntime(svc, client_context(config, svc), _targets(svc.connect), rule)
         else:
-            services[svc.name] = _server_runtime(config, svc, rule)
+            rt = _server_runtime(config, svc, rule)
+        try:
+            services[svc.name] = replace(rt, inputs=_inputs(svc))
+        except (OSError, ValueError):  # changed since the contexts read them: not kept
+            services[svc.name] = rt
     return Snapshot(config, MappingProxyType(services), path)
+
+
+def kept_across_reload(old: ServiceRuntime, fresh: ServiceRuntime) -> ServiceRuntime:
+    """After a reload: ``fresh``, or ``old`` with ``fresh``'s access rules when the service
+    and every file its TLS contexts were made from are unchanged. Keeping the contexts keeps
+    their session-ticket keys and cache, so clients resume across the reload (in every
+    worker: the contexts made before the fork stay shared)."""
+    if old.inputs and old.inputs == fresh.inputs and old.service == fresh.service:
+        return replace(old, access=fresh.access)
+    return fresh
+
+
+def _inputs(svc: Service) -> bytes:
+    """SHA-256 over the contents of the certificate, key, CA and CRL files of ``svc`` (and
+    its sni sections) and the entries of its CApath/CRLpath directories."""
+    import hashlib
+    import os
+
+    from .regularfile import read_regular
+    from .tlscontext import PEM_MAX_BYTES
+
+    digest = hashlib.sha256()
+    for section in (svc, *svc.sni_sections):
+        files = [section.cert, section.key, section.ca_file, section.crl_file,
+                 *(path for pair in section.more_certs for path in pair[:2])]
+        for path in files:
+            if path:
+                digest.update(path.encode() + b"\0" + read_regular(path, PEM_MAX_BYTES))
+        for directory in (section.ca_path, section.crl_path):
+            if directory:
+                for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                    st = entry.stat()
+                    digest.update(f"{entry.name}\0{st.st_mtime_ns}\0{st.st_size}".encode())
+    return digest.digest()
 
 
 def _targets(addresses: tuple[Address, ...]) -> tuple[Target, ...]:
