@@ -148,7 +148,7 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             await relay.run()
         finally:
             outcome.to_backend, outcome.to_client = relay.to_backend, relay.to_client
-            outcome.truncated = isinstance(client, TLSStream) and client.truncated
+            outcome.truncated = client.truncated
             if svc.client and isinstance(backend, TLSStream):
                 keep_session(rt, backend)
         outcome.end(relay.reason or "closed")
