@@ -76,3 +76,53 @@ def test_verify_files_are_checked_at_start(certs, tmp_path, option, message):
         server_context(*_service(f"cert = {certs.cert_file}\nkey = {certs.key_file}\n{extra}"
                                  + option.format(tmp=tmp_path) + "\n"))
     assert message.format(tmp=tmp_path) in str(info.value)
+
+
+def _negotiated_group(server_ctx, client_groups: bytes) -> str | None:  # type: ignore[no-untyped-def]
+    """The group a pyOpenSSL client offering ``client_groups`` (its first one's key share)
+    gets from ``server_ctx``, over a socketpair."""
+    import socket
+    import threading
+
+    from OpenSSL import SSL
+
+    from tlswrap.opensslffi import context_pointer, lib
+
+    a, b = socket.socketpair()
+    with a, b:
+        server = SSL.Connection(server_ctx, a)
+        server.set_accept_state()
+        thread = threading.Thread(target=server.do_handshake)
+        thread.start()
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        assert lib.SSL_CTX_set1_curves_list(context_pointer(ctx), client_groups) == 1
+        client = SSL.Connection(ctx, b)
+        client.set_connect_state()
+        client.do_handshake()
+        thread.join(10)
+        return client.get_group_name()
+
+
+def _has_mlkem() -> bool:
+    from OpenSSL import SSL
+
+    from tlswrap.opensslffi import context_pointer, lib
+
+    ok = lib.SSL_CTX_set1_curves_list(context_pointer(SSL.Context(SSL.TLS_CLIENT_METHOD)),
+                                      b"X25519MLKEM768") == 1
+    lib.ERR_clear_error()
+    return bool(ok)
+
+
+@pytest.mark.skipif(not _has_mlkem(), reason="this OpenSSL has no X25519MLKEM768")
+@pytest.mark.parametrize("client_groups", [b"X25519:X25519MLKEM768", b"P-256:X25519MLKEM768"])
+def test_x25519mlkem768_is_preferred_by_default_even_when_the_client_lists_it_later(
+        certs, client_groups):
+    ctx = server_context(*_service(f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"))
+    assert _negotiated_group(ctx, client_groups) == "X25519MLKEM768"
+
+
+def test_curves_overrides_the_default_groups(certs):
+    ctx = server_context(*_service(f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"
+                                   "curves = X25519:P-256\n"))
+    assert _negotiated_group(ctx, b"X25519MLKEM768:X25519") == "x25519"
