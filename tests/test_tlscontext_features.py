@@ -126,3 +126,25 @@ def test_curves_overrides_the_default_groups(certs):
     ctx = server_context(*_service(f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"
                                    "curves = X25519:P-256\n"))
     assert _negotiated_group(ctx, b"X25519MLKEM768:X25519") == "x25519"
+
+
+def test_contexts_with_callbacks_are_freed_when_dropped(certs, rsa2048):
+    """The SNI, ALPN and verify callbacks are kept as long as their context, and do not keep
+    it alive themselves (a reload would otherwise keep every old context)."""
+    import gc
+    import weakref
+
+    from tlswrap.snapshot import prepare
+
+    cert, key = rsa2048
+    cfg = parse_config(f"[imaps]\naccept = 993\nconnect = 143\nlibwrap = no\n"
+                       f"cert = {certs.cert_file}\nkey = {certs.key_file}\ncert = {cert}\n"
+                       f"key = {key}\nsniStrict = yes\nalpn = imap\nverify = 2\n"
+                       f"CAfile = {certs.ca_file}\n", "s.conf")
+    snapshot = prepare(cfg)
+    rt = snapshot.services["imaps"]
+    refs = [weakref.ref(ctx) for _, ctx, _ in rt.sni_routes]
+    assert len(refs) == 2
+    del snapshot, rt
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

@@ -151,9 +151,6 @@ def _server_runtime(config: Config, svc: Service, access: AccessControl | None) 
         routes.append((patterns, sec_rt.context, sec_rt))
     default = own[0][1]
     if len(routes) > 1 or svc.sni_strict:
-        from .certnames import choose
-
-        table = [(names, ctx) for names, ctx, _ in routes]
-        set_server_names(default, lambda name: choose(table, name), svc.sni_strict)
+        set_server_names(default, [(names, ctx) for names, ctx, _ in routes], svc.sni_strict)
     return ServiceRuntime(svc, default, _targets(svc.connect), access,
                           tuple(routes) if len(routes) > 1 else (), _targets(svc.redirect))

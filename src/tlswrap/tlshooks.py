@@ -66,23 +66,30 @@ def set_alpn(ctx: SSL.Context, protocols: Sequence[str]) -> None:
     lib.SSL_CTX_set_alpn_select_cb(context_pointer(ctx), cb, ffi.NULL)
 
 
-def set_server_names(ctx: SSL.Context, choose: Callable[[str | None], SSL.Context | None],
+def set_server_names(ctx: SSL.Context, routes: Sequence[tuple[Sequence[str], SSL.Context]],
                      strict: bool) -> None:
-    """Pick the context (certificates) for the client's server name: ``choose(name)`` gives
-    it, or None for ``ctx`` itself -- refused with unrecognized_name when ``strict`` and the
-    client named a server."""
+    """Pick the context (certificates) for the client's server name: the first of ``routes``
+    whose names hold it (``certnames.choose``), else ``ctx`` itself -- or, when ``strict`` and
+    the client named a server, the unrecognized_name alert.
+
+    The callback holds no reference to ``ctx`` (``ctx`` is a route too, and is replaced by a
+    marker): ``_KEEP`` would otherwise keep every context of every reload alive."""
+    from .certnames import choose
+
     ok, fatal = lib.SSL_TLSEXT_ERR_OK, lib.SSL_TLSEXT_ERR_ALERT_FATAL
+    itself = object()
+    table = [(names, itself if target is ctx else target) for names, target in routes]
 
     def servername(ssl: Any, alert: Any, arg: Any) -> int:
         raw = lib.SSL_get_servername(ssl, TLSEXT_NAMETYPE_HOST_NAME)
         name = ffi.string(raw).decode("ascii", "replace") if raw != ffi.NULL else None
-        target = choose(name)
+        target = choose(table, name)
         if target is None:
             if strict and name:
                 alert[0] = AD_UNRECOGNIZED_NAME
                 return int(fatal)
             return int(ok)
-        if target is not ctx:
+        if isinstance(target, SSL.Context):
             lib.SSL_set_SSL_CTX(ssl, context_pointer(target))
             mode, verify = _VERIFY.get(target, (lib.SSL_VERIFY_NONE, ffi.NULL))
             lib.SSL_set_verify(ssl, mode, verify)
