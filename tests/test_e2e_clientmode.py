@@ -120,3 +120,24 @@ def test_a_client_certificate_is_sent_when_the_server_asks(certs, tlswrap, tmp_p
         tlswrap(client_config(port, remote, f"CAfile = {certs.ca_file}\ncert = {cert}\n"
                                             f"key = {key}"), [port])
         assert through(port).startswith(b"slt olleh")
+
+
+def test_an_address_in_connect_is_checked_against_the_certificate_s_addresses(certs, tlswrap,
+                                                                              tmp_path):
+    named = certs.ca.issue_cert("localhost")  # no IP address in it
+    cert, key = tmp_path / "named.pem", tmp_path / "named.key"
+    named.cert_chain_pems[0].write_to_path(str(cert))
+    named.private_key_pem.write_to_path(str(key))
+    with_ip, without_ip = free_port(), free_port()
+    with s_server(with_ip, str(certs.cert_file), str(certs.key_file), "-rev"), \
+            s_server(without_ip, str(cert), str(key), "-rev"):
+        good, bad = free_port(), free_port()
+        tlswrap(f"foreground = yes\nCAfile = {certs.ca_file}\n"
+                f"[good]\nclient = yes\naccept = 127.0.0.1:{good}\n"
+                f"connect = 127.0.0.1:{with_ip}\n", [good])
+        proxy = tlswrap(f"foreground = yes\nCAfile = {certs.ca_file}\n"
+                        f"[bad]\nclient = yes\naccept = 127.0.0.1:{bad}\n"
+                        f"connect = 127.0.0.1:{without_ip}\n", [bad])
+        assert through(good).startswith(b"slt olleh")
+        assert through(bad) == b""
+        assert "IP address mismatch" in wait_log(proxy, "backend unavailable")
