@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-log = logging.getLogger("tlswrap.ocsp")
+log = logging.getLogger("tlswrap.ocspstaple")
 
 FETCH_TIMEOUT = 10.0  # seconds for one request to the responder
 RESPONSE_MAX = 64 << 10  # a response larger than 64 KiB is not one
