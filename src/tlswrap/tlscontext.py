@@ -123,9 +123,11 @@ def server_contexts(config: Config, service: Service) -> list[tuple[tuple[str, .
         with steps.step("cert", f"cert = {cert}: OpenSSL refuses it"):
             _use_cert_and_key(steps, ctx, cert, key, line)
         if service.ocsp_staple and line is None:
-            _staple_from_file(steps, ctx, service.ocsp_staple, leaf)
+            with steps.step("OCSPstaple", f"OCSPstaple = {service.ocsp_staple}: unusable"):
+                _staple_from_file(steps, ctx, service.ocsp_staple, leaf)
         elif (service.ocsp_aia or service.ocsp_url) and line is None:
-            _staple_from_responder(steps, ctx, chain)
+            with steps.step("OCSPaia", "OCSP stapling: unusable"):
+                _staple_from_responder(steps, ctx, chain)
     for _, ctx in groups:
         _set_verification(steps, ctx)
         if service.alpn:
@@ -215,7 +217,10 @@ def _base_context(steps: _Steps, method: int) -> SSL.Context | None:
     if service.security_level is not None:  # OpenSSL reads it from the cipher string
         ciphers += f":@SECLEVEL={service.security_level}"
     option = "ciphers" if service.ciphers else "securityLevel"
-    with step(option, f"ciphers = {ciphers}: OpenSSL accepts none of these", reason=False):
+    said = " and ".join(([f"ciphers = {service.ciphers}"] if service.ciphers else [])
+                        + ([f"securityLevel = {service.security_level}"]
+                           if service.security_level is not None else []))
+    with step(option, f"{said}: OpenSSL accepts none of these", reason=False):
         ctx.set_cipher_list(ciphers.encode())
     if service.ciphersuites:
         with step("ciphersuites", f"ciphersuites = {service.ciphersuites}: "
