@@ -191,7 +191,7 @@ def test_a_python_client_without_a_certificate_learns_it_was_refused(certs, mtls
 
 
 def test_the_proxy_v2_header_carries_the_verified_common_name(certs, pki, thread_server,
-                                                              tlswrap):
+                                                              tlswrap, tmp_path):
     from conftest import wait_for
     from test_e2e_proxy import proxy_backend
     from tlswrap import proxyproto
@@ -203,10 +203,20 @@ def test_the_proxy_v2_header_carries_the_verified_common_name(certs, pki, thread
     tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
                            extra=f"verify = 2\nCAfile = {certs.ca_file}\nproxyProtocol = v2"),
             [port])
-    assert b"* OK proxied" in s_client(port, *made["good"].args(), until=b"* OK proxied").stdout
+    session = tmp_path / "session.pem"
+    out = s_client(port, *made["good"].args(), "-sess_out", str(session), until=b"* OK proxied")
+    assert b"* OK proxied" in out.stdout
     wait_for(lambda: len(seen) == 1, 5, "the header")
     info = seen[0].ssl()
     assert info is not None
     assert info.client == proxyproto.PP2_CLIENT_SSL | proxyproto.PP2_CLIENT_CERT_CONN
     assert info.verify == 0
+    assert info.cn == "alice"
+    # resumed: the certificate was sent in the session, not on this connection
+    out = s_client(port, "-sess_in", str(session), until=b"* OK proxied")
+    assert b"Reused" in out.stdout
+    wait_for(lambda: len(seen) == 2, 5, "the second header")
+    info = seen[1].ssl()
+    assert info is not None
+    assert info.client == proxyproto.PP2_CLIENT_SSL | proxyproto.PP2_CLIENT_CERT_SESS
     assert info.cn == "alice"

@@ -372,8 +372,13 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream,
     destination = (str(lhost), int(lport or 0)) if known else None
     if version == "v1":
         return proxyproto.encode_v1(source, destination)
+    from .tlshooks import session_reused
+
     conn = client.conn
-    cert_flag = proxyproto.PP2_CLIENT_CERT_CONN if identity else 0
+    cert_flag = 0  # a certificate sent on this connection, or in the session it resumed
+    if identity is not None:
+        cert_flag = (proxyproto.PP2_CLIENT_CERT_SESS if session_reused(conn)
+                     else proxyproto.PP2_CLIENT_CERT_CONN)
     verified = identity is not None and identity.verified == "SUCCESS"
     tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL | cert_flag,
                                verify=0 if verified else 1,
