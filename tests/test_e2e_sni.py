@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from conftest import free_port, greet_echo
+from conftest import free_port, greet_echo, wait_for
 from tlsclients import needs_openssl, s_client, wait_log
 
 pytestmark = needs_openssl
@@ -169,3 +169,35 @@ def test_a_secondary_without_client_certificates_under_a_primary_that_requires_t
     assert b"* OK echo ready" in s_client(port, "-servername", "imap.example.net").stdout
     refused = s_client(port, "-servername", "mail.example.org")
     assert b"certificate required" in refused.stderr
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_a_primary_s_session_does_not_skip_a_secondary_s_client_certificate(certs, sites,
+                                                                            thread_server,
+                                                                            tlswrap, tmp_path,
+                                                                            version):
+    """TLS 1.3 ties no server name to a session, and OpenSSL resumes before the SNI callback
+    switches sections: a session from the primary offered with a secondary's name is refused,
+    not served without the certificate the secondary asks for. (openssl s_client resuming a
+    TLS 1.2 session sends the session's own name, so that one reaches the primary.)"""
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proxy = start(tlswrap, port, f"[imaps]\naccept = 127.0.0.1:{port}\n"
+                  f"connect = 127.0.0.1:{srv.port}\n" + sites["mail"].lines()
+                  + f"[strict]\nsni = imaps:*.example.net\nconnect = 127.0.0.1:{srv.port}\n"
+                  f"verify = 2\nCAfile = {certs.ca_file}\n" + sites["wild"].lines())
+    session = tmp_path / "session.pem"
+    out = s_client(port, version, "-servername", "mail.example.org", "-sess_out", str(session))
+    assert b"* OK echo ready" in out.stdout
+    s_client(port, version, "-servername", "imap.example.net", "-sess_in", str(session))
+    wait_for(lambda: proxy.log().count(" closed: ") >= 3, 10, "the probe's, the session's "
+             "and the attempt's closing lines")
+    served = [line for line in proxy.log().splitlines()
+              if "[imaps/strict]" in line and " closed: " in line]
+    # refused; or (TLS 1.2: the client resumes with the session's own name) the primary
+    assert all("resumed for [strict]" in line for line in served), served
+    if version == "-tls1_3":
+        assert served
+    again = s_client(port, version, "-servername", "mail.example.org", "-sess_in",
+                     str(session))
+    assert b"Reused" in again.stdout and b"* OK echo ready" in again.stdout

@@ -181,17 +181,30 @@ async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
 def served_by(rt: ServiceRuntime, tls: TLSStream,
               outcome: Outcome) -> tuple[ServiceRuntime, PeerIdentity | None]:
     """After the handshake: the section serving the client's server name (``sni``), and the
-    client's certificate as verified (``verify``), both noted in the outcome."""
-    from .tlshooks import peer_identity
+    client's certificate as verified (``verify``), both noted in the outcome.
+
+    BrokenResourceError (the connection is refused) for a resumed session landing on an
+    ``sni`` section that asks for client certificates: TLS 1.3 binds no server name to a
+    session and OpenSSL looks the session up before the SNI callback switches sections, so a
+    session of the primary would otherwise skip the section's certificate request. (A
+    section's own sessions never resume: their session id context is not the primary's.)"""
+    from .tlshooks import peer_identity, session_reused
 
     name = tls.conn.get_servername()
     served = rt.for_server_name(name.decode("ascii", "replace") if name else None)
+    policy = served.service.verification
     if served is not rt:
         outcome.service = f"{rt.name}/{served.name}"
+        if policy.request and session_reused(tls.conn):
+            raise trio.BrokenResourceError(
+                f"refused: a TLS session of [{rt.name}] resumed for [{served.name}], which "
+                "asks for client certificates (a full handshake is needed)")
     identity = None
-    if served.service.verification.request:
+    if policy.request:
         identity = peer_identity(tls.conn)
         outcome.peer_cert = identity.describe() if identity else "no client certificate"
+        if identity is None and policy.require and not served.redirect:
+            raise trio.BrokenResourceError("refused: no client certificate")
     return served, identity
 
 
