@@ -269,7 +269,7 @@ def test_config_options_override_hosts_files(config_dir, capsys):
 
 def test_config_parse_error_stops_there(tmp_path, capsys):
     conf = tmp_path / "bad.conf"
-    conf.write_text("[imaps]\naccept = 993\nbogus = 1\n")
+    conf.write_text("[imaps]\naccept = 9993\nbogus = 1\n")
     rc, out, _ = check(capsys, str(conf))
     assert rc == 1
     assert out.splitlines() == [f"{conf}:3: error: [imaps] unknown option 'bogus'",
@@ -286,7 +286,7 @@ def test_config_missing(tmp_path, capsys):
 def test_clean_config_exits_zero(config_dir, capsys):
     (config_dir / "clean.conf").write_text(
         "hostsAllow = clean.allow\nhostsDeny = clean.deny\n"
-        "[imaps]\naccept = 127.0.0.1:993\nconnect = 127.0.0.1:143\ncert = other.pem\n"
+        "[imaps]\naccept = 127.0.0.1:9993\nconnect = 127.0.0.1:143\ncert = other.pem\n"
         "key = other.key\n")
     (config_dir / "clean.allow").write_text("imaps: 10.0.0.0/8 [2001:db8::]/32\n")
     (config_dir / "clean.deny").write_text("ALL: ALL\n")
@@ -297,7 +297,7 @@ def test_clean_config_exits_zero(config_dir, capsys):
 
 def test_no_libwrap_skips_hosts_files(config_dir, capsys):
     (config_dir / "nowrap.conf").write_text(
-        "[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\nkey = other.key\n"
+        "[imaps]\naccept = 9993\nconnect = 143\ncert = other.pem\nkey = other.key\n"
         "libwrap = no\n")
     rc, out, _ = check(capsys, "nowrap.conf")
     assert (rc, out) == (0, "nowrap.conf: note: every service has libwrap = no: the hosts "
@@ -308,7 +308,7 @@ def test_no_libwrap_skips_hosts_files(config_dir, capsys):
 def _nowrap(config_dir: Path, text: str, name: str = "t.conf") -> str:
     """A config of one libwrap = no service with the ``other`` certificate, plus ``text``."""
     (config_dir / name).write_text(
-        f"{text}[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\nkey = other.key\n"
+        f"{text}[imaps]\naccept = 9993\nconnect = 143\ncert = other.pem\nkey = other.key\n"
         "libwrap = no\n")
     return name
 
@@ -319,7 +319,7 @@ _TLS_POLICY = "tlswrap serves TLS 1.2 and 1.3 only (RFC 8996 deprecates the olde
 
 def test_every_mistake_of_a_config_is_listed(tmp_path, capsys):
     conf = tmp_path / "bad.conf"
-    conf.write_text("[imaps]\naccept = 993\nbogus = 1\nsslVersion = SSLv3\n[pop3s]\n"
+    conf.write_text("[imaps]\naccept = 9993\nbogus = 1\nsslVersion = SSLv3\n[pop3s]\n"
                     "accept = 995\nconnect = 110\n")
     rc, out, _ = check(capsys, str(conf))
     assert rc == 1
@@ -352,7 +352,7 @@ def test_an_old_tls_minimum_is_a_warning(config_dir, capsys, version):
 
 def test_every_problem_of_a_service_is_listed(config_dir, capsys):
     (config_dir / "t.conf").write_text(
-        "[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\nkey = imaps.key\n"
+        "[imaps]\naccept = 9993\nconnect = 143\ncert = other.pem\nkey = imaps.key\n"
         "ciphers = NOPE\ncurves = NOPE\nlibwrap = no\n")
     rc, out, _ = check(capsys, "t.conf")
     assert (rc, out.splitlines()) == (1, [
@@ -423,7 +423,7 @@ def test_files_the_setuid_user_could_not_reread_on_reload(capsys, monkeypatch):
         _write_leaf(trustme.CA().issue_cert("imap.example.com"), here, "imaps")
         os.chmod(here / "imaps.pem", 0o644)
         conf = here / "t.conf"
-        conf.write_text("setuid = nobody\n[imaps]\naccept = 993\nconnect = 143\n"
+        conf.write_text("setuid = nobody\n[imaps]\naccept = 9993\nconnect = 143\n"
                         f"cert = {here}/imaps.pem\nkey = {here}/imaps.key\nlibwrap = no\n")
         key = f"{here}/imaps.key"
         rc, out, _ = check(capsys, str(conf))
@@ -470,7 +470,7 @@ def test_bytes_that_are_not_utf8(tmp_path, capsys):
 def _one_service(config_dir: Path, text: str = "", section: str = "imaps",
                  service_text: str = "", name: str = "t.conf") -> str:
     (config_dir / name).write_text(
-        f"{text}[{section}]\naccept = 993\nconnect = 143\ncert = other.pem\n"
+        f"{text}[{section}]\naccept = 9993\nconnect = 143\ncert = other.pem\n"
         f"key = other.key\nlibwrap = no\n{service_text}")
     return name
 
@@ -522,10 +522,10 @@ def test_a_long_accept_host_is_an_error_at_its_line(config_dir, capsys):
     name = _one_service(config_dir)
     host = "a" * 64
     (config_dir / name).write_text((config_dir / name).read_text()
-                                   .replace("accept = 993", f"accept = {host}:993"))
+                                   .replace("accept = 9993", f"accept = {host}:9993"))
     rc, out, _ = check(capsys, name)
     assert rc == 1
-    assert (f"t.conf:2: error: [imaps] accept = {host}:993: the host name has a label longer "
+    assert (f"t.conf:2: error: [imaps] accept = {host}:9993: the host name has a label longer "
             "than 63 characters") in out.splitlines()
 
 
@@ -545,7 +545,7 @@ def test_a_service_name_hosts_allow_cannot_spell_is_a_warning(config_dir, capsys
 def test_a_unix_socket_accept_is_checked(config_dir, capsys):
     name = _one_service(config_dir)
     (config_dir / name).write_text((config_dir / name).read_text()
-                                   .replace("accept = 993", "accept = /run/tlswrap/imaps.sock"))
+                                   .replace("accept = 9993", "accept = /run/tlswrap/imaps.sock"))
     rc, out, err = check(capsys, name)
     assert (rc, err) == (0, "")
     assert out.splitlines()[-1] == "checked t.conf: 0 errors, 0 warnings, 1 note"

@@ -168,7 +168,7 @@ def test_any_text_gives_a_config_or_a_config_error(bom, lines):
 
 # --- TLS versions: 1.2 and 1.3 only --------------------------------------------------------
 
-_SVC = "[imaps]\naccept = 993\nconnect = 143\ncert = c.pem\n"
+_SVC = "[imaps]\naccept = 994\nconnect = 143\ncert = c.pem\n"
 
 
 @pytest.mark.parametrize("minimum", ["SSLv3", "TLSv1", "tlsv1.1"])
@@ -366,7 +366,7 @@ def test_host_names_must_be_resolvable_names(option, host, message):
     with pytest.raises(ConfigError) as info:
         parse_config(text, "s.conf")
     line = 2 if option == "accept" else 3
-    port = "993" if option == "accept" else "143"
+    port = "994" if option == "accept" else "143"
     assert str(info.value).startswith(f"s.conf:{line}: [imaps] {option} = {host}:{port}: "
                                       f"{message}")
 
@@ -416,7 +416,7 @@ def test_text_that_is_not_utf8_encodable_is_refused():
 
 @pytest.mark.parametrize("option,value", [("accept", "٣"), ("workers", "²"), ("debug", "٣")])
 def test_digits_are_ascii_digits(option, value):
-    text = f"{option} = {value}\n{_SVC}" if option != "accept" else _SVC.replace("993", value)
+    text = f"{option} = {value}\n{_SVC}" if option != "accept" else _SVC.replace("994", value)
     with pytest.raises(ConfigError) as info:
         parse_config(text, "s.conf")
     assert "invalid literal" not in str(info.value)
@@ -554,7 +554,7 @@ def test_accept_proxy_options(lines, result):
 def test_options_without_effect_are_accepted_and_noted_where_they_are():
     from tlswrap.config import config_notes
 
-    text = ("RNDfile = /dev/urandom\nEGD = /run/egd\ntaskbar = no\ncompression = none\n"
+    text = ("RNDfile = /dev/urandom\nEGD = /run/egd\ntaskbar = no\nRNDoverwrite = yes\n"
             "options = NO_SSLv2\n"
             "[imaps]\naccept = 993\nconnect = 143\ncert = c\noptions = SINGLE_ECDH_USE\n"
             "options = NO_TICKET\noptions = -NO_TLSv1\ndebug = 7\nstack = 65536\n"
@@ -574,6 +574,7 @@ def test_options_without_effect_are_accepted_and_noted_where_they_are():
 
 @pytest.mark.parametrize(("line", "message"), [
     ("compression = deflate", "compression = deflate: compression leaks what it compresses"),
+    ("compression = none", "compression = none: compression leaks what it compresses"),
     ("engine = pkcs11", "engine = pkcs11: hardware engines and providers are not supported"),
     ("engineCtrl = SO_PATH:/x.so", "engineCtrl = SO_PATH:/x.so: hardware engines"),
     ("setEnv = =x", "setEnv = =x: expected NAME=VALUE"),

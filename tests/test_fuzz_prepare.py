@@ -74,6 +74,16 @@ def _options(paths: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.builds(lambda p: f"cert = {p}", paths),
         st.builds(lambda p: f"key = {p}", paths),
         st.builds(lambda p: f"CAfile = {p}", paths),
+        # the TLS features (issue 12): files, levels, names and their combinations
+        st.builds(lambda k, p: f"{k} = {p}", st.sampled_from(
+            ["CApath", "CRLfile", "CRLpath", "OCSPstaple"]), paths),
+        st.builds(lambda k, v: f"{k} = {v}", st.sampled_from(
+            ["alpn", "verify", "verifyChain", "verifyPeer", "requireCert", "checkHost",
+             "checkEmail", "checkIP", "sni", "sniStrict", "client", "OCSPaia", "OCSP",
+             "securityLevel", "redirect"]),
+            st.one_of(st.sampled_from(["imap", "0", "2", "4", "yes", "no", "svc0:*.example.org",
+                                       "a@example.org", "192.0.2.1", "http://127.0.0.1:9/",
+                                       "127.0.0.1:1143", "5"]), st.text(max_size=12))),
         st.builds(lambda n: f"sessionCacheTimeout = {n}", _NUMBERS),
         st.builds(lambda n: f"TIMEOUTidle = {n}", _NUMBERS),
         st.builds(lambda w, o, n: f"socket = {w}:{o}={n}", st.sampled_from("alrx"),

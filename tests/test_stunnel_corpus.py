@@ -15,7 +15,6 @@ the test's, programs the test's stdio imapd, pid and log files temporary ones. T
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shutil
 import socket
@@ -45,6 +44,7 @@ class World:
     backend: int
     tls_backend: int = 0  # a TLS server for client-mode services to connect to
     clients: set[str | None] = field(default_factory=set)  # sections with client = yes
+    keyless: bool = False  # no key line anywhere: cert names a PEM with the key in it
     services: dict[str | None, dict[str, str]] = field(default_factory=dict)
 
 
@@ -63,6 +63,8 @@ def rewrite(text: str, world: World, *, main: bool = True) -> str:
         m = OPTION.match(line.lstrip("\ufeff"))
         if m and m.group(2).lower() == "client" and m.group(4).lower() == "yes":
             world.clients.add(section)
+    world.keyless = not any((m := OPTION.match(line.lstrip("\ufeff"))) and
+                            m.group(2).lower() == "key" for line in lines)
     section = None
     out = []
     for number, line in enumerate(lines):
@@ -77,7 +79,7 @@ def rewrite(text: str, world: World, *, main: bool = True) -> str:
         lead, key, eq, value = m.groups()
         new = _rewrite_value(key.lower(), value, world, section)
         if new is None:
-            out.append(f"; {line}")  # the option cannot apply here (a user that is missing)
+            out.append(f"; {line}")  # the option cannot apply in the scratch world
             continue
         world.services.setdefault(section, {})[key.lower()] = new
         out.append(f"{lead}{key}{eq}{new}")
@@ -96,6 +98,8 @@ def _rewrite_value(key: str, value: str, world: World, section: str | None) -> s
         return STDIO_IMAPD
     if key == "execargs":
         return "imapd"
+    if key == "cert" and world.keyless:  # stunnel's default: the key is in the cert file
+        return _combined_pem(world)
     if key in ("cert", "key"):
         return str(certs.cert_file if key == "cert" else certs.key_file)
     if key == "cafile":
@@ -116,13 +120,20 @@ def _rewrite_value(key: str, value: str, world: World, section: str | None) -> s
                 (target / part.name).write_text(rewrite(part.read_text(), world, main=False))
         return str(target)
     if key in ("setuid", "setgid"):
-        if os.geteuid() != 0:
-            return None
-        try:
-            pwd.getpwnam(value)
-        except KeyError:
-            return None
+        # the scratch world lives in pytest's private (0700) directory, out of a dropped
+        # user's reach; dropping privileges is tested by test_e2e_chroot
+        return None
     return value
+
+
+def _combined_pem(world: World) -> str:
+    """The test's certificate and key in one PEM, mode 0600 (stunnel.pem's usual form)."""
+    target = world.tmp / "stunnel.pem"
+    if not target.exists():
+        target.write_bytes(Path(world.certs.cert_file).read_bytes()
+                           + Path(world.certs.key_file).read_bytes())
+        target.chmod(0o600)
+    return str(target)
 
 
 def _hashed_ca_dir(world: World) -> str:

@@ -329,18 +329,26 @@ def _is_group(name: str) -> bool:
 
 def _check_certificates(config: Config, svc: Service, report: Report,
                         now: datetime.datetime | None = None) -> None:
+    for section in svc.sni_sections:  # sni = SERVICE:PATTERN sections, with their own certs
+        _check_certificates(config, section, report, now)
+    files = [(svc.cert, svc.line_of("cert")), *((c, line) for c, _, line in svc.more_certs)]
+    for path, line in files:
+        if path:
+            _check_certificate_file(config, svc, report, path, line, now)
+
+
+def _check_certificate_file(config: Config, svc: Service, report: Report, path: str,
+                            line: int | None, now: datetime.datetime | None) -> None:
     from cryptography import x509
 
     from tlswrap.tlscontext import read_pem_file
 
-    if not svc.cert:
-        return
     try:
-        certs = x509.load_pem_x509_certificates(read_pem_file(svc.cert))
+        certs = x509.load_pem_x509_certificates(read_pem_file(path))
     except (OSError, ValueError):
         return  # prepare() has said why
     now = now or datetime.datetime.now(datetime.UTC)
-    emit = report.at(config.filename, svc.line_of("cert"), f"[{svc.name}] cert = {svc.cert}: ")
+    emit = report.at(config.filename, line, f"[{svc.name}] cert = {path}: ")
     for i, cert in enumerate(certs):
         which = "" if i == 0 else f"chain certificate {cert.subject.rfc4514_string()}: "
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc

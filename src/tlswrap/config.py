@@ -31,6 +31,7 @@ error at its line.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,19 @@ from typing import Any
 from . import sockopts, ssloptions
 from .errors import ConfigError, SourceLine
 from .sockopts import SocketOption
+from .tlsoptions import (
+    VerifyLevel,
+    parse_alpn,
+    parse_email,
+    parse_ip,
+    parse_security_level,
+    parse_sni,
+    parse_verify_level,
+    resolve_verify,
+    service_problems,
+    sni_problems,
+    tls_warnings,
+)
 
 LOG_LEVELS = {
     "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
@@ -124,6 +138,28 @@ class Service:
     retry: float | None = None  # connect+exec: seconds before reconnecting; None: once only
     psk_secrets: str | None = None  # PSKsecrets: IDENTITY:KEY lines (TLS-PSK, no certificate)
     psk_identity: str | None = None  # PSKidentity: the identity a client sends (client mode)
+    # TLS features (tlsoptions): ALPN, SNI, client certificates, client mode, stapling
+    alpn: tuple[str, ...] = ()
+    more_certs: tuple[tuple[str, str | None, int], ...] = ()  # later (cert, key, line)s
+    sni: tuple[str, ...] = ()  # SERVICE:PATTERN (a secondary section), or client = yes's name
+    sni_strict: bool = False
+    sni_sections: tuple[Service, ...] = ()  # this service's secondaries, in file order
+    verify: int | None = None
+    verify_chain: bool | None = None
+    verify_peer: bool | None = None
+    require_cert: bool | None = None
+    ca_path: str | None = None
+    crl_file: str | None = None
+    crl_path: str | None = None
+    check_host: tuple[str, ...] = ()
+    check_email: tuple[str, ...] = ()
+    check_ip: tuple[str, ...] = ()
+    redirect: tuple[Address, ...] = ()
+    client: bool = False
+    ocsp_staple: str | None = None
+    ocsp_aia: bool = False  # staple what the certificate's AIA responder says
+    ocsp_url: str | None = None  # ... or what this responder says
+    security_level: int | None = None
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     # field of a repeated option -> the line of each of its values, in order
@@ -136,6 +172,16 @@ class Service:
     def option_for(self, attr: str) -> str | None:
         """The option (stunnel's spelling) that gave field ``attr`` its value, None: default."""
         return _setter(self.lines, attr)
+
+    @functools.cached_property
+    def verification(self) -> VerifyLevel:
+        """The peer-certificate policy: the client's (a server) or the server's (client =
+        yes, where the chain is verified unless ``verifyChain = no`` says otherwise)."""
+        chain = self.verify_chain
+        if self.client and chain is None and self.verify is None and self.verify_peer is None:
+            chain = True  # secure by default, unlike stunnel
+        return resolve_verify(self.verify, chain, self.verify_peer,
+                              self.require_cert)
 
     @property
     def outbound(self) -> bool:
@@ -464,6 +510,19 @@ def parse_session_timeout(value: str) -> float:
     return seconds
 
 
+def parse_http_url(value: str) -> str:
+    """An http:// URL (OCSP responders are plain HTTP: the response is signed)."""
+    scheme, sep, rest = value.partition("://")
+    if scheme.lower() != "http" or not sep or not rest or any(c.isspace() for c in value):
+        raise ValueError("expected an http:// URL")
+    return value
+
+
+def parse_check_host(value: str) -> str:
+    check_host_name(value)
+    return value
+
+
 def parse_text(value: str) -> str:
     if not value:
         raise ValueError("empty value")
@@ -609,8 +668,9 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
               "applies; tlswrap cannot change it", parse_count),
     no_effect("sessiond", "service", "there is no session cache server; clients resume with "
               "session tickets", parse_connect),
-    no_effect("compression", "global", "tlswrap never compresses", parse_only(
-        "none", "compression leaks what it compresses (CRIME): tlswrap never enables it")),
+    Option("compression", "global", "_compression", refused(
+        "compression leaks what it compresses (CRIME): tlswrap never enables it; remove the "
+        "line (stunnel takes only deflate or zlib here, never none)")),
     no_effect("engine", "global", "only 'auto' is accepted, and tlswrap uses no engine",
               parse_only("auto", _ENGINE)),
     no_effect("provider", "global", "OpenSSL's default provider is always used",
@@ -624,11 +684,26 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("config", "service", "_config", refused(
         "OpenSSL configuration commands (SSL_CONF_cmd) are not supported: use the matching "
         "option (ciphers, curves, options, sslVersionMin...)")),
+    Option("alpn", "service", "alpn", parse_alpn),
+    Option("sni", "service", "sni", parse_sni, repeat=True),
+    Option("sniStrict", "service", "sni_strict", parse_bool),
+    Option("verify", "service", "verify", parse_verify_level),
+    Option("verifyChain", "service", "verify_chain", parse_bool),
+    Option("verifyPeer", "service", "verify_peer", parse_bool),
+    Option("requireCert", "service", "require_cert", parse_bool),
+    Option("CApath", "service", "ca_path", parse_text),
+    Option("CRLfile", "service", "crl_file", parse_text),
+    Option("CRLpath", "service", "crl_path", parse_text),
+    Option("checkHost", "service", "check_host", parse_check_host, repeat=True),
+    Option("checkEmail", "service", "check_email", parse_email, repeat=True),
+    Option("checkIP", "service", "check_ip", parse_ip, repeat=True),
+    Option("redirect", "service", "redirect", parse_connect, repeat=True),
+    Option("client", "service", "client", parse_bool),
+    Option("OCSPstaple", "service", "ocsp_staple", parse_text),
+    Option("OCSPaia", "service", "ocsp_aia", parse_bool),
+    Option("OCSP", "service", "ocsp_url", parse_http_url),
+    Option("securityLevel", "service", "security_level", parse_security_level),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
-    Option("client", "service", "_client", parse_bool_only(
-        False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),
-    Option("verify", "service", "_verify", parse_only(
-        "0", "client certificate verification is not supported yet: use verify = 0")),
     Option("renegotiation", "service", "_renegotiation", parse_bool_only(
         False, "tlswrap never allows renegotiation (a client-driven CPU drain)")),
     Option("fips", "global", "_fips", parse_bool_only(
@@ -648,8 +723,13 @@ class _Section:
         self.broken = False  # a line of it was wrong: not built, so no follow-on errors
 
     def set(self, opt: Option, value: Any, lineno: int) -> None:
+        more = self.values.get("more_certs", ())
         if opt.attr.startswith("_"):  # accepted for compatibility, nothing to store
             pass
+        elif opt.attr == "cert" and "cert" in self.values:  # one more certificate (SNI)
+            self.values["more_certs"] = (*more, (value, None, lineno))
+        elif opt.attr == "key" and more:  # the key of the certificate above it
+            self.values["more_certs"] = (*more[:-1], (more[-1][0], value, more[-1][2]))
         elif opt.repeat:
             self.values[opt.attr] = (*self.values.get(opt.attr, ()), value)
             self.value_lines[opt.attr] = (*self.value_lines.get(opt.attr, ()), lineno)
@@ -765,6 +845,8 @@ def parse_config(text: str, filename: str = "<config>",
         except ConfigError as exc:
             if not glob.broken:  # else it may only echo the global part's mistake
                 errors.append(exc)
+    services, sni_errors = sni_problems(services)
+    errors += [ConfigError(filename, line, msg, name) for line, msg, name in sni_errors]
     if not errors and not services:
         errors.append(ConfigError(filename, None, "no [service] section: nothing to do"))
     outbound = [svc.name for svc in services if svc.outbound]
@@ -921,8 +1003,11 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         option = next(o for o in ("local", "transparent", "failover") if o in lines)
         raise fail(f"{_setter(lines, option)}: applies to 'connect' backends, not to 'exec'",
                    option)
-    if not values.get("cert") and not values.get("psk_secrets"):
+    if not values.get("cert") and not values.get("client") and not values.get("psk_secrets"):
         raise fail("no 'cert': a TLS server needs a certificate (or PSKsecrets)")
+    problems = service_problems(values)
+    if problems:
+        raise fail(*problems[0])
     accept = values.get("accept")
     if accept is not None and accept.is_unix:
         for option in values.get("socket_options", ()):
@@ -985,6 +1070,8 @@ def config_warnings(config: Config) -> list[ConfigError]:
                    "write starttls = optional (required is for submission, port 587)")
             line = svc.line_of("starttls") or svc.line_of("protocol")
             found.setdefault((line, msg), []).append(svc)
+        for msg, option in tls_warnings(svc):
+            found.setdefault((svc.line_of(option) or svc.line, msg), []).append(svc)
     return [ConfigError(config.filename, line, msg,
                         svcs[0].name if len(svcs) == 1 else None)
             for (line, msg), svcs in found.items()]

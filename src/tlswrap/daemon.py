@@ -38,7 +38,7 @@ from .privileges import (
     reread_problems,
     target_identity,
 )
-from .snapshot import ServiceRuntime, Snapshot, prepare
+from .snapshot import ServiceRuntime, Snapshot, kept_across_reload, prepare
 from .sockstream import set_socket_options
 
 log = logging.getLogger("tlswrap.daemon")
@@ -358,7 +358,7 @@ def merge_reload(old: Snapshot, new: Snapshot) -> tuple[Snapshot, list[str]]:
             warnings.append(f"[{name}] accept changed: takes effect at the next restart")
             services[name] = rt
         else:
-            services[name] = fresh
+            services[name] = kept_across_reload(rt, fresh)  # unchanged: same ticket keys
     added = [name for name in new.services if name not in old.services]
     if added:
         warnings.append(f"new service(s) {', '.join(added)}: take effect at the next restart")

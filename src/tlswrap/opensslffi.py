@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from OpenSSL import SSL, _util
+from OpenSSL import SSL, _util, crypto
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 lib: Any = _util.lib
 ffi: Any = _util.ffi
@@ -22,7 +25,19 @@ ffi: Any = _util.ffi
 REQUIRED = ("SSL_read", "SSL_write", "SSL_do_handshake", "SSL_get_error", "SSL_get_shutdown",
             "SSL_set_info_callback", "SSL_CTX_set1_curves_list", "ERR_clear_error",
             "SSL_ERROR_WANT_READ", "SSL_ERROR_WANT_WRITE", "SSL_ERROR_ZERO_RETURN",
-            "SSL_ERROR_SYSCALL", "SSL_CB_READ_ALERT", "SSL_RECEIVED_SHUTDOWN")
+            "SSL_ERROR_SYSCALL", "SSL_CB_READ_ALERT", "SSL_RECEIVED_SHUTDOWN",
+            # tlshooks: ALPN, SNI, certificate checks, OCSP stapling, client-side names
+            "SSL_CTX_set_alpn_select_cb", "SSL_CTX_set_tlsext_servername_callback",
+            "SSL_get_servername", "SSL_set_SSL_CTX", "SSL_CTX_set_verify", "SSL_set_verify",
+            "X509_STORE_CTX_get_error_depth", "X509_STORE_CTX_set_error",
+            "X509_STORE_CTX_get_current_cert", "X509_up_ref", "SSL_get_verify_result",
+            "X509_verify_cert_error_string", "SSL_CTX_set_tlsext_status_cb",
+            "SSL_set_tlsext_status_ocsp_resp", "OPENSSL_malloc", "SSL_get0_param",
+            "X509_VERIFY_PARAM_set1_host", "X509_VERIFY_PARAM_set1_ip",
+            "X509_VERIFY_PARAM_set_hostflags", "SSL_set_tlsext_host_name",
+            "SSL_TLSEXT_ERR_OK", "SSL_TLSEXT_ERR_NOACK", "SSL_TLSEXT_ERR_ALERT_FATAL",
+            "SSL_VERIFY_PEER", "SSL_VERIFY_FAIL_IF_NO_PEER_CERT", "SSL_VERIFY_NONE",
+            "SSL_session_reused")
 
 
 def ssl_pointer(conn: SSL.Connection) -> Any:
@@ -67,3 +82,10 @@ def set_psk_server_callback(ctx: SSL.Context, lookup: Callable[[bytes], bytes | 
                             on_psk)
     _PSK_CALLBACKS[ctx] = callback
     lib.SSL_CTX_set_psk_server_callback(context_pointer(ctx), callback)
+def store_certificate(store_ctx: Any) -> x509.Certificate | None:
+    """The certificate a verify callback is looking at (``X509_STORE_CTX *``), or None."""
+    cert = lib.X509_STORE_CTX_get_current_cert(store_ctx)
+    if cert == ffi.NULL:
+        return None
+    lib.X509_up_ref(cert)  # the X509 object below frees its reference
+    return crypto.X509._from_raw_x509_ptr(cert).to_cryptography()

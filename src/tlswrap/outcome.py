@@ -20,6 +20,7 @@ class Outcome:
     reason: str = "closed"
     tls: str = "no TLS"  # protocol, cipher and group once the handshake is done
     starttls: str = ""  # "imap", "pop3" or "smtp": TLS was started by that protocol's STARTTLS
+    peer_cert: str | None = None  # the client certificate, when the service asks for one
     to_backend: int = 0
     to_client: int = 0
     truncated: bool = False  # the client closed TCP without close_notify
@@ -52,6 +53,8 @@ class Outcome:
         if self.truncated and not reason.startswith("client:"):
             reason += " (the client sent no close_notify)"  # fine for mail, worth knowing
         tls = f"{self.tls} ({self.starttls} STARTTLS)" if self.starttls else self.tls
+        if self.peer_cert:
+            tls = f"{tls}, {self.peer_cert}"
         return (f"{self.who} closed: {tls}, {self.to_backend} bytes to backend, "
                 f"{self.to_client} bytes to client, {ended - self.started:.3f}s, {reason}")
 

@@ -25,12 +25,13 @@ import os
 import secrets
 import socket
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 if TYPE_CHECKING:
-    from cryptography import x509
+    from .certnames import PeerIdentity
 
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
@@ -107,8 +108,9 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
     nursery for tasks that outlive a step (an exec'd program's stderr reader). The socket is
     closed whatever happens; exceptions other than the routine ones propagate to the guard.
     """
-    client: TLSStream | None = None
+    client: SocketStream | None = None
     backend: SocketStream | None = None
+    identity: PeerIdentity | None = None
     try:
         svc = rt.service
         if svc.socket_options and sock.family != socket.AF_UNIX:  # as stunnel
@@ -147,19 +149,26 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
 
             await serve_starttls(rt, sock, peer, local, verdict, helpers, outcome)
             return outcome
-        client = TLSStream(sock, rt.context)
-        with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
-            await client.do_handshake()
-        if not client.handshake_done:
-            outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
-            return outcome
-        outcome.tls = client.describe()
+        if svc.client:  # client = yes: plaintext here, TLS towards the backend
+            client = SocketStream(sock)
+        else:
+            client = tls = TLSStream(sock, rt.context)
+            with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+                await tls.do_handshake()
+            if not tls.handshake_done:
+                outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
+                return outcome
+            outcome.tls = tls.describe()
+            rt, identity = served_by(rt, tls, outcome)
+            svc = rt.service
         if verdict is not None and verdict.banner:
             await client.send_all(verdict.banner)
             if not verdict.decision.granted and verdict.twist is None:
                 return outcome
         try:
-            backend = await open_side(rt, client, peer, local, verdict, helpers)
+            backend = await open_side(rt, identity, peer, local, verdict, helpers)
+            if svc.client:
+                backend = await tls_to_backend(rt, backend, outcome)
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
             outcome.end(f"backend unavailable: {exc}")
@@ -167,8 +176,13 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         if verdict is not None and verdict.twist is not None:
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
-            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client))
-        await relay_session(svc, client, backend, outcome)
+            assert isinstance(client, TLSStream)  # parse_config: no PROXY header in client mode
+            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity))
+        try:
+            await relay_session(svc, client, backend, outcome)
+        finally:
+            if svc.client and isinstance(backend, TLSStream):
+                keep_session(rt, backend)
     except trio.BrokenResourceError as exc:
         outcome.end(str(exc))
     finally:
@@ -227,31 +241,120 @@ async def check_ident(svc: Service, peer: Any, local: Any) -> str | None:
     return None if user == svc.ident else f"user {user!r}"
 
 
-async def open_side(rt: ServiceRuntime, client: TLSStream | None, peer: object, local: object,
-                    verdict: Verdict | None, helpers: trio.Nursery) -> SocketStream:
-    """The plaintext side: a tcp_wrappers twist, the exec'd program, or a backend connection."""
+def served_by(rt: ServiceRuntime, tls: TLSStream,
+              outcome: Outcome) -> tuple[ServiceRuntime, PeerIdentity | None]:
+    """After the handshake: the section serving the client's server name (``sni``), and the
+    client's certificate as verified (``verify``), both noted in the outcome.
+
+    BrokenResourceError (the connection is refused) for a resumed session landing on an
+    ``sni`` section that asks for client certificates: TLS 1.3 binds no server name to a
+    session and OpenSSL looks the session up before the SNI callback switches sections, so a
+    session of the primary would otherwise skip the section's certificate request. (A
+    section's own sessions never resume: their session id context is not the primary's.)"""
+    from .tlshooks import peer_identity, session_reused
+
+    name = tls.conn.get_servername()
+    served = rt.for_server_name(name.decode("ascii", "replace") if name else None)
+    policy = served.service.verification
+    if served is not rt:
+        outcome.service = f"{rt.name}/{served.name}"
+        if policy.request and session_reused(tls.conn):
+            raise trio.BrokenResourceError(
+                f"refused: a TLS session of [{rt.name}] resumed for [{served.name}], which "
+                "asks for client certificates (a full handshake is needed)")
+    identity = None
+    if policy.request:
+        identity = peer_identity(tls.conn)
+        outcome.peer_cert = identity.describe() if identity else "no client certificate"
+        if identity is None and policy.require and not served.redirect:
+            raise trio.BrokenResourceError("refused: no client certificate")
+    return served, identity
+
+
+def verification_failed(rt: ServiceRuntime, identity: PeerIdentity | None) -> bool:
+    """Whether a client is sent to ``redirect`` (it failed the certificate policy)."""
+    policy = rt.service.verification
+    if identity is None:
+        return policy.require
+    return identity.verified != "SUCCESS" and (policy.chain or policy.peer)
+
+
+async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
+                         outcome: Outcome) -> TLSStream:
+    """``client = yes``: TLS over the backend connection, the server's certificate checked
+    (chain and name, unless ``verifyChain = no``), a session from an earlier connection
+    resumed. OSError (the connection is logged as refused) when the handshake fails."""
+    import ipaddress
+
+    from .tlshooks import expect_server, peer_identity, session_reused
+
+    svc = rt.service
+    tls = TLSStream(backend.detach(), rt.context, server_side=False)
+    target = svc.connect[0].host if svc.connect and not svc.connect[0].is_unix else None
+    name = svc.sni[0] if svc.sni else target
+    host = ip = None
+    if svc.verification.chain and not svc.check_host and not svc.check_ip and name:
+        try:
+            ip = str(ipaddress.ip_address(name))
+        except ValueError:
+            host = name
+    expect_server(tls.conn, None if ip else name, host, ip)
+    session = rt.sessions.get("backend")
+    if session is not None:
+        tls.conn.set_session(session)
+    try:
+        with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+            await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        tls.close()
+        raise OSError(str(exc)) from None
+    if not tls.handshake_done:
+        tls.close()
+        raise OSError(f"TLS handshake timed out after {svc.timeout_busy:g}s")
+    resumed = " (resumed)" if session_reused(tls.conn) else ""
+    outcome.tls = f"to backend {tls.describe()}{resumed}"
+    server = peer_identity(tls.conn)
+    if server is not None:
+        outcome.peer_cert = server.describe("server")
+    return tls
+
+
+def keep_session(rt: ServiceRuntime, tls: TLSStream) -> None:
+    """Remember the backend's TLS session for the next connection to resume."""
+    session = tls.conn.get_session()
+    if session is not None:
+        rt.sessions["backend"] = session
+
+
+async def open_side(rt: ServiceRuntime, identity: PeerIdentity | None, peer: object,
+                    local: object, verdict: Verdict | None,
+                    helpers: trio.Nursery) -> SocketStream:
+    """The plaintext side: a tcp_wrappers twist, the exec'd program, or a backend connection
+    (the ``redirect`` one for a client whose certificate failed)."""
     svc = rt.service
     if verdict is not None and verdict.twist is not None:
-        return await run_program(rt, client, peer, local, verdict, helpers,
+        return await run_program(rt, identity, peer, local, verdict, helpers,
                                  "/bin/sh", ["sh", "-c", verdict.twist])
+    if rt.redirect and verification_failed(rt, identity):
+        log.warning("%s client certificate refused: redirected", format_peer(peer))
+        backend, _ = await open_backend(replace(rt.dialer, targets=rt.redirect, rotate=False),
+                                        svc.timeout_connect, peer)
+        return backend
     if svc.exec is not None:
         argv = list(svc.exec_args) if svc.exec_args else [os.path.basename(svc.exec)]
-        return await run_program(rt, client, peer, local, verdict, helpers, svc.exec, argv)
+        return await run_program(rt, identity, peer, local, verdict, helpers, svc.exec, argv)
     backend, _ = await open_backend(rt.dialer, svc.timeout_connect, peer)
     return backend
 
 
-async def run_program(rt: ServiceRuntime, client: TLSStream | None, peer: object, local: object,
-                      verdict: Verdict | None, helpers: trio.Nursery, program: str,
-                      argv: list[str]) -> ExecStream:
-    """Run ``program`` for this connection (exec, or a tcp_wrappers twist); ``client`` is None
-    before TLS (STARTTLS)."""
-    dn = issuer = None
-    cert = client.conn.get_peer_certificate(as_cryptography=True) if client else None
-    if cert is not None:
-        dn, issuer = oneline(cert.subject), oneline(cert.issuer)
-    env = exec_environment(rt.child_env or os.environ, peer, local, dn, issuer,
-                           extra=verdict.env if verdict else None)
+async def run_program(rt: ServiceRuntime, identity: PeerIdentity | None, peer: object,
+                      local: object, verdict: Verdict | None, helpers: trio.Nursery,
+                      program: str, argv: list[str]) -> ExecStream:
+    """Run ``program`` for this connection (exec, or a tcp_wrappers twist); a client
+    certificate's identity is in its environment (SSL_CLIENT_DN, ...); None before TLS
+    (STARTTLS) or without one."""
+    extra = {**(identity.environment() if identity else {}), **(verdict.env if verdict else {})}
+    env = exec_environment(rt.child_env or os.environ, peer, local, extra=extra)
     return await spawn(program, argv, env, helpers, f"[{rt.name}] {argv[0]}",
                        umask=verdict.umask if verdict else None,
                        nice=verdict.nice if verdict else None,
@@ -332,7 +435,7 @@ async def _recv_exact(sock: socket.socket, size: int) -> bytes:
 
 
 def proxy_header(version: str, peer: object, local: object, client: TLSStream | None,
-                 tls_promised: bool = False) -> bytes:
+                 identity: PeerIdentity | None = None, tls_promised: bool = False) -> bytes:
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
@@ -354,10 +457,19 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
         promise = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL).to_tlv()]
         return proxyproto.encode_v2(proxyproto.ProxyHeader(
             proxyproto.PROXY, source, destination, tuple(promise if tls_promised else ())))
+    from .tlshooks import session_reused
+
     conn = client.conn
-    tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL,
+    cert_flag = 0  # a certificate sent on this connection, or in the session it resumed
+    if identity is not None:
+        cert_flag = (proxyproto.PP2_CLIENT_CERT_SESS if session_reused(conn)
+                     else proxyproto.PP2_CLIENT_CERT_CONN)
+    verified = identity is not None and identity.verified == "SUCCESS"
+    tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL | cert_flag,
+                               verify=0 if verified else 1,
                                version=conn.get_protocol_version_name(),
-                               cipher=conn.get_cipher_name()).to_tlv()]
+                               cipher=conn.get_cipher_name(),
+                               cn=identity.cn if identity else None).to_tlv()]
     sni = conn.get_servername()
     if sni:
         tlvs.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
@@ -366,16 +478,3 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
         tlvs.append((proxyproto.PP2_TYPE_ALPN, alpn))
     return proxyproto.encode_v2(proxyproto.ProxyHeader(
         proxyproto.PROXY, source, destination, tuple(tlvs)))
-
-
-def oneline(name: x509.Name) -> str:
-    """An x509.Name as OpenSSL's X509_NAME_oneline: /C=CA/O=Example/CN=mail.example.org."""
-    from cryptography.x509.oid import NameOID
-
-    def short(attr: x509.NameAttribute[Any]) -> str:
-        return "emailAddress" if attr.oid == NameOID.EMAIL_ADDRESS else attr.rfc4514_attribute_name
-
-    def text(value: str | bytes) -> str:
-        return value if isinstance(value, str) else value.hex()
-
-    return "".join(f"/{short(a)}={text(a.value)}" for rdn in name.rdns for a in rdn)

@@ -149,7 +149,7 @@ async def serve_starttls(rt: ServiceRuntime, sock: socket.socket, peer: object, 
         else:
             if svc.proxy_protocol and not isinstance(backend, ExecStream):
                 await backend.push(proxy_header(svc.proxy_protocol, peer, local, None,
-                                                conv.tls_first))
+                                                tls_promised=conv.tls_first))
             relay = await converse(conv, sock, rt.context, client, backend, svc.timeout_busy,
                                    outcome)
             if relay is None:

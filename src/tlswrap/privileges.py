@@ -134,13 +134,18 @@ def drop_privileges(config: Config) -> None:
 
 def reread_problems(svc: Service, ident: Identity | None) -> list[tuple[str, str]]:
     """``(option, message)`` for each file of ``svc`` that a reload re-reads (cert, key,
-    CAfile) and ``ident`` could not read; [] when nothing is dropped or all is readable."""
+    CAfile, CRLfile, OCSPstaple) and ``ident`` could not read; [] when nothing is dropped or
+    all is readable."""
     if ident is None or ident.uid in (None, 0):
         return []
     problems: list[tuple[str, str]] = []
     seen = set()
-    for option, path in (("cert", svc.cert), ("key", svc.key), ("CAfile", svc.ca_file),
-                         ("PSKsecrets", svc.psk_secrets)):
+    files = [("cert", svc.cert), ("key", svc.key), ("CAfile", svc.ca_file),
+             ("CRLfile", svc.crl_file), ("OCSPstaple", svc.ocsp_staple),
+             ("PSKsecrets", svc.psk_secrets)]
+    for cert, key, _ in svc.more_certs:
+        files += [("cert", cert), ("key", key)]
+    for option, path in files:
         if not path or path in seen or _readable_by(path, ident) is not False:
             continue
         seen.add(path)
@@ -200,11 +205,11 @@ def key_mode_warning(path: str, ident: Identity | None) -> str | None:
 def key_file_findings(svc: Service, ident: Identity | None) -> list[tuple[str, str]]:
     """Every warning about ``svc``'s certificate and key files as ``(option, message)``: a key
     readable by others, files the dropped user could not re-read."""
-    key = svc.key or svc.cert
-    option = "key" if svc.key else "cert"
     found = []
-    for opt, path in ((option, key), ("PSKsecrets", svc.psk_secrets)):
+    pairs = [(svc.cert, svc.key), *((c, k) for c, k, _ in svc.more_certs)]
+    keys = [("key" if key else "cert", key or cert) for cert, key in pairs]
+    for option, path in [*keys, ("PSKsecrets", svc.psk_secrets)]:
         warning = key_mode_warning(path, ident) if path else None
         if warning:
-            found.append((opt, f"{opt} = {warning}"))
+            found.append((option, f"{option} = {warning}"))
     return found + reread_problems(svc, ident)

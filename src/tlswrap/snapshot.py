@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .backend import Dialer, Target
-from .config import Config, Service
+from .config import Address, Config, Service
 
 if TYPE_CHECKING:
     from OpenSSL import SSL
@@ -35,10 +35,28 @@ class ServiceRuntime:
     access: AccessControl | None = None  # None: libwrap = no
     # the environment programs it runs start from: the daemon's with setEnv applied
     child_env: Mapping[str, str] = field(default_factory=dict)
+    # SNI: (names, context, the secondary section's runtime or None: this one), in the order
+    # certnames.choose looks; empty with one certificate and no secondary sections
+    sni_routes: tuple[tuple[tuple[str, ...], SSL.Context, ServiceRuntime | None], ...] = ()
+    redirect: tuple[Target, ...] = ()  # where clients failing verification go
+    # client = yes: the last TLS session with each backend, to resume (this runtime's own)
+    sessions: dict[str, SSL.Session] = field(default_factory=dict, compare=False)
+    # a digest of the files the contexts were made from (see ``kept_across_reload``)
+    inputs: bytes = b""
 
     @property
     def name(self) -> str:
         return self.service.name
+
+    def for_server_name(self, name: str | None) -> ServiceRuntime:
+        """The runtime serving the client's server name: a secondary (``sni =
+        SERVICE:PATTERN``) section's, or this one; the same choice the SNI callback made."""
+        from .certnames import choose
+
+        if not name or not self.sni_routes:
+            return self
+        found = choose([(names, rt) for names, _, rt in self.sni_routes], name)
+        return found or self
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +89,7 @@ def child_environment(base: Mapping[str, str],
 
 def prepare(config: Config, path: str | None = None) -> Snapshot:
     """Compile every service of ``config``; ConfigError (FILE:LINE) on the first problem."""
-    from .tlscontext import server_context
+    from .tlscontext import client_context
 
     child_env = MappingProxyType(child_environment(os.environ, config.globals.set_env))
     access = None
@@ -82,15 +100,81 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
                                           child_env)
     services = {}
     for svc in config.services:
-        ctx = server_context(config, svc)
-        dialer = make_dialer(config, svc)
         # a unix socket client has no address to match: libwrap does not apply there (as in
         # stunnel); the socket file's permissions decide who connects
         unix = svc.accept is not None and svc.accept.is_unix
-        services[svc.name] = ServiceRuntime(svc, ctx, dialer,
-                                            access if svc.libwrap and not unix else None,
-                                            child_env)
+        rule = access if svc.libwrap and not unix else None
+        if svc.client:
+            rt = ServiceRuntime(svc, client_context(config, svc), make_dialer(config, svc),
+                                rule)
+        else:
+            rt = _server_runtime(config, svc, rule)
+        rt = replace(rt, child_env=child_env)
+        try:
+            services[svc.name] = replace(rt, inputs=_inputs(svc))
+        except (OSError, ValueError):  # changed since the contexts read them: not kept
+            services[svc.name] = rt
     return Snapshot(config, MappingProxyType(services), path)
+
+
+def kept_across_reload(old: ServiceRuntime, fresh: ServiceRuntime) -> ServiceRuntime:
+    """After a reload: ``fresh``, or ``old`` with ``fresh``'s access rules when the service
+    and every file its TLS contexts were made from are unchanged. Keeping the contexts keeps
+    their session-ticket keys and cache, so clients resume across the reload (in every
+    worker: the contexts made before the fork stay shared)."""
+    if old.inputs and old.inputs == fresh.inputs and old.service == fresh.service:
+        return replace(old, access=fresh.access, dialer=fresh.dialer,
+                       child_env=fresh.child_env)
+    return fresh
+
+
+def _inputs(svc: Service) -> bytes:
+    """SHA-256 over the contents of the certificate, key, CA and CRL files of ``svc`` (and
+    its sni sections) and the entries of its CApath/CRLpath directories."""
+    import hashlib
+
+    from .regularfile import read_regular
+    from .tlscontext import PEM_MAX_BYTES
+
+    digest = hashlib.sha256()
+    for section in (svc, *svc.sni_sections):
+        files = [section.cert, section.key, section.ca_file, section.crl_file,
+                 *(path for pair in section.more_certs for path in pair[:2])]
+        for path in files:
+            if path:
+                digest.update(path.encode() + b"\0" + read_regular(path, PEM_MAX_BYTES))
+        for directory in (section.ca_path, section.crl_path):
+            if directory:
+                for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+                    st = entry.stat()
+                    digest.update(f"{entry.name}\0{st.st_mtime_ns}\0{st.st_size}".encode())
+    return digest.digest()
+
+
+def _targets(addresses: tuple[Address, ...]) -> tuple[Target, ...]:
+    return tuple(Target.from_address(a) for a in addresses)
+
+
+def _server_runtime(config: Config, svc: Service, access: AccessControl | None) -> ServiceRuntime:
+    """A server's runtime: its contexts (one per certificate name set), its secondary
+    sections' (``sni``), and the SNI callback choosing among them."""
+    from .tlscontext import server_contexts
+    from .tlshooks import set_server_names
+    from .tlsoptions import split_sni
+
+    own = server_contexts(config, svc)
+    routes: list[tuple[tuple[str, ...], SSL.Context, ServiceRuntime | None]] = [
+        (names, ctx, None) for names, ctx in own]
+    for sec in svc.sni_sections:
+        sec_rt = _server_runtime(config, sec, access)
+        patterns = tuple(p[1] for value in sec.sni if (p := split_sni(value)))
+        routes.append((patterns, sec_rt.context, sec_rt))
+    default = own[0][1]
+    if len(routes) > 1 or svc.sni_strict:
+        set_server_names(default, [(names, ctx) for names, ctx, _ in routes], svc.sni_strict)
+    return ServiceRuntime(svc, default, make_dialer(config, svc), access,
+                          sni_routes=tuple(routes) if len(routes) > 1 else (),
+                          redirect=_targets(svc.redirect))
 
 
 def make_dialer(config: Config, svc: Service) -> Dialer:

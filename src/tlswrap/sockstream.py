@@ -238,6 +238,11 @@ class SocketStream(trio.abc.HalfCloseableStream):
             trio.lowlevel.notify_closing(self._fd)
             self.socket.close()
 
+    def detach(self) -> socket.socket:
+        """Give up the socket without closing it (a TLS stream takes it over)."""
+        self._closed = True
+        return self.socket
+
     def abort(self) -> None:
         """Close with a reset (SO_LINGER 0) instead of a FIN: the peer learns at once that
         this connection is gone, not merely finished."""

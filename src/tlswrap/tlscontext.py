@@ -75,22 +75,137 @@ class _Steps:
         except (ValueError, OverflowError, TypeError) as exc:
             self.errors.append(self.fail(option, f"{msg} ({exc})"))
 
-    def fail(self, option: str | None, msg: str) -> ConfigError:
+    def fail(self, option: str | None, msg: str, line: int | None = None) -> ConfigError:
+        """At ``option``'s line, or at ``line`` (a second ``cert``/``key``) when given."""
+        if line is not None:
+            return ConfigError(self.config.filename, line, msg, self.service.name)
         return self.config.error(msg, option, self.service)
 
 
 def server_context(config: Config, service: Service) -> SSL.Context:
-    """A server context for ``service``.
+    """A server context for ``service`` (its first certificate's; see ``server_contexts``)."""
+    return server_contexts(config, service)[0][1]
+
+
+def server_contexts(config: Config, service: Service) -> list[tuple[tuple[str, ...],
+                                                                    SSL.Context]]:
+    """The server contexts of ``service``, one per set of names its certificates serve
+    (``cert`` lines whose certificates name the same hosts -- an RSA and an ECDSA one -- share
+    a context, and OpenSSL picks by what the client supports), each with those names; the first
+    is the default, made from the first ``cert``.
 
     ConfigError (at the option's line) on any problem; it carries every problem found in the
     service (``ConfigError.all()``), not only the first.
     """
+    from .certnames import cert_names
+
     steps = _Steps(config, service)
+    default = _base_context(steps, SSL.TLS_SERVER_METHOD)
+    if default is None:
+        _raise_first(steps)
+        raise steps.fail(None, "OpenSSL cannot make a TLS server context")
+    groups: list[tuple[tuple[str, ...], SSL.Context]] = []
+    pairs = [(service.cert, service.key, None), *service.more_certs]
+    if service.psk_secrets and not service.cert:  # PSK only: no certificate at all
+        groups, pairs = [((), default)], []
+    for cert, key, line in pairs:
+        leaf = None
+        chain: list[x509.Certificate] = []
+        with steps.step("cert", f"cert = {cert}: OpenSSL refuses it"):
+            if cert is None:  # parse_config guarantees one; a Service made elsewhere may not
+                raise steps.fail(None, "no 'cert': a TLS server needs a certificate")
+            chain = _load_certificates(steps, "cert", cert, line)
+            leaf = chain[0]
+        names = cert_names(leaf) if leaf is not None else ()
+        ctx = next((c for n, c in groups if n == names), None) if groups else default
+        if ctx is None:
+            ctx = _base_context(steps, SSL.TLS_SERVER_METHOD)
+            if ctx is None:
+                break
+        if not any(c is ctx for _, c in groups):
+            groups.append((names, ctx))
+        if leaf is None:
+            continue
+        with steps.step("cert", f"cert = {cert}: OpenSSL refuses it"):
+            _use_cert_and_key(steps, ctx, cert, key, line)
+        if service.ocsp_staple and line is None:
+            with steps.step("OCSPstaple", f"OCSPstaple = {service.ocsp_staple}: unusable"):
+                _staple_from_file(steps, ctx, service.ocsp_staple, leaf)
+        elif (service.ocsp_aia or service.ocsp_url) and line is None:
+            with steps.step("OCSPaia", "OCSP stapling: unusable"):
+                _staple_from_responder(steps, ctx, chain)
+    for _, ctx in groups:
+        _set_verification(steps, ctx)
+        if service.alpn:
+            from .tlshooks import set_alpn
+
+            set_alpn(ctx, service.alpn)
+        _set_session(steps, ctx)
+        if service.psk_secrets:
+            with steps.step("PSKsecrets", f"PSKsecrets = {service.psk_secrets}: OpenSSL "
+                                          "refuses it"):
+                _use_psk_secrets(steps, ctx, service.psk_secrets)
+    _raise_first(steps)
+    return groups
+
+
+def client_context(config: Config, service: Service) -> SSL.Context:
+    """A client context for ``client = yes``: the server's chain verified against CAfile,
+    CApath or the system's store unless ``verifyChain = no``; ``cert``/``key``, if given,
+    sent when the server asks. The server's name is set per connection
+    (``tlshooks.expect_server``)."""
+    steps = _Steps(config, service)
+    ctx = _base_context(steps, SSL.TLS_CLIENT_METHOD)
+    if ctx is None:
+        _raise_first(steps)
+        raise steps.fail(None, "OpenSSL cannot make a TLS client context")
+    if service.cert:
+        with steps.step("cert", f"cert = {service.cert}: OpenSSL refuses it"):
+            _use_cert_and_key(steps, ctx, service.cert, service.key, None)
+    if not service.ca_file and not service.ca_path and service.verification.chain:
+        with steps.step("verifyChain", "OpenSSL cannot load the system's CA certificates"):
+            ctx.set_default_verify_paths()
+    _set_verification(steps, ctx)
+    if service.alpn:
+        with steps.step("alpn", f"alpn = {', '.join(service.alpn)}: OpenSSL refuses it"):
+            ctx.set_alpn_protos([p.encode() for p in service.alpn])
+    with steps.step("sessionCacheTimeout", "OpenSSL refuses the session settings"):
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+        ctx.set_timeout(int(service.session_timeout))
+    _raise_first(steps)
+    return ctx
+
+
+def _raise_first(steps: _Steps) -> None:
+    """The problems found (each once: a context per certificate repeats the shared steps)."""
+    unique = {str(e): e for e in steps.errors}.values()
+    first = ConfigError.of(sorted(unique, key=lambda e: e.lineno or 0))
+    if first is not None:
+        raise first
+
+
+def _set_session(steps: _Steps, ctx: SSL.Context) -> None:
+    service = steps.service
+    with steps.step("sessionCacheTimeout", f"sessionCacheTimeout = {service.session_timeout:g}: "
+                                           "OpenSSL refuses the session settings"):
+        ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
+        if service.session_resume:
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        else:  # sessionResume = no: no cache, no tickets (TLS 1.2 and 1.3)
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_timeout(int(service.session_timeout))
+
+
+def _base_context(steps: _Steps, method: int) -> SSL.Context | None:
+    """A context with the service's versions, options, ciphers and groups (no certificate)."""
+    service = steps.service
     step, fail = steps.step, steps.fail
-    with step(None, "OpenSSL cannot make a TLS server context"):
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-    if steps.errors:
-        raise steps.errors[0]
+    ctx = None
+    with step(None, "OpenSSL cannot make a TLS context"):
+        ctx = SSL.Context(method)
+    if ctx is None:
+        return None
     problem = version_problem(service)  # the parser said so already; a Service made elsewhere
     if problem:
         steps.errors.append(fail(problem[1], problem[0]))
@@ -112,10 +227,16 @@ def server_context(config: Config, service: Service) -> SSL.Context:
         with step("options", f"options = {', '.join(service.ssl_options)}: OpenSSL refuses "
                              "them"):
             ctx.set_options(ssloptions.bits(service.ssl_options))
-    with step("ciphers", f"ciphers = {service.ciphers}: OpenSSL accepts none of these",
-              reason=False):
-        default = DEFAULT_CIPHERS + (":" + PSK_CIPHERS if service.psk_secrets else "")
-        ctx.set_cipher_list((service.ciphers or default).encode())
+    default = DEFAULT_CIPHERS + (":" + PSK_CIPHERS if service.psk_secrets else "")
+    ciphers = service.ciphers or default
+    if service.security_level is not None:  # OpenSSL reads it from the cipher string
+        ciphers += f":@SECLEVEL={service.security_level}"
+    option = "ciphers" if service.ciphers else "securityLevel"
+    said = " and ".join(([f"ciphers = {service.ciphers}"] if service.ciphers else [])
+                        + ([f"securityLevel = {service.security_level}"]
+                           if service.security_level is not None else []))
+    with step(option, f"{said}: OpenSSL accepts none of these", reason=False):
+        ctx.set_cipher_list(ciphers.encode())
     if service.ciphersuites:
         with step("ciphersuites", f"ciphersuites = {service.ciphersuites}: "
                                   "OpenSSL accepts none of these", reason=False):
@@ -123,29 +244,152 @@ def server_context(config: Config, service: Service) -> SSL.Context:
     if service.curves:
         with step("curves", f"curves = {service.curves}: OpenSSL refuses them"):
             _set_groups(steps, ctx, service.curves)
-    if service.cert or not service.psk_secrets:
-        with step("cert", f"cert = {service.cert}: OpenSSL refuses it"):
-            _use_cert_and_key(steps, ctx)
-    if service.psk_secrets:
-        with step("PSKsecrets", f"PSKsecrets = {service.psk_secrets}: OpenSSL refuses it"):
-            _use_psk_secrets(steps, ctx, service.psk_secrets)
-    if service.ca_file:
-        with step("CAfile", f"CAfile = {service.ca_file}: no certificates could be loaded",
-                  reason=False):
-            _load_ca_file(steps, ctx, service.ca_file)
-    with step("sessionCacheTimeout", f"sessionCacheTimeout = {service.session_timeout:g}: "
-                                     "OpenSSL refuses the session settings"):
-        ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
-        if service.session_resume:
-            ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
-        else:  # sessionResume = no: no cache, no tickets (TLS 1.2 and 1.3)
-            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-            ctx.set_options(SSL.OP_NO_TICKET)
-        ctx.set_timeout(int(service.session_timeout))
-    first = ConfigError.of(sorted(steps.errors, key=lambda e: e.lineno or 0))
-    if first is not None:
-        raise first
     return ctx
+
+
+def _set_verification(steps: _Steps, ctx: SSL.Context) -> None:
+    """The peer-certificate policy (``verify``, ``verifyChain``, ``verifyPeer``, ...): the
+    trust anchors and CRLs in the context's store, and the callback that judges."""
+    from cryptography.hazmat.primitives import hashes
+
+    from . import certnames
+    from .tlshooks import set_verify
+
+    service = steps.service
+    policy = service.verification
+    anchors: list[x509.Certificate] = []
+    if service.ca_file:
+        with steps.step("CAfile", f"CAfile = {service.ca_file}: no certificates could be "
+                                  "loaded", reason=False):
+            anchors = _load_certificates(steps, "CAfile", service.ca_file)
+            store = ctx.get_cert_store()
+            if store is None:
+                raise steps.fail("CAfile", f"CAfile = {service.ca_file}: OpenSSL has no "
+                                           "certificate store")
+            for cert in anchors:
+                store.add_cert(crypto.X509.from_cryptography(cert))
+            if not service.client and policy.request:
+                for cert in anchors:  # named in the certificate request, for clients to choose
+                    ctx.add_client_ca(cert)
+    for option, path in (("CApath", service.ca_path), ("CRLpath", service.crl_path)):
+        if path:
+            with steps.step(option, f"{option} = {path}: OpenSSL refuses it"):
+                if not os.path.isdir(path):
+                    raise steps.fail(option, f"{option} = {path}: not a directory")
+                ctx.load_verify_locations(None, path)
+                if option == "CApath" and policy.peer:
+                    anchors += _directory_certificates(path)
+    if service.crl_file:
+        with steps.step("CRLfile", f"CRLfile = {service.crl_file}: OpenSSL refuses it"):
+            store = ctx.get_cert_store()
+            for crl in _load_crls(steps, service.crl_file):
+                store.add_crl(crl)  # type: ignore[union-attr]
+    if service.crl_file or service.crl_path:
+        store = ctx.get_cert_store()
+        if store is not None:
+            store.set_flags(crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL)
+    if not policy.request:
+        return
+    codes = {"host": 62, "email": 63, "ip": 64}  # X509_V_ERR_{HOSTNAME,EMAIL,IP_ADDRESS}_MISMATCH
+    hosts, emails, ips = service.check_host, service.check_email, service.check_ip
+
+    def check(cert: x509.Certificate) -> int | None:
+        kind = certnames.check_names(cert, hosts, emails, ips)
+        return codes[kind] if kind else None
+
+    pinned = frozenset(c.fingerprint(hashes.SHA256()) for c in anchors)
+    lenient = bool(service.redirect) or not (policy.chain or policy.peer)
+    set_verify(ctx, policy, pinned, check, lenient)
+
+
+def _directory_certificates(path: str) -> list[x509.Certificate]:
+    """The certificates of a hashed directory (``CApath``), for ``verifyPeer``."""
+    found: list[x509.Certificate] = []
+    for name in sorted(os.listdir(path)):
+        try:
+            found += x509.load_pem_x509_certificates(read_pem_file(os.path.join(path, name)))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _load_crls(steps: _Steps, path: str) -> list[x509.CertificateRevocationList]:
+    data = _check_readable(steps, "CRLfile", path)
+    marker = b"-----BEGIN X509 CRL-----"
+    blocks = [marker + part for part in data.split(marker)[1:]]
+    try:
+        crls = [x509.load_pem_x509_crl(block) for block in blocks]
+    except ValueError as exc:
+        raise steps.fail("CRLfile", f"CRLfile = {path}: not a PEM CRL ({exc})") from None
+    if not crls:
+        raise steps.fail("CRLfile", f"CRLfile = {path}: no BEGIN X509 CRL block")
+    return crls
+
+
+def _staple_from_responder(steps: _Steps, ctx: SSL.Context,
+                           chain: list[x509.Certificate]) -> None:
+    """``OCSPaia = yes`` / ``OCSP = URL``: staple what the responder says, fetched in the
+    background (``ocspstaple.Stapler``); the issuer comes from the cert file's chain or
+    CAfile, to check the responses against."""
+    from .ocspstaple import Stapler, responder_url
+    from .tlshooks import set_ocsp_staple
+
+    service = steps.service
+    leaf = chain[0]
+    option = "OCSP" if service.ocsp_url else "OCSPaia"
+    url = service.ocsp_url or responder_url(leaf)
+    if url is None:
+        raise steps.fail(option, "OCSPaia = yes: the certificate names no http:// OCSP "
+                                 "responder (Authority Information Access): give OCSP = URL")
+    candidates = chain[1:]
+    if service.ca_file:
+        candidates += _load_certificates(steps, "CAfile", service.ca_file)
+    issuer = next((c for c in candidates if c.subject == leaf.issuer), None)
+    if issuer is None:
+        raise steps.fail(option, f"{option}: the issuer of the certificate is neither in the "
+                                 "cert file after it nor in CAfile: it is needed to check the "
+                                 "responses")
+    stapler = Stapler(url, leaf, issuer, f"[{service.name}]")
+    set_ocsp_staple(ctx, stapler.response)
+
+
+def _staple_from_file(steps: _Steps, ctx: SSL.Context, path: str,
+                      leaf: x509.Certificate) -> None:
+    """``OCSPstaple = FILE``: the DER response in FILE, re-read when it changes, stapled while
+    it is a good answer for ``leaf`` and not past its nextUpdate."""
+    import datetime
+
+    from cryptography.x509 import ocsp
+
+    from .tlshooks import file_reader, set_ocsp_staple
+
+    _check_readable(steps, "OCSPstaple", path)
+    read = file_reader(path, PEM_MAX_BYTES)
+    parsed: dict[bytes, ocsp.OCSPResponse | None] = {}
+
+    def response() -> bytes | None:
+        der = read()
+        if der is None:
+            return None
+        if der not in parsed:
+            parsed.clear()
+            try:
+                resp: ocsp.OCSPResponse | None = ocsp.load_der_ocsp_response(der)
+            except ValueError:
+                resp = None
+            if resp is not None and (resp.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL
+                                     or resp.serial_number != leaf.serial_number):
+                resp = None
+            parsed[der] = resp
+        resp = parsed[der]
+        if resp is None:
+            return None
+        now = datetime.datetime.now(datetime.UTC)
+        if resp.next_update_utc is not None and resp.next_update_utc < now:
+            return None
+        return der
+
+    set_ocsp_staple(ctx, response)
 
 
 def read_pem_file(path: str, limit: int = PEM_MAX_BYTES) -> bytes:
@@ -153,7 +397,7 @@ def read_pem_file(path: str, limit: int = PEM_MAX_BYTES) -> bytes:
     return read_regular(path, limit)
 
 
-def _check_readable(steps: _Steps, option: str, path: str) -> bytes:
+def _check_readable(steps: _Steps, option: str, path: str, line: int | None = None) -> bytes:
     """The contents of ``path``; ConfigError ``OPTION = PATH: cannot read: REASON``."""
     try:
         return read_pem_file(path)
@@ -161,65 +405,58 @@ def _check_readable(steps: _Steps, option: str, path: str) -> bytes:
         reason = exc.strerror or str(exc)
     except ValueError as exc:
         reason = str(exc)
-    raise steps.fail(option, f"{option} = {path}: cannot read: {reason}")
+    raise steps.fail(option, f"{option} = {path}: cannot read: {reason}", line)
 
 
-def _load_certificates(steps: _Steps, option: str, path: str) -> list[x509.Certificate]:
+def _load_certificates(steps: _Steps, option: str, path: str,
+                       line: int | None = None) -> list[x509.Certificate]:
     """The PEM certificates in ``path`` (other PEM blocks skipped); ConfigError if none."""
-    data = _check_readable(steps, option, path)
+    data = _check_readable(steps, option, path, line)
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError as exc:
         why = "no BEGIN CERTIFICATE block" if "Unable to load PEM" in str(exc) else str(exc)
         raise steps.fail(option, f"{option} = {path}: no PEM certificate could be loaded from "
-                                 f"it ({why})") from None
+                                 f"it ({why})", line) from None
 
 
-def _load_ca_file(steps: _Steps, ctx: SSL.Context, path: str) -> None:
-    store = ctx.get_cert_store()
-    if store is None:
-        raise steps.fail("CAfile", f"CAfile = {path}: OpenSSL has no certificate store")
-    for cert in _load_certificates(steps, "CAfile", path):
-        store.add_cert(crypto.X509.from_cryptography(cert))
-
-
-def _use_cert_and_key(steps: _Steps, ctx: SSL.Context) -> None:
-    """Load the certificate chain and its key (from ``key``, else from the ``cert`` file)."""
+def _use_cert_and_key(steps: _Steps, ctx: SSL.Context, cert: str | None, key_path: str | None,
+                      line: int | None) -> None:
+    """Load a certificate chain and its key (from ``key``, else from the ``cert`` file);
+    ``line``: where a second ``cert`` was given (None: the service's first)."""
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    service = steps.service
-    cert = service.cert
     if cert is None:  # parse_config guarantees one; a Service made elsewhere may not
         raise steps.fail(None, "no 'cert': a TLS server needs a certificate")
-    key, key_option = (service.key, "key") if service.key else (cert, "cert")
-    leaf, *chain = _load_certificates(steps, "cert", cert)
+    key, key_option = (key_path, "key") if key_path else (cert, "cert")
+    leaf, *chain = _load_certificates(steps, "cert", cert, line)
     try:
         ctx.use_certificate(leaf)
         for each in chain:
             ctx.add_extra_chain_cert(each)
     except SSL.Error as exc:
         raise steps.fail("cert", f"cert = {cert}: OpenSSL refuses the certificate "
-                                 f"({ssl_reason(exc)})") from None
-    key_pem = _check_readable(steps, key_option, key)
+                                 f"({ssl_reason(exc)})", line) from None
+    key_pem = _check_readable(steps, key_option, key, line)
     try:
         pkey = load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
         raise steps.fail(key_option, f"{key_option} = {key}: no usable PEM private key in it "
-                                     "(encrypted keys are not supported)") from None
+                                     "(encrypted keys are not supported)", line) from None
     if not isinstance(pkey, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, dsa.DSAPrivateKey,
                              ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         raise steps.fail(key_option, f"{key_option} = {key}: a {type(pkey).__name__} cannot "
-                                     "sign a TLS handshake: use RSA or EC P-256")
+                                     "sign a TLS handshake: use RSA or EC P-256", line)
     weak = _weakness(pkey)
     if weak:
-        raise steps.fail(key_option, f"{key_option} = {key}: {weak}")
+        raise steps.fail(key_option, f"{key_option} = {key}: {weak}", line)
     try:
         ctx.use_privatekey(pkey)
         ctx.check_privatekey()
     except SSL.Error:
         raise steps.fail(key_option, f"{key_option} = {key}: the private key does not match "
-                                     f"the certificate in {cert}") from None
+                                     f"the certificate in {cert}", line) from None
 
 
 def _use_psk_secrets(steps: _Steps, ctx: SSL.Context, path: str) -> None:

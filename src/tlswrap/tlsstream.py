@@ -216,13 +216,26 @@ class TLSStream(SocketStream):
                     raise_ssl_error(self.conn, n)
                 except (SSL.Error, OSError) as exc:
                     raise trio.BrokenResourceError(
-                        f"TLS handshake failed: {self._broken(exc)}") from exc
+                        f"TLS handshake failed: {self._broken(exc)}{self._why()}") from exc
                 raise trio.BrokenResourceError(f"TLS handshake failed: error {err}")
         self.handshake_done = True
         self._key = pointer_key(ssl)
         _close_notify_read.discard(self._key)  # a key left by a freed connection at this address
         lib.SSL_set_info_callback(ssl, _INFO_CALLBACK)
         await trio.lowlevel.checkpoint()
+
+    def _why(self) -> str:
+        """What the handshake failure was about: the peer certificate's verify error, or the
+        server name a strict SNI service did not know (OpenSSL says only "callback failed")."""
+        from .tlshooks import verify_error
+
+        why = verify_error(self.conn)
+        if why:
+            return f" ({why})"
+        name = self.conn.get_servername()
+        if name:
+            return f" (server name {name.decode('ascii', 'backslashreplace')!r})"
+        return ""
 
     async def send_eof(self) -> None:
         """Send close_notify; the peer may go on sending until its own close_notify."""
@@ -264,8 +277,12 @@ class TLSStream(SocketStream):
         if not self.handshake_done:
             return "no TLS"
         conn = self.conn
+        alpn = conn.get_alpn_proto_negotiated()
+        said = f" alpn {alpn.decode('ascii', 'backslashreplace')}" if alpn else ""
+        name = conn.get_servername()
+        said += f" sni {name.decode('ascii', 'backslashreplace')}" if name else ""
         return (f"{conn.get_protocol_version_name()} {conn.get_cipher_name()} "
-                f"{conn.get_group_name() or '-'}")
+                f"{conn.get_group_name() or '-'}{said}")
 
 
 BLOCKED = object()  # a pyOpenSSL call that would block
