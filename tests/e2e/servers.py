@@ -1,0 +1,196 @@
+"""Real mail servers for the end-to-end tests, each started from a configuration written into
+a scratch folder, listening on free loopback ports, and stopped with its whole process group.
+
+The servers drop privileges for their workers (Dovecot's login and auth processes, Postfix's
+daemons, Cyrus as the cyrus user), and those users must reach the configuration, the sockets
+and the maildirs. pytest's own temporary folders sit under a 0700 root-owned folder, so each
+server gets a 0755 scratch folder of its own in the system's temporary directory, removed when
+the test ends. Nothing is read from or written to the system's /etc configuration, and no
+system service is involved.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from conftest import EXAMPLES, free_port, port_open, wait_for
+
+MAIL_USER = "nobody"  # owns the maildirs; Dovecot and Postfix deliver and read as this user
+PASSWORD = "secret-Pa55"
+
+
+def adapt(path: Path, subs: Iterable[tuple[str, str]]) -> str:
+    """The text of an examples/ file with test ports and paths put in: every ``old`` must be
+    there, so an example that drifts from the tests fails them."""
+    text = path.read_text()
+    for old, new in subs:
+        assert old in text, f"{path.name} no longer contains {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+def make_scratch() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="tlswrap-e2e-"))
+    root.chmod(0o755)
+    return root
+
+
+def mail_ids() -> tuple[int, int]:
+    entry = pwd.getpwnam(MAIL_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+class ProcessGroup:
+    """A server started in a session of its own; ``stop`` ends the whole group."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     env=env)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, graceful: Callable[[], object] | None = None) -> None:
+        if graceful is not None and self.alive():
+            graceful()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                continue
+            # the leader is gone; its children may linger a moment
+            try:
+                wait_for(lambda: not group_members(self.proc.pid), 10, "the process group")
+                break
+            except AssertionError:
+                continue
+        self._log.close()
+
+
+def group_members(pgid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def wait_ports(server: ProcessGroup, ports: Iterable[tuple[str, int]], what: str,
+               log: Callable[[], str]) -> None:
+    for host, port in ports:
+        wait_for(lambda host=host, port=port: port_open(port, host) or not server.alive(), 20,
+                 f"{what} on {host}:{port}")
+        if not server.alive():
+            raise AssertionError(f"{what} exited {server.proc.returncode}:\n{log()}")
+
+
+class Dovecot:
+    """Dovecot with passwd-file users and maildirs, plaintext IMAP/POP3 listeners (plain and
+    ``haproxy = yes``) from examples/dovecot-server.conf."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ports = {"imap": free_port(), "imap_proxy": free_port(),
+                      "pop3": free_port(), "pop3_proxy": free_port()}
+        self.mail = root / "mail"
+        self.mail.mkdir()
+        uid, gid = mail_ids()
+        os.chown(self.mail, uid, gid)
+        (root / "passwd").write_text(f"alice:{{PLAIN}}{PASSWORD}::::::\n")
+        listeners = adapt(EXAMPLES / "dovecot-server.conf", [
+            ("port = 143\n", f"port = {self.ports['imap']}\n"),
+            ("port = 10143\n", f"port = {self.ports['imap_proxy']}\n"),
+            ("port = 110\n", f"port = {self.ports['pop3']}\n"),
+            ("port = 10110\n", f"port = {self.ports['pop3_proxy']}\n"),
+        ])
+        (root / "listeners.conf").write_text(listeners)
+        self.log_path = root / "dovecot.log"
+        self.config = root / "dovecot.conf"
+        self.config.write_text(f"""\
+instance_name = tlswrap-e2e-{root.name}
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {self.log_path}
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = no
+first_valid_uid = {uid}
+last_valid_uid = {uid}
+auth_mechanisms = plain login
+auth_verbose = yes
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={self.mail}/%u
+}}
+mail_location = maildir:{self.mail}/%u
+!include {root}/listeners.conf
+""")
+        self.server = ProcessGroup([dovecot_binary(), "-F", "-c", str(self.config)],
+                                   root / "dovecot.out")
+        wait_ports(self.server, [("127.0.0.1", p) for p in self.ports.values()], "dovecot",
+                   self.log)
+
+    def log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text + self.server.log_path.read_text(errors="replace")
+
+    def maildir(self, user: str = "alice") -> Path:
+        """The user's maildir (cur, new, tmp), made as the mail user."""
+        uid, gid = mail_ids()
+        box = self.mail / user
+        for sub in ("", "cur", "new", "tmp"):
+            (box / sub).mkdir(exist_ok=True)
+            os.chown(box / sub, uid, gid)
+        return box
+
+    def deliver(self, message: bytes, user: str = "alice", name: str = "1.e2e") -> None:
+        """Put a message in the user's maildir the way an MDA does (tmp, then rename)."""
+        box = self.maildir(user)
+        tmp = box / "tmp" / name
+        tmp.write_bytes(message)
+        os.chown(tmp, *mail_ids())
+        tmp.rename(box / "new" / name)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def dovecot_binary() -> str:
+    return shutil.which("dovecot") or "/usr/sbin/dovecot"
+
+
+# imap-login: Info: Login: user=<alice>, method=PLAIN, rip=127.0.0.2, lip=127.0.0.1, mpid=6686,
+# secured, session=<...>   (dovecot's default login_log_format_elements)
+LOGIN_LINE = re.compile(r"(?:imap|pop3)-login: Info: Login: user=<(?P<user>[^>]*)>, "
+                        r"method=[^,]+, rip=(?P<rip>[^,]+), lip=(?P<lip>[^,]+), mpid=[^,]+"
+                        r"(?P<flags>.*)")
+
+
+def dovecot_logins(log: str) -> list[re.Match[str]]:
+    """Dovecot's successful-login lines; ``flags`` holds the rest (", secured, session=...")."""
+    return [m for line in log.splitlines() if (m := LOGIN_LINE.search(line))]
