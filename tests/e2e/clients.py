@@ -43,9 +43,9 @@ def poplib_fetch(port: int, ca_file: Path, user: str, password: str) -> bytes:
     return b"".join(line + b"\r\n" for line in lines)
 
 
-def curl(url: str, ca_file: Path, user: str, password: str, *extra: str) -> bytes:
+def curl(url: str, ca_file: Path, *extra: str) -> bytes:
     out = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(ca_file),
-                          "-u", f"{user}:{password}", *extra, url],
+                          *extra, url],
                          capture_output=True, timeout=40, check=False)
     assert out.returncode == 0, out.stderr.decode(errors="replace")
     return out.stdout

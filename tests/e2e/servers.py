@@ -113,8 +113,8 @@ class Dovecot:
         self.root = root
         self.ports = {"imap": free_port(), "imap_proxy": free_port(),
                       "pop3": free_port(), "pop3_proxy": free_port()}
-        self.mail = root / "mail"
-        self.mail.mkdir()
+        self.mail = root / "mail"  # shared with a Postfix on the same root
+        self.mail.mkdir(exist_ok=True)
         uid, gid = mail_ids()
         os.chown(self.mail, uid, gid)
         (root / "passwd").write_text(f"alice:{{PLAIN}}{PASSWORD}::::::\n")
@@ -194,3 +194,94 @@ LOGIN_LINE = re.compile(r"(?:imap|pop3)-login: Info: Login: user=<(?P<user>[^>]*
 def dovecot_logins(log: str) -> list[re.Match[str]]:
     """Dovecot's successful-login lines; ``flags`` holds the rest (", secured, session=...")."""
     return [m for line in log.splitlines() if (m := LOGIN_LINE.search(line))]
+
+
+# The services every Postfix needs (master.cf.proto's, without chroot); the smtpd listeners
+# come from examples/postfix-master.cf.
+POSTFIX_SERVICES = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class Postfix:
+    """Postfix from a scratch config_directory (``postfix -c DIR start-fg``): its own queue
+    and data directories, a log file (maillog_file), loopback only, and virtual delivery of
+    alice@example.test to ROOT/mail/alice/, the maildir a Dovecot on the same ROOT reads."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ports = {"submission": free_port(), "submission_proxy": free_port()}
+        self.config_dir = root / "postfix"
+        self.config_dir.mkdir()
+        mail = root / "mail"
+        mail.mkdir(exist_ok=True)
+        uid, gid = mail_ids()
+        os.chown(mail, uid, gid)
+        self.log_path = root / "maillog"
+        (root / "spool").mkdir()
+        (root / "data").mkdir()
+        postfix_user = pwd.getpwnam("postfix")
+        os.chown(root / "data", postfix_user.pw_uid, postfix_user.pw_gid)
+        (self.config_dir / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {root}/spool
+data_directory = {root}/data
+maillog_file = {self.log_path}
+maillog_file_prefixes = {root}
+myhostname = mail.example.test
+mydomain = example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+relayhost =
+default_transport = error:this test Postfix delivers to example.test only
+virtual_mailbox_domains = example.test
+virtual_mailbox_base = {mail}
+virtual_mailbox_maps = inline:{{ alice@example.test=alice/ }}
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+biff = no
+""")
+        smtpd = adapt(EXAMPLES / "postfix-master.cf", [
+            ("127.0.0.1:587 ", f"127.0.0.1:{self.ports['submission']} "),
+            ("127.0.0.1:10587 ", f"127.0.0.1:{self.ports['submission_proxy']} "),
+        ])
+        (self.config_dir / "master.cf").write_text(POSTFIX_SERVICES + smtpd)
+        self.server = ProcessGroup([postfix_binary(), "-c", str(self.config_dir), "start-fg"],
+                                   root / "postfix.out")
+        wait_ports(self.server, [("127.0.0.1", p) for p in self.ports.values()], "postfix",
+                   self.log)
+
+    def log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text + self.server.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.server.stop(lambda: subprocess.run(
+            [postfix_binary(), "-c", str(self.config_dir), "stop"], timeout=30,
+            capture_output=True, check=False))
+
+
+def postfix_binary() -> str:
+    return shutil.which("postfix") or "/usr/sbin/postfix"

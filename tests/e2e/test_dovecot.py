@@ -61,7 +61,7 @@ def test_imaplib_reads_the_message_byte_for_byte(served, certs, dovecot):
 def test_curl_imaps_reads_the_message_byte_for_byte(served, certs):
     need("curl")
     url = f"imaps://{clients.HOST}:{served.ports['imaps']}/INBOX;UID=1"
-    assert clients.curl(url, certs.ca_file, "alice", PASSWORD) == MESSAGE
+    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
 
 
 def test_poplib_reads_the_message_byte_for_byte(served, certs):
@@ -72,7 +72,7 @@ def test_poplib_reads_the_message_byte_for_byte(served, certs):
 def test_curl_pop3s_reads_the_message_byte_for_byte(served, certs):
     need("curl")
     url = f"pop3s://{clients.HOST}:{served.ports['pop3s']}/1"
-    assert clients.curl(url, certs.ca_file, "alice", PASSWORD) == MESSAGE
+    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
 
 
 @pytest.mark.parametrize("proto", ["IMAP", "POP3"])
