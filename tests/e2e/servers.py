@@ -285,3 +285,66 @@ biff = no
 
 def postfix_binary() -> str:
     return shutil.which("postfix") or "/usr/sbin/postfix"
+
+
+# Debian's IMAP servers conflict with each other (each Provides and Conflicts imap-server), so
+# cyrus-imapd cannot be installed beside dovecot-imapd: tests/run installs cyrus-common (the
+# master process, tools and libraries) and unpacks the cyrus-imapd package's imapd here.
+CYRUS_IMAPD = ["/usr/lib/cyrus/bin/imapd",
+               "/var/cache/tlswrap-e2e/cyrus-imapd/usr/lib/cyrus/bin/imapd"]
+
+
+def cyrus_imapd() -> str | None:
+    return next((p for p in CYRUS_IMAPD if os.access(p, os.X_OK)), None)
+
+
+class Cyrus:
+    """Cyrus IMAP (cyrmaster in the foreground) with its imap service from
+    examples/cyrus-server.conf, sasldb passwords and INBOX created at first login."""
+
+    def __init__(self, root: Path, users: dict[str, str]):
+        self.root = root
+        self.port = free_port()
+        for sub in ("config", "spool", "run"):
+            (root / sub).mkdir()
+        self.imapd_conf = root / "imapd.conf"
+        self.imapd_conf.write_text(f"""\
+configdirectory: {root}/config
+partition-default: {root}/spool
+servername: mail.example.test
+allowplaintext: yes
+sasl_mech_list: PLAIN LOGIN
+sasl_pwcheck_method: auxprop
+sasl_auxprop_plugin: sasldb
+sasl_sasldb_path: {root}/sasldb2
+autocreate_quota: 0
+lmtpsocket: {root}/run/lmtp
+idlesocket: {root}/run/idle
+notifysocket: {root}/run/notify
+""")
+        for user, password in users.items():
+            subprocess.run(["saslpasswd2", "-p", "-c", "-f", str(root / "sasldb2"),
+                            "-u", "mail.example.test", user], input=password.encode(),
+                           check=True, timeout=30)
+        services = adapt(EXAMPLES / "cyrus-server.conf", [
+            ('cmd="imapd"', f'cmd="{cyrus_imapd()} -C {self.imapd_conf}"'),
+            ('listen="127.0.0.1:143"', f'listen="127.0.0.1:{self.port}"'),
+        ])
+        self.cyrus_conf = root / "cyrus.conf"
+        self.cyrus_conf.write_text(
+            f'START {{\n  recover cmd="ctl_cyrusdb -r -C {self.imapd_conf}"\n}}\n'
+            + services + "EVENTS {\n}\nDAEMON {\n}\n")
+        cyrus = pwd.getpwnam("cyrus")
+        for path in [root / "config", root / "spool", root / "run", root / "sasldb2"]:
+            os.chown(path, cyrus.pw_uid, cyrus.pw_gid)
+        self.server = ProcessGroup(["cyrmaster", "-D", "-C", str(self.imapd_conf),
+                                    "-M", str(self.cyrus_conf),
+                                    "-p", str(root / "run" / "master.pid")],
+                                   root / "cyrus.out")
+        wait_ports(self.server, [("127.0.0.1", self.port)], "cyrus", self.log)
+
+    def log(self) -> str:
+        return self.server.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.server.stop()
