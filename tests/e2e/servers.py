@@ -109,7 +109,7 @@ class Dovecot:
     """Dovecot with passwd-file users and maildirs, plaintext IMAP/POP3 listeners (plain and
     ``haproxy = yes``) from examples/dovecot-server.conf."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, users: Iterable[str] = ("alice",)):
         self.root = root
         self.ports = {"imap": free_port(), "imap_proxy": free_port(),
                       "pop3": free_port(), "pop3_proxy": free_port()}
@@ -117,7 +117,8 @@ class Dovecot:
         self.mail.mkdir(exist_ok=True)
         uid, gid = mail_ids()
         os.chown(self.mail, uid, gid)
-        (root / "passwd").write_text(f"alice:{{PLAIN}}{PASSWORD}::::::\n")
+        (root / "passwd").write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}::::::\n"
+                                             for user in users))
         listeners = adapt(EXAMPLES / "dovecot-server.conf", [
             ("port = 143\n", f"port = {self.ports['imap']}\n"),
             ("port = 10143\n", f"port = {self.ports['imap_proxy']}\n"),
