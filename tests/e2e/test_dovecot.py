@@ -83,6 +83,15 @@ def test_fetchmail_delivers_the_message_to_its_mda(served, certs, tmp_path, prot
     assert got == [MESSAGE.replace(b"\r\n", b"\n")]
 
 
+@pytest.mark.parametrize("scheme", ["imaps", "pops"])
+def test_mutt_reads_the_message(served, certs, tmp_path, scheme):
+    need("mutt", "script")
+    port = served.ports["imaps" if scheme == "imaps" else "pop3s"]
+    url = f"{scheme}://{clients.HOST}:{port}/" + ("INBOX" if scheme == "imaps" else "")
+    got = clients.mutt_read(url, certs.ca_file, "alice", PASSWORD, tmp_path / "mutt")
+    assert got == MESSAGE.replace(b"\r\n", b"\n")
+
+
 # PROXY v2 to Dovecot's haproxy listeners (examples/dovecot-proxy.conf). The client binds to
 # 127.0.0.2 and tlswrap connects from 127.0.0.1, so Dovecot's log can only name 127.0.0.2 if it
 # came from the header; and the header's addresses differ (127.0.0.2 -> 127.0.0.1), so Dovecot's

@@ -95,6 +95,23 @@ def test_curl_smtps_then_imaps_byte_for_byte(mailhost, postfix, certs, tmp_path)
     assert_delivered_unchanged(read_back(postfix, imaps, certs.ca_file), sent)
 
 
+def test_mutt_batch_send_over_smtps_then_imaps(mailhost, postfix, certs, tmp_path):
+    """mutt writes its own headers; the body and the From, To and Subject it was given must
+    arrive unchanged."""
+    need("mutt")
+    smtps, imaps = mailhost
+    body = b"Sent by mutt in batch mode.\n.A dot line.\nLast line.\n"
+    clients.mutt_send(f"smtps://{clients.HOST}:{smtps}/", certs.ca_file, SENDER, RCPT,
+                      "mutt through tlswrap", body, tmp_path / "mutt")
+    got = read_back(postfix, imaps, certs.ca_file)
+    head, _, got_body = got.partition(b"\r\n\r\n")
+    assert got_body == body.replace(b"\n", b"\r\n")
+    headers = head.split(b"\r\n")
+    assert [h for h in headers if h.startswith(b"From: ") and SENDER.encode() in h], headers
+    assert f"To: {RCPT}".encode() in headers, headers
+    assert b"Subject: mutt through tlswrap" in headers, headers
+
+
 def test_proxy_v2_postfix_logs_the_client(postfix, front, certs):
     served = front("daemon", "postfix-proxy.conf", {10587: postfix.ports["submission_proxy"]})
     clients.smtplib_send(served.ports["submissions"], certs.ca_file, SENDER, RCPT,
