@@ -107,7 +107,7 @@ def wait_ports(server: ProcessGroup, ports: Iterable[tuple[str, int]], what: str
 
 class Dovecot:
     """Dovecot with passwd-file users and maildirs, plaintext IMAP/POP3 listeners (plain and
-    ``haproxy = yes``) from examples/dovecot-server.conf."""
+    ``haproxy = yes``) from examples/server-side/dovecot-listeners.conf."""
 
     def __init__(self, root: Path, users: Iterable[str] = ("alice",)):
         self.root = root
@@ -119,7 +119,7 @@ class Dovecot:
         os.chown(self.mail, uid, gid)
         (root / "passwd").write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}::::::\n"
                                              for user in users))
-        listeners = adapt(EXAMPLES / "dovecot-server.conf", [
+        listeners = adapt(EXAMPLES / "server-side" / "dovecot-listeners.conf", [
             ("port = 143\n", f"port = {self.ports['imap']}\n"),
             ("port = 10143\n", f"port = {self.ports['imap_proxy']}\n"),
             ("port = 110\n", f"port = {self.ports['pop3']}\n"),
@@ -198,7 +198,7 @@ def dovecot_logins(log: str) -> list[re.Match[str]]:
 
 
 # The services every Postfix needs (master.cf.proto's, without chroot); the smtpd listeners
-# come from examples/postfix-master.cf.
+# come from examples/server-side/postfix-master.cf.
 POSTFIX_SERVICES = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -264,7 +264,7 @@ virtual_uid_maps = static:{uid}
 virtual_gid_maps = static:{gid}
 biff = no
 """)
-        smtpd = adapt(EXAMPLES / "postfix-master.cf", [
+        smtpd = adapt(EXAMPLES / "server-side" / "postfix-master.cf", [
             ("127.0.0.1:587 ", f"127.0.0.1:{self.ports['submission']} "),
             ("127.0.0.1:10587 ", f"127.0.0.1:{self.ports['submission_proxy']} "),
         ])
@@ -301,7 +301,7 @@ def cyrus_imapd() -> str | None:
 
 class Cyrus:
     """Cyrus IMAP (cyrmaster in the foreground) with its imap service from
-    examples/cyrus-server.conf, sasldb passwords and INBOX created at first login."""
+    examples/server-side/cyrus-services.conf, sasldb passwords and INBOX created at first login."""
 
     def __init__(self, root: Path, users: dict[str, str]):
         self.root = root
@@ -327,7 +327,7 @@ notifysocket: {root}/run/notify
             subprocess.run(["saslpasswd2", "-p", "-c", "-f", str(root / "sasldb2"),
                             "-u", "mail.example.test", user], input=password.encode(),
                            check=True, timeout=30)
-        services = adapt(EXAMPLES / "cyrus-server.conf", [
+        services = adapt(EXAMPLES / "server-side" / "cyrus-services.conf", [
             ('cmd="imapd"', f'cmd="{cyrus_imapd()} -C {self.imapd_conf}"'),
             ('listen="127.0.0.1:143"', f'listen="127.0.0.1:{self.port}"'),
         ])
