@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -269,6 +270,10 @@ biff = no
             ("127.0.0.1:10587 ", f"127.0.0.1:{self.ports['submission_proxy']} "),
         ])
         (self.config_dir / "master.cf").write_text(POSTFIX_SERVICES + smtpd)
+        # Postfix waits (in 0.3 s steps) until its configuration files are older than a
+        # second, against reading a file still being written: these are complete.
+        for name in ("main.cf", "master.cf"):
+            os.utime(self.config_dir / name, (time.time() - 5, time.time() - 5))
         self.server = ProcessGroup([postfix_binary(), "-c", str(self.config_dir), "start-fg"],
                                    root / "postfix.out")
         wait_ports(self.server, [("127.0.0.1", p) for p in self.ports.values()], "postfix",

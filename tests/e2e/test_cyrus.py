@@ -46,8 +46,10 @@ def test_curl_imaps_reads_the_message(served, certs):
     assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
 
 
-def test_a_wrong_password_is_refused(served, certs):
-    with imaplib.IMAP4_SSL(clients.HOST, served, ssl_context=certs.client_context(),
+def test_a_wrong_password_is_refused(cyrus, front, certs):
+    """(Cyrus answers a failed login after a pause of some seconds: one mode is enough.)"""
+    port = front("daemon", "cyrus.conf", {143: cyrus.port}).ports["imaps"]
+    with imaplib.IMAP4_SSL(clients.HOST, port, ssl_context=certs.client_context(),
                            timeout=20) as m:
         with pytest.raises(imaplib.IMAP4.error):
             m.login("alice", "not-" + PASSWORD)
