@@ -178,6 +178,12 @@ mail_location = maildir:{self.mail}/%u
         os.chown(tmp, *mail_ids())
         tmp.rename(box / "new" / name)
 
+    def logins(self, count: int = 1) -> list[re.Match[str]]:
+        """The successful-login lines, once there are ``count`` (Dovecot's log process writes
+        them a moment after the client hears OK)."""
+        wait_for(lambda: len(dovecot_logins(self.log())) >= count, 10, "dovecot's login line")
+        return dovecot_logins(self.log())
+
     def stop(self) -> None:
         self.server.stop()
 

@@ -54,7 +54,7 @@ def served(dovecot, front, mode):
 def test_imaplib_reads_the_message_byte_for_byte(served, certs, dovecot):
     got = clients.imaplib_fetch(served.ports["imaps"], certs.ca_file, "alice", PASSWORD)
     assert got == MESSAGE
-    [login] = dovecot_logins(dovecot.log())
+    [login] = dovecot.logins()
     assert login["user"] == "alice" and login["rip"] == "127.0.0.1"
 
 
@@ -123,7 +123,7 @@ def test_proxy_v2_dovecot_logs_the_client_and_counts_tls_as_secured(proxied, cer
         m.select("INBOX")
         assert m.fetch("1", "(BODY.PEEK[])")[1][0][1] == MESSAGE
         m.logout()
-    [login] = dovecot_logins(dovecot.log())
+    [login] = dovecot.logins()
     assert login["rip"] == CLIENT, login.group(0)
     assert login["lip"] == "127.0.0.1" and "secured" in login["flags"].split(", "), \
         login.group(0)
@@ -139,9 +139,9 @@ def test_proxy_header_without_the_ssl_tlv_leaves_cleartext_login_refused(proxied
         with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
             m.login("alice", PASSWORD)
         m.logout()
-    assert not dovecot_logins(dovecot.log())
     wait_for(lambda: f"rip={CLIENT}, lip=127.0.0.1" in dovecot.log(), 10,
              "dovecot's line for the refused client")
+    assert not dovecot_logins(dovecot.log())
 
 
 def test_proxy_v2_pop3_logs_the_client(proxied, certs, dovecot):
@@ -154,5 +154,5 @@ def test_proxy_v2_pop3_logs_the_client(proxied, certs, dovecot):
         assert p.stat()[0] == 1
     finally:
         p.quit()
-    [login] = dovecot_logins(dovecot.log())
+    [login] = dovecot.logins()
     assert login["rip"] == CLIENT and "secured" in login["flags"].split(", "), login.group(0)
