@@ -170,8 +170,12 @@ def front(certs, tmp_path) -> Iterator:
               subs: list[tuple[str, str]] | None = None) -> Front:
         if mode == "daemon":
             text, ports = daemon_config(example, backends, certs, subs or [])
-            proc = Tlswrap(tmp_path, text, list(ports.values()), name=f"tlswrap{len(stop)}.conf")
+            proc = Tlswrap(tmp_path, text, None, name=f"tlswrap{len(stop)}.conf")
             stop.append(proc.stop)
+            for port in ports.values():
+                wait_for(lambda port=port: port_open(port) or proc.proc.poll() is not None,
+                         15, f"tlswrap listening on {port}")
+            assert proc.proc.poll() is None, f"tlswrap exited:\n{proc.log()}"
             return Front(ports, proc.log, proc)
         if mode == "inetd":
             need(INETD)

@@ -80,6 +80,8 @@ class ProcessGroup:
                 break
             except AssertionError:
                 continue
+        if self.proc.poll() is None:
+            self.proc.wait(10)
         self._log.close()
 
 
@@ -99,11 +101,17 @@ def group_members(pgid: int) -> list[int]:
 
 def wait_ports(server: ProcessGroup, ports: Iterable[tuple[str, int]], what: str,
                log: Callable[[], str]) -> None:
-    for host, port in ports:
-        wait_for(lambda host=host, port=port: port_open(port, host) or not server.alive(), 20,
-                 f"{what} on {host}:{port}")
-        if not server.alive():
-            raise AssertionError(f"{what} exited {server.proc.returncode}:\n{log()}")
+    """Wait until the server listens on every port; if it does not, stop it and say why (the
+    fixture never gets the object to stop)."""
+    try:
+        for host, port in ports:
+            wait_for(lambda host=host, port=port: port_open(port, host) or not server.alive(),
+                     20, f"{what} on {host}:{port}")
+            if not server.alive():
+                raise AssertionError(f"{what} exited {server.proc.returncode}:\n{log()}")
+    except AssertionError:
+        server.stop()
+        raise
 
 
 class Dovecot:
