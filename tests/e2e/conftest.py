@@ -5,6 +5,7 @@ each mode, and the rule that a missing server fails the suite under CI instead o
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,46 @@ def need(*programs: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
+
+
+# The users the servers' own processes run as (Dovecot's login and internal processes,
+# Postfix's daemons, Cyrus): none may outlive the test that started them.
+SERVER_USERS = ("dovecot", "dovenull", "postfix", "cyrus")
+
+
+def server_processes() -> set[int]:
+    uids = set()
+    for name in SERVER_USERS:
+        try:
+            uids.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            pass
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            uid = int(status.split("\nUid:")[1].split()[0])
+            if uid in uids and "\nState:\tZ" not in status:
+                found.add(int(entry))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_server_process():
+    """Set up before, and so torn down after, the servers: every process they started is
+    gone when the test ends."""
+    before = server_processes()
+    yield
+    try:
+        wait_for(lambda: not server_processes() - before, 15, "the servers' processes to end")
+    except AssertionError:
+        left = sorted(server_processes() - before)
+        names = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                 for pid in left if Path(f"/proc/{pid}").exists()]
+        raise AssertionError(f"left running: {names}") from None
 
 
 @pytest.fixture(scope="session")
