@@ -3,6 +3,8 @@ examples/quickstart.conf, as the README's "Try it" section promises."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from conftest import EXAMPLES
@@ -13,7 +15,6 @@ from .conftest import need
 pytestmark = pytest.mark.e2e
 
 
-
 @pytest.fixture
 def quickstart(demo_mailserver, front):
     imap, pop3 = demo_mailserver
@@ -21,8 +22,7 @@ def quickstart(demo_mailserver, front):
 
 
 def demo_message() -> bytes:
-    import importlib.util
-
+    """The message the demo serves (examples/ is not a package: loaded from its file)."""
     spec = importlib.util.spec_from_file_location("demo", EXAMPLES / "demo_mailserver.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
