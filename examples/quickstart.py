@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +23,21 @@ BIN = Path(sys.executable).parent
 def tool(name: str) -> str:
     path = BIN / name
     return str(path) if path.exists() else name
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def listening(demo: subprocess.Popen[bytes], ports: list[int], timeout: float = 10) -> bool:
+    """Whether the demo server is up on every port before it exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and demo.poll() is None:
+        if all(port_open(p) for p in ports):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def main() -> int:
@@ -37,6 +54,8 @@ def main() -> int:
         subprocess.run([tool("wrapcert"), "show", "--sha256", str(cert)], check=False)
     demo = subprocess.Popen([sys.executable, "examples/demo_mailserver.py",
                              "--imap", "127.0.0.1:10143", "--pop3", "127.0.0.1:10110"])
+    if not listening(demo, [10143, 10110]):
+        return demo.wait(5) or 1  # it said why (a busy port) in one line
     print("\nTry:  curl -k -u demo:demo imaps://127.0.0.1:10993/\n"
           "      openssl s_client -connect 127.0.0.1:10995 -quiet\n"
           "Ctrl-C stops.\n", flush=True)

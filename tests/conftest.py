@@ -54,11 +54,12 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class Certs:
     """A test CA and a server certificate for localhost / 127.0.0.1 / ::1, as files."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, common_name: str | None = None):
         import trustme
 
         self.ca = trustme.CA()
         self.server = self.ca.issue_cert("localhost", "127.0.0.1", "::1",
+                                         common_name=common_name,
                                          key_type=trustme.KeyType.ECDSA)
         self.ca_file = tmp / "ca.pem"
         self.cert_file = tmp / "server.pem"

@@ -1,0 +1,179 @@
+"""The mail clients people use, driven one-shot against a TLS port: each returns what it
+fetched (or raises with what it printed), so a test can compare messages byte for byte."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import poplib
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+HOST = "localhost"  # the name the test certificate carries
+
+
+def run(argv: list[str], timeout: float = 60, input: bytes | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run a client in a process group of its own; on timeout the whole group is killed
+    (mutt under ``script``, fetchmail's MDA) before the error is raised."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None
+                            else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{argv[0]} still running after {timeout}s:\n"
+                             + (out + err)[-2000:].decode(errors="replace")) from None
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def context(ca_file: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def imaplib_fetch(port: int, ca_file: Path, user: str, password: str) -> bytes:
+    """LOGIN, SELECT INBOX, FETCH 1 BODY.PEEK[], LOGOUT with Python's imaplib."""
+    with imaplib.IMAP4_SSL(HOST, port, ssl_context=context(ca_file), timeout=20) as m:
+        assert m.login(user, password)[0] == "OK"
+        typ, data = m.select("INBOX")
+        assert typ == "OK", data
+        typ, data = m.fetch("1", "(BODY.PEEK[])")
+        assert typ == "OK", data
+        m.logout()
+    return data[0][1]
+
+
+def poplib_fetch(port: int, ca_file: Path, user: str, password: str) -> bytes:
+    """USER, PASS, RETR 1, QUIT with Python's poplib (lines joined with CRLF again)."""
+    p = poplib.POP3_SSL(HOST, port, context=context(ca_file), timeout=20)
+    try:
+        p.user(user)
+        p.pass_(password)
+        _resp, lines, _octets = p.retr(1)
+    finally:
+        p.quit()
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+def curl(url: str, ca_file: Path, *extra: str) -> bytes:
+    out = run(["curl", "-sS", "--max-time", "20", "--cacert", str(ca_file), *extra, url])
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    return out.stdout
+
+
+def fetchmail(proto: str, port: int, ca_file: Path, user: str, password: str,
+              home: Path) -> list[bytes]:
+    """fetchmail one-shot (no daemon), --sslcertck against the test CA, every message handed
+    to an MDA that writes it to a file of its own; ``keep`` leaves them on the server.
+    ``invisible`` stops fetchmail adding its Received line, so what the MDA gets is the
+    message as the server sent it (with LF line ends: fetchmail hands MDAs Unix text)."""
+    home.mkdir(exist_ok=True)
+    out_dir = home / "delivered"
+    out_dir.mkdir(exist_ok=True)
+    rc = home / "fetchmailrc"
+    rc.write_text(f'set invisible\npoll {HOST} proto {proto} port {port}\n'
+                  f'  user "{user}" there with password "{password}" is root here\n'
+                  f'  options keep ssl sslcertck sslcertfile "{ca_file}"\n'
+                  f'  mda "/bin/sh -c \'cat > {out_dir}/$$.msg\'"\n')
+    rc.chmod(0o600)
+    env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home)}
+    out = run(["fetchmail", "-f", str(rc), "--nosyslog", "-v"], env=env)
+    assert out.returncode == 0, (out.stdout + out.stderr).decode(errors="replace")
+    return [p.read_bytes() for p in sorted(out_dir.iterdir())]
+
+
+def smtplib_send(port: int, ca_file: Path, sender: str, rcpt: str, message: bytes,
+                 source: str | None = None) -> None:
+    """SMTP over implicit TLS with Python's smtplib, optionally from a given source address."""
+    s = smtplib.SMTP_SSL(HOST, port, context=context(ca_file), timeout=20,
+                         source_address=(source, 0) if source else None)
+    try:
+        s.ehlo("client.example.test")
+        refused = s.sendmail(sender, [rcpt], message)
+        assert not refused
+    finally:
+        s.quit()
+
+
+def swaks_send(port: int, ca_file: Path, sender: str, rcpt: str, message_file: Path) -> str:
+    out = run(["swaks", "--server", HOST, "--port", str(port), "--tls-on-connect",
+               "--tls-verify", "--tls-ca-path", str(ca_file),
+               "--from", sender, "--to", rcpt, "--data", f"@{message_file}",
+               "--helo", "client.example.test", "--timeout", "20"])
+    assert out.returncode == 0, (out.stdout + out.stderr).decode(errors="replace")
+    return out.stdout.decode(errors="replace")
+
+
+class BoundIMAP4SSL(imaplib.IMAP4_SSL):
+    """imaplib's IMAP4_SSL from a chosen source address (``source`` before connecting)."""
+
+    source = "127.0.0.1"
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+class BoundPOP3SSL(poplib.POP3_SSL):
+    """poplib's POP3_SSL from a chosen source address."""
+
+    source = "127.0.0.1"
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+        return self.context.wrap_socket(sock, server_hostname=self.host)
+
+
+def imap_from(source: str) -> type[BoundIMAP4SSL]:
+    return type("IMAP4SSLFrom", (BoundIMAP4SSL,), {"source": source})
+
+
+def pop3_from(source: str) -> type[BoundPOP3SSL]:
+    return type("POP3SSLFrom", (BoundPOP3SSL,), {"source": source})
+
+
+def muttrc(home: Path, ca_file: Path, user: str, password: str, extra: str = "") -> Path:
+    """A muttrc that trusts the test CA, logs in with USER/PASSWORD, never waits for a key and
+    caches nothing."""
+    home.mkdir(exist_ok=True)
+    rc = home / "muttrc"
+    rc.write_text(f'set ssl_ca_certificates_file="{ca_file}"\n'
+                  f'set imap_user="{user}"\nset imap_pass="{password}"\n'
+                  f'set pop_user="{user}"\nset pop_pass="{password}"\n'
+                  'set wait_key=no\nset quit=yes\nset pipe_decode=no\nset header_cache=""\n'
+                  'set message_cachedir=""\nset mail_check_stats=no\nset ssl_starttls=no\n'
+                  'set move=no\nset delete=no\nset record=""\n'
+                  f'set folder="{home}"\n'  # an existing folder: no "create ~/Mail?" prompt
+                  + extra)
+    rc.chmod(0o600)
+    return rc
+
+
+def mutt_read(url: str, ca_file: Path, user: str, password: str, home: Path) -> bytes:
+    """mutt opens the mailbox at URL and pipes the first message, raw, to a file. mutt reads
+    mail only with its full-screen interface, so it runs on a pseudo-terminal (``script``)
+    with the keys pushed from the command line; it quits by itself."""
+    rc = muttrc(home, ca_file, user, password)
+    out = home / "piped.eml"
+    keys = f"<pipe-message>cat > {out}<enter><quit>"
+    command = f"stty rows 24 cols 80; exec mutt -n -F {rc} -f '{url}' -e 'push \"{keys}\"'"
+    done = run(["script", "-qec", command, "/dev/null"],
+               env={**os.environ, "TERM": "xterm", "HOME": str(home)})
+    assert done.returncode == 0 and out.exists(), done.stdout[-2000:].decode(errors="replace")
+    return out.read_bytes()
+
+
+def mutt_send(smtps_url: str, ca_file: Path, sender: str, rcpt: str, subject: str,
+              body: bytes, home: Path) -> None:
+    """mutt in batch mode (no terminal, body on stdin) sending through SMTPS."""
+    rc = muttrc(home, ca_file, "", "", f'set smtp_url="{smtps_url}"\nset from="{sender}"\n'
+                'set use_from=yes\nset send_charset="utf-8"\n')
+    done = run(["mutt", "-n", "-F", str(rc), "-s", subject, "--", rcpt], input=body,
+               env={**os.environ, "HOME": str(home)})
+    assert done.returncode == 0, (done.stdout + done.stderr).decode(errors="replace")

@@ -1,0 +1,158 @@
+"""Dovecot behind tlswrap: IMAPS and POP3S with real clients, in every mode tlswrap fronts a
+server (the daemon, inetd), and the PROXY v2 header that tells Dovecot who the client is and
+that it spoke TLS."""
+
+from __future__ import annotations
+
+import imaplib
+
+import pytest
+
+from conftest import wait_for
+
+from . import clients
+from .conftest import MODES, need
+from .servers import PASSWORD, dovecot_logins
+
+pytestmark = pytest.mark.e2e
+
+MESSAGE = (
+    b"Return-Path: <bob@example.test>\r\n"
+    b"From: Bob <bob@example.test>\r\n"
+    b"To: Alice <alice@example.test>\r\n"
+    b"Subject: through tlswrap to dovecot\r\n"
+    b"Date: Tue, 01 Dec 2026 06:00:00 +0000\r\n"
+    b"Message-ID: <e2e-dovecot-1@example.test>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"Line one.\r\n"
+    b".A line that starts with a dot (POP3 and SMTP stuff it; it must come back as sent).\r\n"
+    b"  Trailing spaces stay.  \r\n"
+    + "Non-ASCII: caf\u00e9 \u2713\r\n".encode()
+    + b"x" * 900 + b"\r\n"
+)
+
+
+def backends(dovecot) -> dict[int, int]:
+    """examples/dovecot.conf's backend ports -> this Dovecot's."""
+    return {143: dovecot.ports["imap"], 110: dovecot.ports["pop3"]}
+
+
+@pytest.fixture(params=MODES)
+def mode(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def served(dovecot, front, mode):
+    """Dovecot with one message for alice, and tlswrap in front of it in ``mode``."""
+    dovecot.deliver(MESSAGE)
+    return front(mode, "dovecot.conf", backends(dovecot))
+
+
+def test_imaplib_reads_the_message_byte_for_byte(served, certs, dovecot):
+    got = clients.imaplib_fetch(served.ports["imaps"], certs.ca_file, "alice", PASSWORD)
+    assert got == MESSAGE
+    [login] = dovecot.logins()
+    assert login["user"] == "alice" and login["rip"] == "127.0.0.1"
+
+
+def test_curl_imaps_reads_the_message_byte_for_byte(served, certs):
+    need("curl")
+    url = f"imaps://{clients.HOST}:{served.ports['imaps']}/INBOX;UID=1"
+    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
+
+
+def test_poplib_reads_the_message_byte_for_byte(served, certs):
+    got = clients.poplib_fetch(served.ports["pop3s"], certs.ca_file, "alice", PASSWORD)
+    assert got == MESSAGE
+
+
+def test_curl_pop3s_reads_the_message_byte_for_byte(served, certs):
+    need("curl")
+    url = f"pop3s://{clients.HOST}:{served.ports['pop3s']}/1"
+    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
+
+
+@pytest.mark.parametrize("proto", ["IMAP", "POP3"])
+def test_fetchmail_delivers_the_message_to_its_mda(served, certs, tmp_path, proto):
+    need("fetchmail")
+    port = served.ports["imaps" if proto == "IMAP" else "pop3s"]
+    got = clients.fetchmail(proto, port, certs.ca_file, "alice", PASSWORD, tmp_path / "fm")
+    assert got == [MESSAGE.replace(b"\r\n", b"\n")]
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "pops"])
+def test_mutt_reads_the_message(served, certs, tmp_path, scheme):
+    need("mutt", "script")
+    port = served.ports["imaps" if scheme == "imaps" else "pop3s"]
+    url = f"{scheme}://{clients.HOST}:{port}/" + ("INBOX" if scheme == "imaps" else "")
+    got = clients.mutt_read(url, certs.ca_file, "alice", PASSWORD, tmp_path / "mutt")
+    assert got == MESSAGE.replace(b"\r\n", b"\n")
+
+
+# PROXY v2 to Dovecot's haproxy listeners (examples/dovecot-proxy.conf). The client binds to
+# 127.0.0.2 and tlswrap connects from 127.0.0.1, so Dovecot's log can only name 127.0.0.2 if it
+# came from the header; and the header's addresses differ (127.0.0.2 -> 127.0.0.1), so Dovecot's
+# rule that a host talking to itself is secure does not apply: only the SSL TLV makes the
+# connection "secured".
+CLIENT = "127.0.0.2"
+
+
+@pytest.fixture
+def proxied(dovecot, front):
+    """``proxied(version)``: tlswrap from examples/dovecot-proxy.conf (PROXY v2) in front of
+    Dovecot's haproxy listeners, or the same with proxyProtocol = v1."""
+    dovecot.deliver(MESSAGE)
+    ports = {10143: dovecot.ports["imap_proxy"], 10110: dovecot.ports["pop3_proxy"]}
+
+    def start(version: str):
+        subs = [] if version == "v2" else [("proxyProtocol = v2", f"proxyProtocol = {version}")]
+        return front("daemon", "dovecot-proxy.conf", ports, subs)
+    return start
+
+
+def test_proxy_v2_dovecot_logs_the_client_and_counts_tls_as_secured(proxied, certs, dovecot):
+    served = proxied("v2")
+    imap = clients.imap_from(CLIENT)
+    with imap(clients.HOST, served.ports["imaps"], ssl_context=certs.client_context(),
+              timeout=20) as m:
+        assert "LOGINDISABLED" not in m.capabilities
+        assert m.login("alice", PASSWORD)[0] == "OK"
+        m.select("INBOX")
+        assert m.fetch("1", "(BODY.PEEK[])")[1][0][1] == MESSAGE
+        m.logout()
+    [login] = dovecot.logins()
+    assert login["rip"] == CLIENT, login.group(0)
+    assert login["lip"] == "127.0.0.1" and "secured" in login["flags"].split(", "), \
+        login.group(0)
+
+
+def test_proxy_header_without_the_ssl_tlv_leaves_cleartext_login_refused(proxied, certs,
+                                                                        dovecot):
+    served = proxied("v1")
+    imap = clients.imap_from(CLIENT)
+    with imap(clients.HOST, served.ports["imaps"], ssl_context=certs.client_context(),
+              timeout=20) as m:
+        assert "LOGINDISABLED" in m.capabilities
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            m.login("alice", PASSWORD)
+        m.logout()
+    wait_for(lambda: f"rip={CLIENT}, lip=127.0.0.1" in dovecot.log(), 10,
+             "dovecot's line for the refused client")
+    assert not dovecot_logins(dovecot.log())
+
+
+def test_proxy_v2_pop3_logs_the_client(proxied, certs, dovecot):
+    served = proxied("v2")
+    p = clients.pop3_from(CLIENT)(clients.HOST, served.ports["pop3s"],
+                                  context=certs.client_context(), timeout=20)
+    try:
+        p.user("alice")
+        p.pass_(PASSWORD)
+        assert p.stat()[0] == 1
+    finally:
+        p.quit()
+    [login] = dovecot.logins()
+    assert login["rip"] == CLIENT and "secured" in login["flags"].split(", "), login.group(0)

@@ -1,0 +1,124 @@
+"""Postfix behind tlswrap: a message submitted over implicit TLS (465-style) by real clients is
+delivered to a maildir and read back through Dovecot over IMAPS, unchanged; with PROXY v2
+Postfix's log names the client, not tlswrap."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import wait_for
+
+from . import clients
+from .conftest import MODES, need
+from .servers import PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+SENDER, RCPT = "bob@example.test", "alice@example.test"
+
+# What Postfix may put above a delivered message: the envelope and trace headers.
+ADDED = re.compile(rb"(?:(?:Return-Path|X-Original-To|Delivered-To|Received):[^\r\n]*\r\n"
+                   rb"(?:[ \t][^\r\n]*\r\n)*)*")
+
+
+def message(n: str) -> bytes:
+    return (f"From: Bob <{SENDER}>\r\n"
+            f"To: Alice <{RCPT}>\r\n"
+            f"Subject: submitted through tlswrap {n}\r\n"
+            "Date: Tue, 01 Dec 2026 06:00:00 +0000\r\n"
+            f"Message-ID: <e2e-postfix-{n}@example.test>\r\n"
+            "\r\n"
+            "First line.\r\n"
+            ".A line that starts with a dot.\r\n"
+            "..Two dots.\r\n"
+            "Last line.\r\n").encode()
+
+
+@pytest.fixture(params=MODES)
+def mode(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def mailhost(dovecot, postfix, front, mode):
+    """Postfix's submission port and Dovecot's IMAP behind tlswrap, in ``mode``: returns
+    (smtps_port, imaps_port)."""
+    if mode == "daemon":
+        smtps = front(mode, "postfix-smtps.conf", {587: postfix.ports["submission"]})
+    else:  # inetd/inetd.conf's submissions line relays to port 25
+        smtps = front(mode, "postfix-smtps.conf", {25: postfix.ports["submission"]})
+    imaps = front("daemon", "dovecot.conf", {143: dovecot.ports["imap"],
+                                             110: dovecot.ports["pop3"]})
+    return smtps.ports["submissions"], imaps.ports["imaps"]
+
+
+def read_back(postfix, imaps: int, ca_file) -> bytes:
+    """The one delivered message, once Postfix says it is in the maildir, read over IMAPS."""
+    wait_for(lambda: "status=sent (delivered to maildir)" in postfix.log(), 20,
+             "postfix to deliver")
+    return clients.imaplib_fetch(imaps, ca_file, "alice", PASSWORD)
+
+
+def assert_delivered_unchanged(got: bytes, sent: bytes) -> None:
+    added = ADDED.match(got)
+    assert added is not None
+    assert got[added.end():] == sent, got
+
+
+def test_smtplib_over_smtps_then_imaps_byte_for_byte(mailhost, postfix, certs):
+    smtps, imaps = mailhost
+    sent = message("smtplib")
+    clients.smtplib_send(smtps, certs.ca_file, SENDER, RCPT, sent)
+    assert_delivered_unchanged(read_back(postfix, imaps, certs.ca_file), sent)
+
+
+def test_swaks_tls_on_connect_then_imaps_byte_for_byte(mailhost, postfix, certs, tmp_path):
+    need("swaks")
+    smtps, imaps = mailhost
+    sent = message("swaks")
+    draft = tmp_path / "message.eml"
+    draft.write_bytes(sent + b".\r\n")  # swaks: a final "." line marks the end as is
+    clients.swaks_send(smtps, certs.ca_file, SENDER, RCPT, draft)
+    assert_delivered_unchanged(read_back(postfix, imaps, certs.ca_file), sent)
+
+
+def test_curl_smtps_then_imaps_byte_for_byte(mailhost, postfix, certs, tmp_path):
+    need("curl")
+    smtps, imaps = mailhost
+    sent = message("curl")
+    draft = tmp_path / "message.eml"
+    draft.write_bytes(sent)
+    clients.curl(f"smtps://{clients.HOST}:{smtps}", certs.ca_file, "--mail-from", SENDER,
+                 "--mail-rcpt", RCPT, "-T", str(draft))
+    assert_delivered_unchanged(read_back(postfix, imaps, certs.ca_file), sent)
+
+
+def test_mutt_batch_send_over_smtps_then_imaps(mailhost, postfix, certs, tmp_path):
+    """mutt writes its own headers; the body and the From, To and Subject it was given must
+    arrive unchanged."""
+    need("mutt")
+    smtps, imaps = mailhost
+    body = b"Sent by mutt in batch mode.\n.A dot line.\nLast line.\n"
+    clients.mutt_send(f"smtps://{clients.HOST}:{smtps}/", certs.ca_file, SENDER, RCPT,
+                      "mutt through tlswrap", body, tmp_path / "mutt")
+    got = read_back(postfix, imaps, certs.ca_file)
+    head, _, got_body = got.partition(b"\r\n\r\n")
+    assert got_body == body.replace(b"\n", b"\r\n")
+    headers = head.split(b"\r\n")
+    assert [h for h in headers if h.startswith(b"From: ") and SENDER.encode() in h], headers
+    assert f"To: {RCPT}".encode() in headers, headers
+    assert b"Subject: mutt through tlswrap" in headers, headers
+
+
+def test_proxy_v2_postfix_logs_the_client(postfix, front, certs):
+    served = front("daemon", "postfix-proxy.conf", {10587: postfix.ports["submission_proxy"]})
+    clients.smtplib_send(served.ports["submissions"], certs.ca_file, SENDER, RCPT,
+                         message("proxy"), source="127.0.0.2")
+    wait_for(lambda: "status=sent" in postfix.log(), 20, "postfix to deliver")
+    log = postfix.log()
+    connects = re.findall(r"submission-proxy/smtpd\[\d+\]: connect from (\S+)", log)
+    assert any(c.endswith("[127.0.0.2]") for c in connects), log
+    [client] = re.findall(r"submission-proxy/smtpd\[\d+\]: \w+: client=(\S+)", log)
+    assert client.endswith("[127.0.0.2]"), log
