@@ -109,7 +109,8 @@ def test_sni_strict_refuses_an_unknown_name(sites, thread_server, tlswrap):
     out = s_client(port, "-servername", "nowhere.example")
     assert b"unrecognized name" in out.stderr
     assert b"* OK echo ready" not in out.stdout
-    assert "server name 'nowhere.example'" in wait_log(proxy, "TLS handshake failed")
+    log = wait_log(proxy, "server name 'nowhere.example'")
+    assert "TLS handshake failed: TLS error: callback failed (server name" in log
     assert b"* OK echo ready" in s_client(port, "-servername", "x.example.net").stdout
     assert b"* OK echo ready" in s_client(port, "-noservername").stdout  # no name: default
 

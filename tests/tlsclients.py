@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import selectors
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -47,7 +48,7 @@ def s_client(port: int, *args: str, until: bytes = GREETING, timeout: float = 20
         rest, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the whole group
             proc.wait(5)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out + rest, err)
 
@@ -65,7 +66,8 @@ def s_server(port: int, cert: str, key: str, *args: str) -> Iterator[subprocess.
             raise AssertionError(f"s_server exited: {proc.stdout.read() if proc.stdout else ''}")
         yield proc
     finally:
-        proc.kill()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the whole group
         proc.wait(5)
         if proc.stdout:
             proc.stdout.close()

@@ -251,12 +251,14 @@ def served_by(rt: ServiceRuntime, tls: TLSStream,
     session and OpenSSL looks the session up before the SNI callback switches sections, so a
     session of the primary would otherwise skip the section's certificate request. (A
     section's own sessions never resume: their session id context is not the primary's.)"""
-    from .tlshooks import peer_identity, session_reused
-
-    name = tls.conn.get_servername()
-    served = rt.for_server_name(name.decode("ascii", "replace") if name else None)
+    served = rt
+    if rt.sni_routes:  # (nothing to look up for a service with one certificate)
+        name = tls.conn.get_servername()
+        served = rt.for_server_name(name.decode("ascii", "replace") if name else None)
     policy = served.service.verification
     if served is not rt:
+        from .tlshooks import session_reused
+
         outcome.service = f"{rt.name}/{served.name}"
         if policy.request and session_reused(tls.conn):
             raise trio.BrokenResourceError(
@@ -264,6 +266,8 @@ def served_by(rt: ServiceRuntime, tls: TLSStream,
                 "asks for client certificates (a full handshake is needed)")
     identity = None
     if policy.request:
+        from .tlshooks import peer_identity
+
         identity = peer_identity(tls.conn)
         outcome.peer_cert = identity.describe() if identity else "no client certificate"
         if identity is None and policy.require and not served.redirect:
