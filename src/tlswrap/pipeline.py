@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
 from .backend import BackendError, open_backend
-from .config import Service
+from .config import PROXY_TLVS, Service
 from .execbackend import ExecStream, exec_environment, spawn
 from .logsetup import NOTICE
 from .outcome import Outcome
@@ -144,7 +144,7 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
                 log.warning("%s refused by IDENT: %s", outcome.who, refusal)
                 outcome.end(f"refused by IDENT: {refusal}")
                 return outcome
-        if svc.protocol is not None:  # STARTTLS: the backend first, TLS in the middle
+        if svc.protocol is not None and not svc.client:  # STARTTLS, TLS in the middle
             from .preamble import serve_starttls
 
             await serve_starttls(rt, sock, peer, local, verdict, helpers, outcome)
@@ -168,6 +168,10 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         try:
             backend = await open_side(rt, identity, peer, local, verdict, helpers)
             if svc.client:
+                if svc.protocol is not None:  # ask the server for TLS, as its mail client
+                    from .preamble import starttls_with_server
+
+                    await starttls_with_server(svc, backend, client, outcome)
                 backend = await tls_to_backend(rt, backend, outcome)
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
@@ -177,7 +181,8 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
             assert isinstance(client, TLSStream)  # parse_config: no PROXY header in client mode
-            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity))
+            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity,
+                                            tlvs=svc.proxy_tlvs))
         try:
             await relay_session(svc, client, backend, outcome)
         finally:
@@ -435,7 +440,8 @@ async def _recv_exact(sock: socket.socket, size: int) -> bytes:
 
 
 def proxy_header(version: str, peer: object, local: object, client: TLSStream | None,
-                 identity: PeerIdentity | None = None, tls_promised: bool = False) -> bytes:
+                 identity: PeerIdentity | None = None, tls_promised: bool = False,
+                 tlvs: tuple[str, ...] = PROXY_TLVS) -> bytes:
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
@@ -456,7 +462,8 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     if client is None:
         promise = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL).to_tlv()]
         return proxyproto.encode_v2(proxyproto.ProxyHeader(
-            proxyproto.PROXY, source, destination, tuple(promise if tls_promised else ())))
+            proxyproto.PROXY, source, destination,
+            tuple(promise if tls_promised and "ssl" in tlvs else ())))
     from .tlshooks import session_reused
 
     conn = client.conn
@@ -465,16 +472,17 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
         cert_flag = (proxyproto.PP2_CLIENT_CERT_SESS if session_reused(conn)
                      else proxyproto.PP2_CLIENT_CERT_CONN)
     verified = identity is not None and identity.verified == "SUCCESS"
-    tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL | cert_flag,
-                               verify=0 if verified else 1,
-                               version=conn.get_protocol_version_name(),
-                               cipher=conn.get_cipher_name(),
-                               cn=identity.cn if identity else None).to_tlv()]
+    sent: list[proxyproto.TLV] = []
+    if "ssl" in tlvs:
+        sent.append(proxyproto.SSLInfo(
+            client=proxyproto.PP2_CLIENT_SSL | cert_flag, verify=0 if verified else 1,
+            version=conn.get_protocol_version_name(), cipher=conn.get_cipher_name(),
+            cn=identity.cn if identity and "cn" in tlvs else None).to_tlv())
     sni = conn.get_servername()
-    if sni:
-        tlvs.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
+    if sni and "authority" in tlvs:
+        sent.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
     alpn = conn.get_alpn_proto_negotiated()
-    if alpn:
-        tlvs.append((proxyproto.PP2_TYPE_ALPN, alpn))
+    if alpn and "alpn" in tlvs:
+        sent.append((proxyproto.PP2_TYPE_ALPN, alpn))
     return proxyproto.encode_v2(proxyproto.ProxyHeader(
-        proxyproto.PROXY, source, destination, tuple(tlvs)))
+        proxyproto.PROXY, source, destination, tuple(sent)))

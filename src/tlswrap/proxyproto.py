@@ -85,6 +85,15 @@ PP2_CLIENT_CERT_SESS = 0x04  # ... or at least once in the TLS session it resume
 # designs both formats to fit in (section 2)
 POSTFIX_MAX_HEADER = 536
 
+# The longest values tlswrap can put in a v2 header: OpenSSL's longest version and cipher names
+# (TLSv1.3; ECDHE-ECDSA-ARIA256-GCM-SHA384), the longest server name OpenSSL takes
+# (TLSEXT_MAXLEN_host_name) and RFC 5280's bound on a Common Name (ub-common-name: 64
+# characters, up to 4 bytes each in UTF-8).
+LONGEST_VERSION = 7
+LONGEST_CIPHER = 30
+LONGEST_AUTHORITY = 255
+LONGEST_CN = 64 * 4
+
 _V2_FIXED = struct.Struct("!12sBBH")
 _V2_INET = struct.Struct("!4s4sHH")
 _V2_INET6 = struct.Struct("!16s16sHH")
@@ -545,3 +554,18 @@ def _check_crc(header: bytes, offset: int, crcs: list[bytes]) -> None:
     if said != computed:
         raise ProxyProtocolError(
             f"PROXY v2: CRC32C {said:#010x} does not match the header's {computed:#010x}")
+
+
+def largest_v2(ssl: bool, cn: bool, authority: bool, alpn: int) -> int:
+    """The size of the largest v2 header tlswrap can send with these TLVs: IPv6 addresses,
+    and each TLV at its longest (``alpn``: the longest protocol name, 0 for none)."""
+    tlvs: list[TLV] = []
+    if ssl:
+        tlvs.append(SSLInfo(version="v" * LONGEST_VERSION, cipher="c" * LONGEST_CIPHER,
+                            cn="n" * LONGEST_CN if cn else None).to_tlv())
+    if authority:
+        tlvs.append((PP2_TYPE_AUTHORITY, b"a" * LONGEST_AUTHORITY))
+    if alpn:
+        tlvs.append((PP2_TYPE_ALPN, b"p" * alpn))
+    address = ("::1", 65535)
+    return len(encode_v2(ProxyHeader(PROXY, address, address, tuple(tlvs))))
