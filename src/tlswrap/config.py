@@ -72,7 +72,8 @@ SESSION_TIMEOUT_MAX = C_INT_MAX  # seconds; OpenSSL keeps it in a long (68 years
 HOST_NAME_MAX = 253  # RFC 1035: 255 octets on the wire, 253 characters written
 HOST_LABEL_MAX = 63
 SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108 with the final NUL)
-PROXY_TLVS = ("ssl", "cn", "authority", "alpn")  # proxyTLVs: what a v2 header may carry
+# proxyTLVs: what a v2 header may carry (unique_id: the logId, when there is one)
+PROXY_TLVS = ("ssl", "cn", "authority", "alpn", "unique_id")
 SMTP_PORTS = (25, 465, 587, 10025, "smtp", "smtps", "submission", "submissions")
 STARTTLS_PROTOCOLS = ("imap", "pop3", "smtp")  # protocol = NAME: STARTTLS, server side
 
@@ -1082,7 +1083,8 @@ def proxy_v2_size(svc: Service) -> int:
     tlvs = svc.proxy_tlvs
     alpn = max((len(a) for a in svc.alpn), default=0) if "alpn" in tlvs else 0
     return proxyproto.largest_v2("ssl" in tlvs, "cn" in tlvs and svc.verification.request,
-                                 "authority" in tlvs, alpn)
+                                 "authority" in tlvs, alpn,
+                                 "unique_id" in tlvs and svc.log_id is not None)
 
 
 def config_warnings(config: Config) -> list[ConfigError]:

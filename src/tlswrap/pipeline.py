@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
+
     from .certnames import PeerIdentity
 
 from .access import Verdict, apply_socket_options
@@ -182,7 +184,7 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
             assert isinstance(client, TLSStream)  # parse_config: no PROXY header in client mode
             await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity,
-                                            tlvs=svc.proxy_tlvs))
+                                            tlvs=svc.proxy_tlvs, unique_id=outcome.conn_id))
         try:
             await relay_session(svc, client, backend, outcome)
         finally:
@@ -441,7 +443,7 @@ async def _recv_exact(sock: socket.socket, size: int) -> bytes:
 
 def proxy_header(version: str, peer: object, local: object, client: TLSStream | None,
                  identity: PeerIdentity | None = None, tls_promised: bool = False,
-                 tlvs: tuple[str, ...] = PROXY_TLVS) -> bytes:
+                 tlvs: tuple[str, ...] = PROXY_TLVS, unique_id: str | None = None) -> bytes:
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
@@ -474,9 +476,11 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     verified = identity is not None and identity.verified == "SUCCESS"
     sent: list[proxyproto.TLV] = []
     if "ssl" in tlvs:
+        sig_alg, key_alg = _certificate_algorithms(conn)
         sent.append(proxyproto.SSLInfo(
             client=proxyproto.PP2_CLIENT_SSL | cert_flag, verify=0 if verified else 1,
             version=conn.get_protocol_version_name(), cipher=conn.get_cipher_name(),
+            sig_alg=sig_alg, key_alg=key_alg,
             cn=identity.cn if identity and "cn" in tlvs else None).to_tlv())
     sni = conn.get_servername()
     if sni and "authority" in tlvs:
@@ -484,5 +488,24 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     alpn = conn.get_alpn_proto_negotiated()
     if alpn and "alpn" in tlvs:
         sent.append((proxyproto.PP2_TYPE_ALPN, alpn))
+    if unique_id and "unique_id" in tlvs:
+        sent.append((proxyproto.PP2_TYPE_UNIQUE_ID, unique_id.encode("ascii")))
     return proxyproto.encode_v2(proxyproto.ProxyHeader(
         proxyproto.PROXY, source, destination, tuple(sent)))
+
+
+def _certificate_algorithms(conn: SSL.Connection) -> tuple[str | None, str | None]:
+    """The server certificate's signature algorithm and key (``RSA2048``, ``EC256``): the
+    PP2_SUBTYPE_SSL_SIG_ALG and _KEY_ALG sub-TLVs, as haproxy fills them."""
+    from OpenSSL import crypto
+
+    cert = conn.get_certificate()
+    if cert is None:
+        return None, None
+    try:
+        sig_alg = cert.get_signature_algorithm().decode("ascii")
+    except ValueError:  # an algorithm OpenSSL has no name for
+        sig_alg = None
+    key = cert.get_pubkey()
+    kind = {crypto.TYPE_RSA: "RSA", crypto.TYPE_EC: "EC", crypto.TYPE_DSA: "DSA"}.get(key.type())
+    return sig_alg, f"{kind}{key.bits()}" if kind else None
