@@ -1,13 +1,14 @@
-"""The largest PROXY v2 header tlswrap sends fits postfix's 536-byte limit, so ``tlswrap check``
-has nothing to warn about.
+"""Without client certificates or ALPN, the largest PROXY v2 header tlswrap sends fits postfix's
+536-byte limit (with them, ``tlswrap check`` warns: tests/test_proxy_tlvs.py).
 
 What can grow: the addresses (IPv6 is the largest family tlswrap sends, 36 bytes), the
 PP2_TYPE_SSL TLV's version ("TLSv1.3", 7) and cipher name (the longest in OpenSSL's whole list is
 30: ECDHE-ECDSA-ARIA256-GCM-SHA384) and the client's SNI name as PP2_TYPE_AUTHORITY (OpenSSL
 refuses one over 255 bytes, TLSEXT_MAXLEN_host_name). ALPN is sent only when the server
-negotiated a protocol, which it does not. 16 + 36 + (3 + 5 + 10 + 33) + (3 + 255) = 361 bytes.
-A TLV that could be longer (a client certificate, its CN, a unique id, ALPN names) would need
-that warning; this test then fails first, by its size.
+negotiated a protocol, which it does not. 16 + 36 + (3 + 5 + 10 + 33) + (3 + 255) = 361 bytes,
+plus the server certificate's signature and key algorithms (PP2_SUBTYPE_SSL_SIG_ALG and
+_KEY_ALG, as haproxy sends them).
+``proxyproto.largest_v2`` computes the same figure; a new TLV shows here first, by its size.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def test_the_largest_v2_header_fits_postfix(certs, thread_server, tlswrap):
     assert header.tlv(proxyproto.PP2_TYPE_AUTHORITY) == LONGEST_SNI.encode()
     info = header.ssl()
     assert info is not None and info.cipher == LONGEST_CIPHER
-    assert size == 361 <= proxyproto.POSTFIX_MAX_HEADER
+    assert info.sig_alg == "ecdsa-with-SHA256" and info.key_alg == "EC256"
+    # 361 plus the server certificate's algorithms (17 + 5 and their heads), under the bound
+    # check computes with the longest algorithm names
+    assert size == 389 <= proxyproto.largest_v2(True, False, True, 0)
+    assert proxyproto.largest_v2(True, False, True, 0) <= proxyproto.POSTFIX_MAX_HEADER
 
 
 def _open(port: int) -> bool:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import sockopts, ssloptions
+from . import proxyproto, sockopts, ssloptions
 from .errors import ConfigError, SourceLine
 from .sockopts import SocketOption
 from .tlsoptions import (
@@ -72,6 +72,9 @@ SESSION_TIMEOUT_MAX = C_INT_MAX  # seconds; OpenSSL keeps it in a long (68 years
 HOST_NAME_MAX = 253  # RFC 1035: 255 octets on the wire, 253 characters written
 HOST_LABEL_MAX = 63
 SUN_PATH_MAX = 107  # bytes of a unix socket path (sun_path is 108 with the final NUL)
+# proxyTLVs: what a v2 header may carry (unique_id: the logId, when there is one)
+PROXY_TLVS = ("ssl", "cn", "authority", "alpn", "unique_id")
+SMTP_PORTS = (25, 465, 587, 10025, "smtp", "smtps", "submission", "submissions")
 STARTTLS_PROTOCOLS = ("imap", "pop3", "smtp")  # protocol = NAME: STARTTLS, server side
 
 
@@ -138,6 +141,9 @@ class Service:
     retry: float | None = None  # connect+exec: seconds before reconnecting; None: once only
     psk_secrets: str | None = None  # PSKsecrets: IDENTITY:KEY lines (TLS-PSK, no certificate)
     psk_identity: str | None = None  # PSKidentity: the identity a client sends (client mode)
+    protocol_host: str | None = None  # client = yes, protocol = smtp: the name sent in EHLO
+    # proxyProtocol = v2: which TLVs to send (a smaller header for postfix's 536-byte limit)
+    proxy_tlvs: tuple[str, ...] = PROXY_TLVS
     # TLS features (tlsoptions): ALPN, SNI, client certificates, client mode, stapling
     alpn: tuple[str, ...] = ()
     more_certs: tuple[tuple[str, str | None, int], ...] = ()  # later (cert, key, line)s
@@ -578,6 +584,19 @@ def parse_retry(value: str) -> float | None:
     return int(word) / 1000
 
 
+def parse_proxy_tlvs(value: str) -> tuple[str, ...]:
+    """``proxyTLVs = ssl, cn, authority, alpn`` (or ``none``): what a v2 header carries."""
+    names = tuple(n.strip().lower() for n in value.replace(",", " ").split())
+    if names == ("none",):
+        return ()
+    wrong = [n for n in names if n not in PROXY_TLVS]
+    if wrong or not names:
+        raise ValueError(f"expected some of {', '.join(PROXY_TLVS)}, or none")
+    if "cn" in names and "ssl" not in names:
+        raise ValueError("cn travels inside the ssl TLV: name ssl too")
+    return tuple(n for n in PROXY_TLVS if n in names)
+
+
 def parse_absolute_path(value: str) -> str:
     path = parse_text(value)
     if not path.startswith("/"):
@@ -650,6 +669,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("retry", "service", "retry", parse_retry),
     Option("PSKsecrets", "service", "psk_secrets", parse_text),
     Option("PSKidentity", "service", "psk_identity", parse_text),
+    Option("protocolHost", "service", "protocol_host", parse_host),
+    Option("proxyTLVs", "service", "proxy_tlvs", parse_proxy_tlvs),
     Option("reset", "service", "reset", parse_bool),
     Option("logId", "service", "log_id", parse_choice("sequential", "unique", "thread",
                                                       "process")),
@@ -1005,6 +1026,11 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
                    option)
     if not values.get("cert") and not values.get("client") and not values.get("psk_secrets"):
         raise fail("no 'cert': a TLS server needs a certificate (or PSKsecrets)")
+    if values.get("protocol_host") and not (values.get("client")
+                                            and values.get("protocol") == "smtp"):
+        raise fail("protocolHost: the name sent in EHLO by client = yes with protocol = smtp "
+                   "(stunnel's other protocols that use it, connect and socks, are not "
+                   "supported)", "protocolhost")
     problems = service_problems(values)
     if problems:
         raise fail(*problems[0])
@@ -1049,6 +1075,18 @@ def version_problem(svc: Service) -> tuple[str, str | None] | None:
     return None
 
 
+def proxy_v2_size(svc: Service) -> int:
+    """The largest PROXY v2 header ``svc`` can send (0 without one; with STARTTLS the header
+    goes before TLS and carries a flag at most)."""
+    if svc.proxy_protocol != "v2" or svc.protocol is not None:
+        return 0
+    tlvs = svc.proxy_tlvs
+    alpn = max((len(a) for a in svc.alpn), default=0) if "alpn" in tlvs else 0
+    return proxyproto.largest_v2("ssl" in tlvs, "cn" in tlvs and svc.verification.request,
+                                 "authority" in tlvs, alpn,
+                                 "unique_id" in tlvs and svc.log_id is not None)
+
+
 def config_warnings(config: Config) -> list[ConfigError]:
     """What ``config`` says that tlswrap reads differently, located like errors; not fatal.
 
@@ -1070,6 +1108,14 @@ def config_warnings(config: Config) -> list[ConfigError]:
                    "write starttls = optional (required is for submission, port 587)")
             line = svc.line_of("starttls") or svc.line_of("protocol")
             found.setdefault((line, msg), []).append(svc)
+        size = proxy_v2_size(svc)
+        smtp = any(a.port in SMTP_PORTS for a in svc.connect)
+        if size > proxyproto.POSTFIX_MAX_HEADER and smtp:
+            msg = (f"proxyProtocol = v2 to an SMTP port: a header can reach {size} bytes here "
+                   "(a long server name, client certificate CN or ALPN name); postfix refuses "
+                   f"headers over {proxyproto.POSTFIX_MAX_HEADER} bytes and reads no TLV: "
+                   "write proxyTLVs = ssl (or none) for it")
+            found.setdefault((svc.line_of("proxyProtocol"), msg), []).append(svc)
         for msg, option in tls_warnings(svc):
             found.setdefault((svc.line_of(option) or svc.line, msg), []).append(svc)
     return [ConfigError(config.filename, line, msg,

@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
+
     from .certnames import PeerIdentity
 
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
 from .backend import BackendError, open_backend
-from .config import Service
+from .config import PROXY_TLVS, Service
 from .execbackend import ExecStream, exec_environment, spawn
 from .logsetup import NOTICE
 from .outcome import Outcome
@@ -144,7 +146,7 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
                 log.warning("%s refused by IDENT: %s", outcome.who, refusal)
                 outcome.end(f"refused by IDENT: {refusal}")
                 return outcome
-        if svc.protocol is not None:  # STARTTLS: the backend first, TLS in the middle
+        if svc.protocol is not None and not svc.client:  # STARTTLS, TLS in the middle
             from .preamble import serve_starttls
 
             await serve_starttls(rt, sock, peer, local, verdict, helpers, outcome)
@@ -168,6 +170,10 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         try:
             backend = await open_side(rt, identity, peer, local, verdict, helpers)
             if svc.client:
+                if svc.protocol is not None:  # ask the server for TLS, as its mail client
+                    from .preamble import starttls_with_server
+
+                    await starttls_with_server(svc, backend, client, outcome)
                 backend = await tls_to_backend(rt, backend, outcome)
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
@@ -177,7 +183,8 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
             assert isinstance(client, TLSStream)  # parse_config: no PROXY header in client mode
-            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity))
+            await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity,
+                                            tlvs=svc.proxy_tlvs, unique_id=outcome.conn_id))
         try:
             await relay_session(svc, client, backend, outcome)
         finally:
@@ -439,7 +446,8 @@ async def _recv_exact(sock: socket.socket, size: int) -> bytes:
 
 
 def proxy_header(version: str, peer: object, local: object, client: TLSStream | None,
-                 identity: PeerIdentity | None = None, tls_promised: bool = False) -> bytes:
+                 identity: PeerIdentity | None = None, tls_promised: bool = False,
+                 tlvs: tuple[str, ...] = PROXY_TLVS, unique_id: str | None = None) -> bytes:
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
@@ -460,7 +468,8 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     if client is None:
         promise = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL).to_tlv()]
         return proxyproto.encode_v2(proxyproto.ProxyHeader(
-            proxyproto.PROXY, source, destination, tuple(promise if tls_promised else ())))
+            proxyproto.PROXY, source, destination,
+            tuple(promise if tls_promised and "ssl" in tlvs else ())))
     from .tlshooks import session_reused
 
     conn = client.conn
@@ -469,16 +478,38 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
         cert_flag = (proxyproto.PP2_CLIENT_CERT_SESS if session_reused(conn)
                      else proxyproto.PP2_CLIENT_CERT_CONN)
     verified = identity is not None and identity.verified == "SUCCESS"
-    tlvs = [proxyproto.SSLInfo(client=proxyproto.PP2_CLIENT_SSL | cert_flag,
-                               verify=0 if verified else 1,
-                               version=conn.get_protocol_version_name(),
-                               cipher=conn.get_cipher_name(),
-                               cn=identity.cn if identity else None).to_tlv()]
+    sent: list[proxyproto.TLV] = []
+    if "ssl" in tlvs:
+        sig_alg, key_alg = _certificate_algorithms(conn)
+        sent.append(proxyproto.SSLInfo(
+            client=proxyproto.PP2_CLIENT_SSL | cert_flag, verify=0 if verified else 1,
+            version=conn.get_protocol_version_name(), cipher=conn.get_cipher_name(),
+            sig_alg=sig_alg, key_alg=key_alg,
+            cn=identity.cn if identity and "cn" in tlvs else None).to_tlv())
     sni = conn.get_servername()
-    if sni:
-        tlvs.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
+    if sni and "authority" in tlvs:
+        sent.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
     alpn = conn.get_alpn_proto_negotiated()
-    if alpn:
-        tlvs.append((proxyproto.PP2_TYPE_ALPN, alpn))
+    if alpn and "alpn" in tlvs:
+        sent.append((proxyproto.PP2_TYPE_ALPN, alpn))
+    if unique_id and "unique_id" in tlvs:
+        sent.append((proxyproto.PP2_TYPE_UNIQUE_ID, unique_id.encode("ascii")))
     return proxyproto.encode_v2(proxyproto.ProxyHeader(
-        proxyproto.PROXY, source, destination, tuple(tlvs)))
+        proxyproto.PROXY, source, destination, tuple(sent)))
+
+
+def _certificate_algorithms(conn: SSL.Connection) -> tuple[str | None, str | None]:
+    """The server certificate's signature algorithm and key (``RSA2048``, ``EC256``): the
+    PP2_SUBTYPE_SSL_SIG_ALG and _KEY_ALG sub-TLVs, as haproxy fills them."""
+    from OpenSSL import crypto
+
+    cert = conn.get_certificate()
+    if cert is None:
+        return None, None
+    try:
+        sig_alg = cert.get_signature_algorithm().decode("ascii")
+    except ValueError:  # an algorithm OpenSSL has no name for
+        sig_alg = None
+    key = cert.get_pubkey()
+    kind = {crypto.TYPE_RSA: "RSA", crypto.TYPE_EC: "EC", crypto.TYPE_DSA: "DSA"}.get(key.type())
+    return sig_alg, f"{kind}{key.bits()}" if kind else None

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from OpenSSL import SSL
 
     from .access import Verdict
+    from .config import Service
     from .snapshot import ServiceRuntime
 
 log = logging.getLogger("tlswrap.preamble")
@@ -149,7 +150,8 @@ async def serve_starttls(rt: ServiceRuntime, sock: socket.socket, peer: object, 
         else:
             if svc.proxy_protocol and not isinstance(backend, ExecStream):
                 await backend.push(proxy_header(svc.proxy_protocol, peer, local, None,
-                                                tls_promised=conv.tls_first))
+                                                tls_promised=conv.tls_first,
+                                                tlvs=svc.proxy_tlvs))
             relay = await converse(conv, sock, rt.context, client, backend, svc.timeout_busy,
                                    outcome)
             if relay is None:
@@ -164,3 +166,29 @@ async def serve_starttls(rt: ServiceRuntime, sock: socket.socket, peer: object, 
         if backend is not None:
             await close_backend(backend, svc)
         client.stream.close()
+
+
+async def starttls_with_server(svc: Service, backend: SocketStream, client: SocketStream,
+                               outcome: Outcome) -> None:
+    """``client = yes`` with ``protocol``: ask the remote server for TLS on ``backend`` as a
+    mail client would (the local client gets the server's greeting), within TIMEOUTbusy.
+    OSError with the reason when the server refuses or misbehaves (after a last word to the
+    local client, where the protocol has one); on return, start the TLS handshake."""
+    from .starttls.client import NEED, TLS, Negotiation
+
+    assert svc.protocol is not None
+    neg = Negotiation(svc.protocol, svc.protocol_host or "localhost")
+    with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+        while neg.state == NEED:
+            data = await backend.receive_some(READ_SIZE)
+            neg.receive(data)
+            to_server, to_client = neg.take()
+            if to_client:
+                await client.send_all(to_client)
+            if to_server and neg.state == NEED:
+                await backend.send_all(to_server)
+    if neg.state == NEED:
+        raise OSError(f"STARTTLS with the server: no answer within {svc.timeout_busy:g}s")
+    if neg.state != TLS:
+        raise OSError(f"STARTTLS with the server: {neg.reason}")
+    outcome.starttls = svc.protocol

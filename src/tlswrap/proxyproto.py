@@ -85,6 +85,18 @@ PP2_CLIENT_CERT_SESS = 0x04  # ... or at least once in the TLS session it resume
 # designs both formats to fit in (section 2)
 POSTFIX_MAX_HEADER = 536
 
+# The longest values tlswrap can put in a v2 header: OpenSSL's longest version and cipher names
+# (TLSv1.3; ECDHE-ECDSA-ARIA256-GCM-SHA384), the longest server name OpenSSL takes
+# (TLSEXT_MAXLEN_host_name) and RFC 5280's bound on a Common Name (ub-common-name: 64
+# characters, up to 4 bytes each in UTF-8).
+LONGEST_VERSION = 7
+LONGEST_CIPHER = 30
+LONGEST_AUTHORITY = 255
+LONGEST_CN = 64 * 4
+LONGEST_SIG_ALG = 32  # OpenSSL's names: sha512WithRSAEncryption is 23
+LONGEST_KEY_ALG = 16  # haproxy's form: RSA16384, EC521, ED25519
+LONGEST_UNIQUE_ID = 32  # tlswrap's logId values: at most 21 characters
+
 _V2_FIXED = struct.Struct("!12sBBH")
 _V2_INET = struct.Struct("!4s4sHH")
 _V2_INET6 = struct.Struct("!16s16sHH")
@@ -545,3 +557,22 @@ def _check_crc(header: bytes, offset: int, crcs: list[bytes]) -> None:
     if said != computed:
         raise ProxyProtocolError(
             f"PROXY v2: CRC32C {said:#010x} does not match the header's {computed:#010x}")
+
+
+def largest_v2(ssl: bool, cn: bool, authority: bool, alpn: int,
+               unique_id: bool = False) -> int:
+    """The size of the largest v2 header tlswrap can send with these TLVs: IPv6 addresses,
+    and each TLV at its longest (``alpn``: the longest protocol name, 0 for none)."""
+    tlvs: list[TLV] = []
+    if ssl:
+        tlvs.append(SSLInfo(version="v" * LONGEST_VERSION, cipher="c" * LONGEST_CIPHER,
+                            sig_alg="s" * LONGEST_SIG_ALG, key_alg="k" * LONGEST_KEY_ALG,
+                            cn="n" * LONGEST_CN if cn else None).to_tlv())
+    if authority:
+        tlvs.append((PP2_TYPE_AUTHORITY, b"a" * LONGEST_AUTHORITY))
+    if alpn:
+        tlvs.append((PP2_TYPE_ALPN, b"p" * alpn))
+    if unique_id:
+        tlvs.append((PP2_TYPE_UNIQUE_ID, b"u" * LONGEST_UNIQUE_ID))
+    address = ("::1", 65535)
+    return len(encode_v2(ProxyHeader(PROXY, address, address, tuple(tlvs))))
