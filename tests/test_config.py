@@ -102,19 +102,6 @@ def test_debug_with_facility():
     assert cfg.globals.debug == 6 and cfg.globals.facility == "mail"
 
 
-def test_pure_module_imports_no_io_libraries():
-    import ast
-
-    src = Path(__file__).parent.parent / "src" / "tlswrap" / "config.py"
-    names = set()
-    for node in ast.walk(ast.parse(src.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    assert not names & {"trio", "socket", "OpenSSL", "subprocess", "os"}
-
-
 def test_stunnel_inetd_form_without_a_section():
     text = "cert = /etc/stunnel/mail.pem\nexec = /usr/sbin/imapd\nexecArgs = imapd -s\n"
     (svc,) = parse_config(text, "inetd.conf").services

@@ -15,10 +15,12 @@ TCPWRAPPERS = SRC / "tcpwrappers"
 PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.py", "patterns.py",
                     "request.py", "rules.py"]
 STARTTLS = SRC / "starttls"
-PURE = ["config.py", "errors.py", "addresses.py", "outcome.py", "proxyproto.py", "sockopts.py",
+CONFIG = SRC / "config"
+PURE = ["errors.py", "addresses.py", "outcome.py", "proxyproto.py", "sockopts.py",
         "ssloptions.py", "psk.py", "tlsoptions.py",
         *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS),
-        *(f"starttls/{path.name}" for path in sorted(STARTTLS.glob("*.py")))]
+        *(f"starttls/{path.name}" for path in sorted(STARTTLS.glob("*.py"))),
+        *(f"config/{path.name}" for path in sorted(CONFIG.glob("*.py")))]
 IO_MODULES = {"trio", "socket", "OpenSSL", "cryptography", "subprocess", "os", "io"}
 
 
