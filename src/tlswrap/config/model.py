@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..limits import IPV6_PREFIX_DEFAULT, Rate
 from ..sockopts import SocketOption
 from ..tlsoptions import VerifyLevel, resolve_verify
 
@@ -122,6 +123,10 @@ class Service:
     ocsp_aia: bool = False  # staple what the certificate's AIA responder says
     ocsp_url: str | None = None  # ... or what this responder says
     security_level: int | None = None
+    max_connections: int | None = None  # limits (tlswrap's own; see limits.py): None: none
+    max_client_connections: int | None = None
+    max_client_rate: Rate | None = None
+    client_ipv6_prefix: int = IPV6_PREFIX_DEFAULT
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     # field of a repeated option -> the line of each of its values, in order
@@ -167,7 +172,9 @@ class GlobalOptions:
     output: str | None = None
     syslog: bool | None = None  # None: syslog unless in the foreground (stunnel's default)
     debug: int = 5
-    facility: str = "daemon"
+    facility: str = "daemon"  # stunnel's default (debug = daemon.notice): rules keep working
+    syslog_address: str = "/dev/log"  # tlswrap's own: the unix socket syslog listens on
+    log_format: str = "text"  # tlswrap's own: "json" writes one JSON object per line
     hosts_allow: str = "/etc/hosts.allow"
     hosts_deny: str = "/etc/hosts.deny"
     setuid: str | None = None
@@ -178,6 +185,8 @@ class GlobalOptions:
     chroot: str | None = None  # the jail entered after start-up (pid and exec paths are in it)
     set_env: tuple[tuple[str, str], ...] = ()  # setEnv: for every program tlswrap starts
     log_mode: str = "append"  # log = append | overwrite (the output file at each opening)
+    max_handshakes: int | None = None  # TLS handshakes under way in one process; None: any
+    metrics: Address | None = None  # where the Prometheus metrics are served (metricsserver)
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
 

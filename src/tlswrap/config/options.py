@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import sockopts, ssloptions
+from ..limits import parse_ipv6_prefix, parse_rate
 from ..tlsoptions import (
     parse_alpn,
     parse_email,
@@ -32,6 +33,7 @@ from .values import (
     parse_host,
     parse_http_url,
     parse_id,
+    parse_metrics_address,
     parse_networks,
     parse_only,
     parse_positive_int,
@@ -44,6 +46,7 @@ from .values import (
     parse_session_timeout,
     parse_set_env,
     parse_starttls,
+    parse_syslog_address,
     parse_text,
     parse_transparent,
     parse_version,
@@ -87,6 +90,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("pid", "global", "pid", lambda v: v or None),
     Option("output", "global", "output", parse_text),
     Option("syslog", "global", "syslog", parse_bool),
+    Option("logFormat", "global", "log_format", parse_choice("text", "json")),
+    Option("syslogAddress", "global", "syslog_address", parse_syslog_address),
     Option("debug", "global", "debug", parse_debug),
     Option("hostsAllow", "global", "hosts_allow", parse_text),
     Option("hostsDeny", "global", "hosts_deny", parse_text),
@@ -94,6 +99,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("setgid", "global", "setgid", parse_id("group")),
     Option("workers", "global", "workers", parse_positive_int),
     Option("TIMEOUTdrain", "global", "timeout_drain", parse_seconds),
+    Option("maxHandshakes", "global", "max_handshakes", parse_positive_int),
+    Option("metrics", "global", "metrics", parse_metrics_address),
     Option("accept", "service", "accept", parse_accept),
     Option("connect", "service", "connect", parse_connect, repeat=True),
     Option("exec", "service", "exec", parse_text),
@@ -189,6 +196,10 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("OCSPaia", "service", "ocsp_aia", parse_bool),
     Option("OCSP", "service", "ocsp_url", parse_http_url),
     Option("securityLevel", "service", "security_level", parse_security_level),
+    Option("maxConnections", "service", "max_connections", parse_positive_int),
+    Option("maxClientConnections", "service", "max_client_connections", parse_positive_int),
+    Option("maxClientRate", "service", "max_client_rate", parse_rate),
+    Option("clientIPv6Prefix", "service", "client_ipv6_prefix", parse_ipv6_prefix),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("renegotiation", "service", "_renegotiation", parse_bool_only(
         False, "tlswrap never allows renegotiation (a client-driven CPU drain)")),

@@ -360,3 +360,17 @@ def parse_service_name(value: str) -> str:
     if not name.isprintable() or len(name) > 64:
         raise ValueError("a service name is at most 64 printable characters")
     return name
+
+
+def parse_syslog_address(value: str) -> str:
+    """``syslogAddress``: the path of syslog's unix socket."""
+    path = parse_address(value, None, True).path
+    if path is None:
+        raise ValueError(f"expected the path of syslog's unix socket (e.g. /dev/log), got "
+                         f"{value!r}")
+    return path
+
+
+def parse_metrics_address(value: str) -> Address:
+    """``metrics = [HOST:]PORT``: where the Prometheus text is served (127.0.0.1 by default)."""
+    return parse_address(value, "127.0.0.1", False)
