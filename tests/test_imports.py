@@ -14,7 +14,7 @@ TCPWRAPPERS = SRC / "tcpwrappers"
 # the rule engine: everything but the file and resolver shell and the CLI
 PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.py", "patterns.py",
                     "request.py", "rules.py"]
-PURE = ["config.py", "errors.py", "addresses.py", "outcome.py", "proxyproto.py",
+PURE = ["config.py", "errors.py", "addresses.py", "outcome.py", "proxyproto.py", "limits.py",
         *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS)]
 IO_MODULES = {"trio", "socket", "OpenSSL", "cryptography", "subprocess", "os", "io"}
 

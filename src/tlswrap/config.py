@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .limits import IPV6_PREFIX_DEFAULT, Rate, parse_ipv6_prefix, parse_rate
 
 LOG_LEVELS = {
     "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
@@ -105,6 +106,10 @@ class Service:
     proxy_protocol: str | None = None  # "v1" or "v2": a PROXY header before the client's bytes
     accept_proxy: str | None = None  # "v1", "v2" or "any": clients send a PROXY header first
     proxy_trusted: tuple[str, ...] = ()  # networks allowed (and required) to send it
+    max_connections: int | None = None  # limits (tlswrap's own; see limits.py): None: none
+    max_client_connections: int | None = None
+    max_client_rate: Rate | None = None
+    client_ipv6_prefix: int = IPV6_PREFIX_DEFAULT
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     line: int | None = field(default=None, compare=False)  # its [section] header's line
@@ -137,6 +142,7 @@ class GlobalOptions:
     setgid: str | None = None
     workers: int = 1
     timeout_drain: float = 10.0  # tlswrap's own: seconds live connections get after SIGTERM
+    max_handshakes: int | None = None  # TLS handshakes under way in one process; None: any
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
 
@@ -461,6 +467,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("setgid", "global", "setgid", parse_id("group")),
     Option("workers", "global", "workers", parse_positive_int),
     Option("TIMEOUTdrain", "global", "timeout_drain", parse_seconds),
+    Option("maxHandshakes", "global", "max_handshakes", parse_positive_int),
     Option("accept", "service", "accept", parse_accept),
     Option("connect", "service", "connect", parse_connect, repeat=True),
     Option("exec", "service", "exec", parse_text),
@@ -486,6 +493,10 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("proxyProtocol", "service", "proxy_protocol", parse_proxy_version),
     Option("acceptProxy", "service", "accept_proxy", parse_accept_proxy),
     Option("proxyTrusted", "service", "proxy_trusted", parse_networks),
+    Option("maxConnections", "service", "max_connections", parse_positive_int),
+    Option("maxClientConnections", "service", "max_client_connections", parse_positive_int),
+    Option("maxClientRate", "service", "max_client_rate", parse_rate),
+    Option("clientIPv6Prefix", "service", "client_ipv6_prefix", parse_ipv6_prefix),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("client", "service", "_client", parse_bool_only(
         False, "client = yes (TLS towards the backend) is not supported; tlswrap is a server")),

@@ -28,6 +28,7 @@ from . import __version__, pidfile, systemd
 from .addresses import format_peer
 from .config import Config, Service, load_config
 from .errors import ConfigError, TlswrapError
+from .limits import Limiter
 from .logsetup import NOTICE, setup_logging
 from .pipeline import serve_guarded
 from .privileges import drop_privileges, key_file_findings, reread_problems, target_identity
@@ -47,12 +48,14 @@ Listener = tuple[socket.socket, str]  # a listening socket and the name of its s
 
 
 class Server:
-    """One serving process's live state: the current snapshot, replaced whole on reload."""
+    """One serving process's live state: the current snapshot, replaced whole on reload, and
+    the live counts the limits are checked against, which a reload keeps."""
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("limiter", "snapshot")
 
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
+        self.limiter = Limiter()
 
 
 def bind_listener(config: Config, svc: Service, reuseport: bool = False,
@@ -296,7 +299,7 @@ async def accept_loop(lsock: socket.socket, name: str, server: Server,
         if rt is None:  # cannot happen: a reload keeps every listened service
             sock.close()
         else:
-            nursery.start_soon(serve_guarded, rt, sock, peer, nursery)
+            nursery.start_soon(serve_guarded, rt, sock, peer, nursery, server.limiter)
         batch += 1
         if batch >= ACCEPT_BATCH:
             batch = 0

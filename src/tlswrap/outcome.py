@@ -23,6 +23,8 @@ class Outcome:
     to_client: int = 0
     truncated: bool = False  # the client closed TCP without close_notify
     ended: float | None = None
+    refused: str | None = None  # refused before TLS: "rules", or the limit (limits.REASONS)
+    quiet: bool = False  # no closing line: a throttled refusal line said it (limits)
 
     @property
     def who(self) -> str:

@@ -27,11 +27,13 @@ import trio
 if TYPE_CHECKING:
     from cryptography import x509
 
+from . import limits
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
 from .backend import BackendError, open_backend
 from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
+from .limits import Limiter, Ticket, client_key
 from .logsetup import NOTICE
 from .outcome import Outcome
 from .relay import Relay
@@ -43,12 +45,12 @@ log = logging.getLogger("tlswrap.pipeline")
 
 
 async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
-                        helpers: trio.Nursery) -> None:
+                        helpers: trio.Nursery, limiter: Limiter | None = None) -> None:
     """Serve one accepted connection to its end; never raises, except KeyboardInterrupt and
     SystemExit. Writes the connection's closing log line from its outcome."""
     outcome = Outcome(rt.name, format_peer(peer))
     try:
-        await serve_one(rt, sock, peer, helpers, outcome)
+        await serve_one(rt, sock, peer, helpers, outcome, limiter)
     except BaseException as exc:
         leaves = list(_leaves(exc))
         if any(isinstance(e, (KeyboardInterrupt, SystemExit)) for e in leaves):
@@ -64,7 +66,7 @@ async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
     finally:
         outcome.end()
         try:
-            if log.isEnabledFor(NOTICE):  # stunnel's default level logs every connection
+            if not outcome.quiet and log.isEnabledFor(NOTICE):  # stunnel's default: every one
                 log.log(NOTICE, "%s", outcome.log_line())
         except Exception:  # noqa: BLE001 - a broken log handler must not end the server
             pass
@@ -78,15 +80,18 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
-                    helpers: trio.Nursery, outcome: Outcome) -> Outcome:
+                    helpers: trio.Nursery, outcome: Outcome,
+                    limiter: Limiter | None = None) -> Outcome:
     """Run one connection through every step, recording each in ``outcome`` (returned).
 
     ``rt`` is the service as it was when the connection was accepted; ``helpers`` is a
-    nursery for tasks that outlive a step (an exec'd program's stderr reader). The socket is
-    closed whatever happens; exceptions other than the routine ones propagate to the guard.
+    nursery for tasks that outlive a step (an exec'd program's stderr reader); ``limiter``
+    the process's live counts (None: no limits, as in inetd mode). The socket is closed
+    whatever happens; exceptions other than the routine ones propagate to the guard.
     """
     client: TLSStream | None = None
     backend: SocketStream | None = None
+    ticket: Ticket | None = None
     try:
         svc = rt.service
         if svc.socket_options:
@@ -100,9 +105,16 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
                 log.warning("%s PROXY header refused: %s", outcome.who, found)
                 outcome.end(f"PROXY header refused: {found}")
                 return outcome
-            balancer = outcome.peer
+            balancer: str | None = outcome.peer
             peer, local = found
             outcome.peer = format_peer(peer)
+        else:
+            balancer = None
+        if limiter is not None:
+            ticket = admit(limiter, rt, peer, outcome)
+            if ticket is None:
+                return outcome  # closed before any TLS byte
+        if balancer is not None:
             log.log(NOTICE, "%s accepted connection (via %s)", outcome.who, balancer)
         else:
             log.log(NOTICE, "%s accepted connection", outcome.who)
@@ -111,11 +123,14 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             assert rt.access is not None  # a verdict comes from it
             rt.access.log_refusal(rt.name, verdict)
             outcome.end("refused by tcp_wrappers")
+            outcome.refused = "rules"
             if verdict.banner is None:
                 return outcome  # closed before any TLS byte
         client = TLSStream(sock, rt.context)
         with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
             await client.do_handshake()
+        if ticket is not None:
+            ticket.handshake_done()
         if not client.handshake_done:
             outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
             return outcome
@@ -146,6 +161,8 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
     except trio.BrokenResourceError as exc:
         outcome.end(str(exc))
     finally:
+        if ticket is not None:
+            ticket.release()
         if isinstance(backend, ExecStream):
             await backend.finish(rt.service.timeout_close)
         elif backend is not None:
@@ -155,6 +172,33 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         else:
             sock.close()
     return outcome
+
+
+def admit(limiter: Limiter, rt: ServiceRuntime, peer: object,
+          outcome: Outcome) -> Ticket | None:
+    """The limits (``limits.Limiter``): a ticket the connection holds to its end, or None
+    when it is refused. Checked before the access check, the ``accepted`` line and any TLS
+    work, so that a flood costs no lookup and no crypto; a refusal writes one line (at most
+    one a second per service and reason, with the count of those held back) instead of the
+    connection's own lines."""
+    svc = rt.service
+    now = trio.current_time()
+    got = limiter.admit(rt.name, client_key(peer_host(peer), svc.client_ipv6_prefix),
+                        rt.limits, now)
+    if isinstance(got, Ticket):
+        return got
+    outcome.refused = got
+    outcome.quiet = True
+    outcome.end(f"refused: {got}")
+    held = limiter.throttle.allow((rt.name, got), now)
+    if held is not None:
+        value = {limits.MAX_CONNECTIONS: svc.max_connections,
+                 limits.MAX_HANDSHAKES: rt.limits.max_handshakes,
+                 limits.MAX_CLIENT_CONNECTIONS: svc.max_client_connections,
+                 limits.MAX_CLIENT_RATE: svc.max_client_rate}.get(got)
+        more = f" ({held} more refused for this reason since the last such line)" if held else ""
+        log.warning("%s refused before TLS: %s = %s reached%s", outcome.who, got, value, more)
+    return None
 
 
 async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .backend import Target
 from .config import Config, Service
+from .limits import NO_LIMITS, LimitSettings
 
 if TYPE_CHECKING:
     from OpenSSL import SSL
@@ -32,6 +33,7 @@ class ServiceRuntime:
     context: SSL.Context
     targets: tuple[Target, ...] = ()
     access: AccessControl | None = None  # None: libwrap = no
+    limits: LimitSettings = NO_LIMITS
 
     @property
     def name(self) -> str:
@@ -69,6 +71,9 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
         # a unix socket client has no address to match: libwrap does not apply there (as in
         # stunnel); the socket file's permissions decide who connects
         unix = svc.accept is not None and svc.accept.is_unix
+        limits = LimitSettings(svc.max_connections, svc.max_client_connections,
+                               svc.max_client_rate, config.globals.max_handshakes)
         services[svc.name] = ServiceRuntime(svc, ctx, targets,
-                                            access if svc.libwrap and not unix else None)
+                                            access if svc.libwrap and not unix else None,
+                                            limits)
     return Snapshot(config, MappingProxyType(services), path)
