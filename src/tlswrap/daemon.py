@@ -7,33 +7,42 @@ file (still root, and the pid of the process that serves) -> drop to setgid/setu
 A detached start reports back to the starting process, which exits 0 only then.
 
 The live configuration is one immutable ``Snapshot`` held by ``Server``; SIGHUP builds a new
-one off the event loop and swaps it in with one assignment.
+one off the event loop and swaps it in with one assignment. One serving process also rebinds
+its listeners on SIGHUP (``listening``); with ``workers`` the supervisor does that and
+replaces the workers (``workers.supervise``).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import signal
 import socket
-import stat
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import trio
 
 from . import __version__, pidfile, systemd
 from .addresses import format_peer
 from .config import Config, Service, load_config
-from .errors import ConfigError, TlswrapError
+from .errors import TlswrapError
 from .limits import Limiter
+from .listening import (
+    Listener,
+    Listening,
+    bind_all,
+    close_all,
+    close_listeners,
+    remove_socket_files,
+)
 from .logsetup import NOTICE, setup_logging
 from .pipeline import serve_guarded
 from .privileges import drop_privileges, key_file_findings, reread_problems, target_identity
 from .snapshot import ServiceRuntime, Snapshot, prepare
-from .sockstream import set_socket_options
 
 log = logging.getLogger("tlswrap.daemon")
 
@@ -44,153 +53,40 @@ _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # The socket is not (or no longer) a listener: accepting again can never work.
 _DEAD_LISTENER = {errno.EBADF, errno.ENOTSOCK, errno.EINVAL, errno.EOPNOTSUPP}
 
-Listener = tuple[socket.socket, str]  # a listening socket and the name of its service
 
 
 class Server:
-    """One serving process's live state: the current snapshot, replaced whole on reload, and
-    the live counts the limits are checked against, which a reload keeps."""
+    """One serving process's live state: the current snapshot, replaced whole on reload; the
+    live counts the limits are checked against, which a reload keeps; the listeners (when
+    this process rebinds them on reload) and their accept loops."""
 
-    __slots__ = ("limiter", "snapshot")
+    __slots__ = ("accepting", "conns", "limiter", "listening", "loops", "snapshot")
 
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
         self.limiter = Limiter()
+        self.listening: Listening | None = None  # None: listeners fixed for this process
+        self.loops: dict[socket.socket, tuple[trio.CancelScope, str]] = {}
+        self.accepting: trio.Nursery | None = None  # where accept loops run
+        self.conns: trio.Nursery | None = None  # where connections run
 
+    def start_loop(self, lsock: socket.socket, name: str) -> None:
+        """Accept on ``lsock`` for service ``name`` (in ``accepting``, until stopped)."""
+        assert self.accepting is not None and self.conns is not None
+        scope = trio.CancelScope()
+        self.loops[lsock] = (scope, name)
+        conns = self.conns
 
-def bind_listener(config: Config, svc: Service, reuseport: bool = False,
-                  probe: bool = False) -> socket.socket:
-    """A non-blocking listening socket on ``svc.accept`` (FILE:LINE error if impossible).
+        async def loop() -> None:
+            with scope:
+                await accept_loop(lsock, name, self, conns)
 
-    ``reuseport``: SO_REUSEPORT, so that each worker has its own socket on the same port;
-    ``probe``: first make sure nothing listens there already, since SO_REUSEPORT would let
-    us listen beside another process (another tlswrap's workers, orphaned ones)."""
-    addr = svc.accept
-    assert addr is not None
-    if addr.path is not None:
-        return bind_unix(config, svc, addr.path)
-    assert addr.host is not None
-    try:
-        port = addr.port if isinstance(addr.port, int) else socket.getservbyname(addr.port, "tcp")
-    except OSError:
-        raise config.error(f"accept = {addr}: unknown service name {addr.port!r}",
-                           "accept", svc) from None
-    try:
-        infos = socket.getaddrinfo(addr.host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise config.error(f"accept = {addr}: {exc.strerror}", "accept", svc) from None
-    family, _, _, _, sockaddr = infos[0]
-    try:
-        if probe:
-            _probe_bind(family, sockaddr)
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise config.error(f"accept = {addr}: cannot listen: {exc.strerror}",
-                           "accept", svc) from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuseport:  # only for our own workers: otherwise "in use" must be an error
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        set_socket_options(sock, svc.socket_options, "l")
-        sock.bind(sockaddr)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise config.error(f"accept = {addr}: cannot listen: {exc.strerror}",
-                           "accept", svc) from None
-    return sock
+        self.accepting.start_soon(loop)
 
-
-def bind_unix(config: Config, svc: Service, path: str) -> socket.socket:
-    """A listening unix socket at ``path``, mode 0666 (the directory's permissions control
-    who may connect). A socket file that nobody listens on (left by a killed daemon) is
-    replaced; a listening one is "Address already in use"; any other file is refused."""
-    def fail(reason: str) -> ConfigError:
-        return config.error(f"accept = {path}: cannot listen: {reason}", "accept", svc)
-
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise fail(exc.strerror or str(exc)) from None
-    if st is not None:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise fail("it exists and is not a socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex(path) == 0:
-                raise fail(os.strerror(errno.EADDRINUSE))
-        try:
-            os.unlink(path)
-        except OSError as exc:
-            raise fail(exc.strerror or str(exc)) from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        set_socket_options(sock, svc.socket_options, "l")
-        sock.bind(path)
-        os.chmod(path, 0o666)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except OSError as exc:
-        _remove_socket_file(sock)
-        sock.close()
-        raise fail(exc.strerror or str(exc)) from None
-    return sock
-
-
-def _remove_socket_file(sock: socket.socket) -> None:
-    """Unlink the file of a bound unix socket that is still open, if it is still a socket."""
-    if sock.family != socket.AF_UNIX or sock.fileno() == -1:
-        return
-    try:
-        path = sock.getsockname()
-        if path and isinstance(path, str) and stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
-def remove_socket_files(config: Config) -> None:
-    """At exit: the unix socket files of the services (whose sockets may be closed by now)."""
-    for svc in config.services:
-        path = svc.accept.path if svc.accept is not None else None
-        try:
-            if path and stat.S_ISSOCK(os.lstat(path).st_mode):
-                os.unlink(path)
-        except OSError:
-            pass
-
-
-def _probe_bind(family: int, sockaddr: tuple[Any, ...]) -> None:
-    """Bind without SO_REUSEPORT and close: EADDRINUSE when a socket listens on the address.
-    SO_REUSEADDR, as for the real socket, so that connections left in TIME_WAIT by a previous
-    run do not block a restart (it never allows binding over a listener)."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(sockaddr)
-
-
-def bind_all(config: Config, services: Iterable[Service], reuseport: bool = False,
-             probe: bool = False) -> list[Listener]:
-    bound: list[Listener] = []
-    try:
-        for svc in services:
-            if svc.accept is None:
-                raise config.error("no 'accept': where should this service listen?", None, svc)
-            bound.append((bind_listener(config, svc, reuseport, probe), svc.name))
-    except BaseException:
-        close_all(bound)
-        raise
-    return bound
-
-
-def close_all(listeners: Iterable[Listener]) -> None:
-    """Close listeners that were bound here (a unix socket's file goes with it)."""
-    for sock, _ in listeners:
-        _remove_socket_file(sock)
-        sock.close()
+    def stop_loop(self, lsock: socket.socket) -> None:
+        held = self.loops.pop(lsock, None)
+        if held is not None:
+            held[0].cancel()
 
 
 def daemonize() -> int:
@@ -307,11 +203,12 @@ async def accept_loop(lsock: socket.socket, name: str, server: Server,
 
 
 def merge_reload(old: Snapshot, new: Snapshot) -> tuple[Snapshot, list[str]]:
-    """The snapshot to serve after a reload, and warnings about what waits for a restart.
+    """The snapshot a worker serves after a reload that does not rebind (the supervisor
+    replaces the workers when the listeners change), and warnings about what does not apply.
 
     Services that keep their name and ``accept`` take their new settings (certificates, keys,
     TLS options, backends, timeouts, rules); a service that is gone or moved keeps its old
-    settings (its listener is not rebound); a new service waits for a restart.
+    settings (this process does not rebind); a new service has no listener here.
     """
     warnings = []
     services: dict[str, ServiceRuntime] = {}
@@ -331,68 +228,136 @@ def merge_reload(old: Snapshot, new: Snapshot) -> tuple[Snapshot, list[str]]:
     return Snapshot(new.config, MappingProxyType(services), new.path), warnings
 
 
+def rebound_snapshot(old: Snapshot, new: Snapshot, served: set[str],
+                     kept_old: set[str]) -> Snapshot:
+    """The snapshot to serve after a reload that rebinds: each service that listens takes
+    its new settings, except those in ``kept_old`` (their new address could not be bound,
+    so they stay where they were, as they were); services without a listener are gone."""
+    services = {name: (old.services[name] if name in kept_old else rt)
+                for name, rt in new.services.items() if name in served}
+    return Snapshot(new.config, MappingProxyType(services), new.path)
+
+
 def load_snapshot(path: str) -> Snapshot:
     """Read, parse and compile a config file (blocking: certificates are read)."""
     return prepare(load_config(path), path)
 
 
-def reload_snapshot(old: Snapshot, quiet: bool = False) -> Snapshot:
-    """SIGHUP (blocking: certificates are read): the snapshot to serve from now on, which is
-    ``old`` when the config cannot be loaded (logged why). ``quiet``: log at debug level only
-    (a supervisor of workers, whose workers reload and log the same)."""
+def load_fresh(old: Snapshot, quiet: bool = False) -> Snapshot | None:
+    """SIGHUP (blocking: certificates are read): the config file compiled again, or None
+    when it cannot be (logged why: the running configuration stays). ``quiet``: log at debug
+    level only (a supervisor of workers, whose workers reload and log the same)."""
     def say(level: int, msg: str, *args: object, exc: BaseException | None = None) -> None:
         log.log(logging.DEBUG if quiet else level, msg, *args, exc_info=exc)
 
     path = old.path
     if path is None:
         say(logging.WARNING, "SIGHUP: no config file to reload (command-line service)")
-        return old
+        return None
     try:
-        fresh = load_snapshot(path)
+        return load_snapshot(path)
     except TlswrapError as exc:
         say(logging.ERROR, "reload failed, keeping the running configuration: %s", exc)
         _log_reread_problems(old.config, logging.DEBUG if quiet else logging.ERROR)
-        return old
     except Exception as exc:  # noqa: BLE001 - logged with its traceback; the old one serves on
         say(logging.ERROR, "reload failed, keeping the running configuration: %r", exc, exc=exc)
+    return None
+
+
+def reload_snapshot(old: Snapshot, quiet: bool = False) -> Snapshot:
+    """SIGHUP without rebinding: the snapshot to serve from now on (``merge_reload``), which
+    is ``old`` when the config cannot be loaded."""
+    fresh = load_fresh(old, quiet)
+    if fresh is None:
         return old
     merged, warnings = merge_reload(old, fresh)
+    level = logging.DEBUG if quiet else logging.WARNING
     for warning in warnings:
-        say(logging.WARNING, "%s", warning)
-    say(NOTICE, "configuration reloaded from %s", path)
+        log.log(level, "%s", warning)
+    log.log(logging.DEBUG if quiet else NOTICE, "configuration reloaded from %s", old.path)
     return merged
 
 
 async def reload(server: Server) -> None:
     """SIGHUP: a new snapshot, built in a thread, swapped in whole (one assignment, on the
-    trio thread); a bad config changes nothing (the error is logged)."""
-    server.snapshot = await trio.to_thread.run_sync(reload_snapshot, server.snapshot)
+    trio thread); a bad config changes nothing (the error is logged). A process that owns
+    its listeners (``server.listening``) also rebinds: new services start accepting, removed
+    ones stop (their live connections finish), a moved ``accept`` is listened on anew."""
+    listening = server.listening
+    if listening is None:
+        server.snapshot = await trio.to_thread.run_sync(reload_snapshot, server.snapshot)
+        return
+    old = server.snapshot
+    fresh = await trio.to_thread.run_sync(load_fresh, old)
+    if fresh is None:
+        return
+    before = {name: rt.service for name, rt in old.services.items()}
+    result = await trio.to_thread.run_sync(listening.rebind, fresh.config, before)
+    for exc in result.errors:
+        name = exc.service
+        outcome = (f"[{name}] stays on {before[name].accept} with its previous settings"
+                   if name in result.kept_old else f"[{name}] is not served")
+        log.error("reload: %s; %s", exc, outcome)
+    server.snapshot = rebound_snapshot(old, fresh, result.served, result.kept_old)
+    listening.apply(result)
+    for lsock, name in result.closed:
+        log.log(NOTICE, "[%s] no longer listening on %s", name, _where(lsock))
+        server.stop_loop(lsock)
+    close_all(result.closed)
+    for lsock, name in result.listeners.values():
+        if server.loops.get(lsock, (None, None))[1] != name:
+            if lsock in server.loops:
+                server.stop_loop(lsock)
+            else:
+                svc = server.snapshot.services[name].service
+                log.log(NOTICE, "[%s] listening on %s, relaying to %s", name, _where(lsock),
+                        ", ".join(str(a) for a in svc.connect) or svc.exec)
+            server.start_loop(lsock, name)
+    log.log(NOTICE, "configuration reloaded from %s", old.path)
+
+
+def _where(lsock: socket.socket) -> str:
+    try:
+        return format_peer(lsock.getsockname())
+    except OSError:
+        return "a closed socket"
 
 
 async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = True,
-                task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+                task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED, *,
+                rebind: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads.
 
     ``notify``: tell systemd (READY, RELOADING, STOPPING); a supervisor of workers does that
-    itself, as the main process.
+    itself, as the main process. ``rebind``: this process owns its listeners, and a reload
+    binds, keeps and closes them to match the config (see ``listening``); listeners bound by
+    a reload are closed here at the end.
     """
     server = Server(snapshot)
+    if rebind:
+        server.listening = Listening(listeners, {rt.name: rt.service for rt in snapshot})
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as conns:
+                server.conns = conns
                 async with trio.open_nursery() as accepting:
+                    server.accepting = accepting
                     for lsock, name in listeners:
-                        accepting.start_soon(accept_loop, lsock, name, server, conns)
+                        server.start_loop(lsock, name)
                     task_status.started(server)
                     if notify:
                         systemd.notify("READY=1")
                     await _until_stopped(signals, server, notify)
                     accepting.cancel_scope.cancel()
                 close_listeners(listeners)
+                close_listeners(server.listening.all() if server.listening else [])
                 drain = server.snapshot.config.globals.timeout_drain  # TIMEOUTdrain
                 conns.cancel_scope.deadline = trio.current_time() + drain
     finally:
         close_listeners(listeners)
+        if server.listening is not None:
+            original = {id(sock) for sock, _ in listeners}
+            close_all(pair for pair in server.listening.all() if id(pair[0]) not in original)
     log.log(NOTICE, "tlswrap stopped")
 
 
@@ -411,14 +376,6 @@ async def _until_stopped(signals: AsyncIterator[int], server: Server, notify: bo
         if notify:
             systemd.notify("STOPPING=1")
         return
-
-
-def close_listeners(listeners: Iterable[Listener]) -> None:
-    """Stop listening (waking any task parked on these sockets); safe to repeat."""
-    for lsock, _ in listeners:
-        if lsock.fileno() != -1:
-            trio.lowlevel.notify_closing(lsock)
-            lsock.close()
 
 
 def run(config_path: str) -> int:
@@ -527,8 +484,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
             supervise(worker_sets, lambda own: trio.run(serve, own, current.snapshot, False),
                       notify=systemd.notify, reload=reload_here,
                       drain=lambda: current.snapshot.config.globals.timeout_drain)
-        else:
-            trio.run(serve, listeners, snapshot)
+        else:  # one process: it rebinds on reload, unless systemd owns the sockets
+            trio.run(functools.partial(serve, rebind=not passed), listeners, snapshot)
     finally:
         close_all(listeners)
         remove_socket_files(config)
