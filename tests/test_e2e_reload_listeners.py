@@ -134,3 +134,45 @@ def test_reload_as_nobody_keeps_privileged_listeners_by_address(certs, thread_se
                 in proc.log(), proc.log()
         finally:
             assert proc.stop() == 0, proc.log()
+
+
+def test_workers_follow_a_reload_that_changes_listeners_or_their_number(certs, thread_server,
+                                                                        tlswrap):
+    """workers = 2 -> 3 with a service added: new workers serve both services, the replaced
+    ones drain (the live connection finishes); then a service removed, workers = 2."""
+    from test_e2e_inetd import _children
+
+    srv = thread_server(greet_echo)
+    a, b = free_port(), free_port()
+    head = "foreground = yes\ndebug = notice\nworkers = {}\n"
+    cert, key = certs.cert_file, certs.key_file
+    proc = tlswrap(head.format(2) + section("imaps", a, srv.port, cert, key), [a])
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    first = set(_children(proc.proc.pid))
+    live = certs.client_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", a), timeout=10), server_hostname="localhost")
+    assert live.recv(100) == b"* OK echo ready\r\n"
+
+    proc.config.write_text(head.format(3) + section("imaps", a, srv.port, cert, key)
+                           + section("pop3s", b, srv.port, cert, key))
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "3 new workers replace the old ones" in proc.log(), 10, "the reload")
+    live.sendall(b"on a replaced worker\r\n")
+    assert live.recv(100) == b"on a replaced worker\r\n"
+    for _ in range(12):
+        assert greeting(certs, a) == b"* OK echo ready\r\n"
+        assert greeting(certs, b) == b"* OK echo ready\r\n"
+    live.close()
+    wait_for(lambda: len(_children(proc.proc.pid)) == 3, 15, "the replaced workers to end")
+    assert not first & set(_children(proc.proc.pid))
+
+    proc.config.write_text(head.format(2) + section("pop3s", b, srv.port, cert, key))
+    proc.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "2 new workers replace the old ones" in proc.log(), 10, "the reload")
+    wait_for(lambda: not port_open(a), 10, "imaps to stop listening")
+    for _ in range(8):
+        assert greeting(certs, b) == b"* OK echo ready\r\n"
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 15, "two workers")
+    assert f"[imaps] no longer listening on 127.0.0.1:{a}" in proc.log()
+    assert proc.stop() == 0
+    assert not port_open(b)

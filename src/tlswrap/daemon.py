@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
 from typing import NoReturn
 
@@ -34,10 +34,13 @@ from .limits import Limiter
 from .listening import (
     Listener,
     Listening,
+    Rebinding,
     bind_all,
     close_all,
     close_listeners,
+    rebind_workers,
     remove_socket_files,
+    unused,
 )
 from .logsetup import NOTICE, setup_logging
 from .pipeline import serve_guarded
@@ -293,11 +296,10 @@ async def reload(server: Server) -> None:
         return
     before = {name: rt.service for name, rt in old.services.items()}
     result = await trio.to_thread.run_sync(listening.rebind, fresh.config, before)
-    for exc in result.errors:
-        name = exc.service
-        outcome = (f"[{name}] stays on {before[name].accept} with its previous settings"
-                   if name in result.kept_old else f"[{name}] is not served")
-        log.error("reload: %s; %s", exc, outcome)
+    _log_rebind_errors(result, before)
+    if fresh.config.globals.workers > 1:
+        log.warning("workers = %d: takes effect at the next restart (started as one process)",
+                    fresh.config.globals.workers)
     server.snapshot = rebound_snapshot(old, fresh, result.served, result.kept_old)
     listening.apply(result)
     for lsock, name in result.closed:
@@ -314,6 +316,57 @@ async def reload(server: Server) -> None:
                         ", ".join(str(a) for a in svc.connect) or svc.exec)
             server.start_loop(lsock, name)
     log.log(NOTICE, "configuration reloaded from %s", old.path)
+
+
+def _log_rebind_errors(result: Rebinding, before: Mapping[str, Service]) -> None:
+    for exc in result.errors:
+        name = exc.service
+        outcome = (f"[{name}] stays on {before[name].accept} with its previous settings"
+                   if name in result.kept_old else f"[{name}] is not served")
+        log.error("reload: %s; %s", exc, outcome)
+
+
+def reload_workers(current: Server, held: list[list[Listener]],
+                   systemd_sockets: bool) -> list[list[Listener]] | None:
+    """SIGHUP in the supervisor of workers (blocking): reload ``current``; None when the
+    workers can reload on their own (same services at the same addresses, same number of
+    workers), else the new listener sets to start new workers on (``held`` is updated and
+    the listeners no longer used are closed). systemd's sockets are never rebound."""
+    old = current.snapshot
+    fresh = load_fresh(old, quiet=True)
+    if fresh is None:
+        return None  # the workers fail the same way and log why
+    count = fresh.config.globals.workers
+    same = ({(rt.name, rt.service.accept) for rt in old}
+            == {(rt.name, rt.service.accept) for rt in fresh})
+    if systemd_sockets or same:
+        current.snapshot = merge_reload(old, fresh)[0]
+        if count == len(held):
+            return None
+        new_sets = [held[0]] * count  # the same sockets, shared (systemd's), or kept
+        if not systemd_sockets:
+            new_sets, _ = rebind_workers(fresh.config, {rt.name: rt.service for rt in old},
+                                         held, count)
+    else:
+        before = {rt.name: rt.service for rt in old}
+        new_sets, result = rebind_workers(fresh.config, before, held, count)
+        _log_rebind_errors(result, before)
+        current.snapshot = rebound_snapshot(old, fresh, result.served, result.kept_old)
+        kept = {id(sock) for pairs in held for sock, _ in pairs}
+        for lsock, name in new_sets[0]:
+            if id(lsock) not in kept:
+                svc = current.snapshot.services[name].service
+                log.log(NOTICE, "[%s] listening on %s, relaying to %s", name, _where(lsock),
+                        ", ".join(str(a) for a in svc.connect) or svc.exec)
+    gone = unused(held, new_sets)
+    for lsock, name in gone:
+        if not systemd_sockets:
+            log.log(NOTICE, "[%s] no longer listening on %s", name, _where(lsock))
+    close_all(gone)
+    held[:] = new_sets
+    log.log(NOTICE, "configuration reloaded from %s: %d new workers replace the old ones",
+            old.path, count)
+    return new_sets
 
 
 def _where(lsock: socket.socket) -> str:
@@ -477,13 +530,14 @@ def run_config(config: Config, config_path: str | None = None) -> int:
             from .workers import supervise
 
             current = Server(snapshot)  # replaced on SIGHUP; a replacement worker starts on it
-
-            def reload_here() -> None:
-                current.snapshot = reload_snapshot(current.snapshot, quiet=True)
-
-            supervise(worker_sets, lambda own: trio.run(serve, own, current.snapshot, False),
-                      notify=systemd.notify, reload=reload_here,
-                      drain=lambda: current.snapshot.config.globals.timeout_drain)
+            held = [list(pairs) for pairs in worker_sets]  # what the workers listen on now
+            try:
+                supervise(worker_sets, lambda own: trio.run(serve, own, current.snapshot, False),
+                          notify=systemd.notify,
+                          reload=lambda: reload_workers(current, held, bool(passed)),
+                          drain=lambda: current.snapshot.config.globals.timeout_drain)
+            finally:
+                close_all(unused(held, [listeners]))
         else:  # one process: it rebinds on reload, unless systemd owns the sockets
             trio.run(functools.partial(serve, rebind=not passed), listeners, snapshot)
     finally:

@@ -204,10 +204,12 @@ class Listening:
     def all(self) -> list[Listener]:
         return list(self.by_address.values())
 
-    def rebind(self, config: Config, old: Mapping[str, Service]) -> Rebinding:
+    def rebind(self, config: Config, old: Mapping[str, Service], reuseport: bool = False,
+               probe: bool = False) -> Rebinding:
         """Listeners for every service of ``config``, binding only the new addresses (blocking:
-        names may be resolved). ``old``: the services served until now. Changes nothing here:
-        ``apply`` makes the result current, the caller closes ``closed``."""
+        names may be resolved). ``old``: the services served until now; ``reuseport`` and
+        ``probe`` as for ``bind_listener`` (workers). Changes nothing here: ``apply`` makes the
+        result current, the caller closes ``closed``."""
         wanted = {svc.accept for svc in config.services}
         result = Rebinding({})
         for svc in config.services:
@@ -221,7 +223,8 @@ class Listening:
                 result.listeners[addr] = (held[0], svc.name)
                 continue
             try:
-                result.listeners[addr] = (bind_listener(config, svc), svc.name)
+                result.listeners[addr] = (bind_listener(config, svc, reuseport, probe),
+                                          svc.name)
             except ConfigError as exc:
                 result.errors.append(exc)
                 before = old.get(svc.name)
@@ -241,3 +244,48 @@ class Listening:
         """Close what ``rebind`` bound, when its result is not used after all."""
         held = {id(sock) for sock, _ in self.by_address.values()}
         close_all(pair for pair in result.listeners.values() if id(pair[0]) not in held)
+
+
+def rebind_workers(config: Config, old: Mapping[str, Service], sets: list[list[Listener]],
+                   count: int) -> tuple[list[list[Listener]], Rebinding]:
+    """The listener sets of ``count`` workers for ``config`` (blocking), from the sets of the
+    workers serving until now: the first set is rebound as one process's would be (its
+    result, errors included, is returned too), and every other worker gets its own
+    SO_REUSEPORT socket on each of the first set's addresses -- the one it had, or a new one
+    -- except unix sockets, which all share the first set's. The caller closes the sockets
+    of ``sets`` that are in no new set."""
+    first_old = sets[0] if sets else []
+    first = Listening(first_old, old).rebind(config, old, reuseport=True, probe=True)
+    new_sets = [list(first.listeners.values())]
+    by_name = {svc.name: svc for svc in config.services}
+    for k in range(1, count):
+        own = Listening(sets[k], old) if k < len(sets) else Listening([], old)
+        mine: list[Listener] = []
+        for addr, (sock, name) in first.listeners.items():
+            held = own.by_address.get(addr)
+            if addr.is_unix:
+                mine.append((sock, name))
+            elif held is not None:
+                mine.append((held[0], name))
+            else:
+                svc = old[name] if name in first.kept_old else by_name[name]
+                try:
+                    mine.append((bind_listener(config, svc, reuseport=True), name))
+                except ConfigError as exc:  # bound once just now: rare; that worker goes without
+                    first.errors.append(exc)
+        new_sets.append(mine)
+    return new_sets, first
+
+
+def unused(old_sets: Iterable[Iterable[Listener]],
+           new_sets: Iterable[Iterable[Listener]]) -> list[Listener]:
+    """The listeners of ``old_sets`` that are in none of ``new_sets`` (each once)."""
+    keep = {id(sock) for pairs in new_sets for sock, _ in pairs}
+    seen: set[int] = set()
+    gone = []
+    for pairs in old_sets:
+        for sock, name in pairs:
+            if id(sock) not in keep and id(sock) not in seen:
+                seen.add(id(sock))
+                gone.append((sock, name))
+    return gone

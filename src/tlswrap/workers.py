@@ -44,7 +44,8 @@ _WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
               serve: Callable[[list[tuple[socket.socket, T]]], None],
               notify: Callable[[str], None] = lambda message: None,
-              reload: Callable[[], None] = lambda: None,
+              reload: Callable[[], Sequence[Sequence[tuple[socket.socket, T]]] | None]
+              = lambda: None,
               drain: Callable[[], float] = lambda: 10.0) -> int:
     """Fork one worker per listener set and supervise them until a stop signal.
 
@@ -52,7 +53,10 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     a worker closes only the sockets that are not in its own set. ``notify`` receives the
     systemd notifications (READY=1, RELOADING=1, STOPPING=1), sent from this, the main,
     process. On SIGHUP ``reload()`` runs here first (so that ``serve``, which a replacement
-    worker runs, starts from the reloaded configuration), then every worker reloads. After
+    worker runs, starts from the reloaded configuration), then every worker reloads -- or,
+    when ``reload()`` returns new listener sets (the services' addresses or the number of
+    workers changed), new workers start on those and the old ones retire: they get SIGTERM
+    and drain as on a stop, bounded the same way, and are not restarted. After
     SIGTERM/SIGINT a worker gets ``drain()`` seconds (TIMEOUTdrain) plus STOP_GRACE to end,
     then SIGKILL.
 
@@ -60,6 +64,8 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     with sigtimedwait, so a reload, a restart and a stop never interrupt one another; a
     worker unblocks them right after the fork."""
     children: dict[int, int] = {}
+    retiring: dict[int, float] = {}  # replaced workers draining -> when they are killed
+    sets = [list(pairs) for pairs in worker_sets]
     supervisor = os.getpid()
 
     def start(index: int) -> None:
@@ -72,12 +78,12 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
             end_with_parent(supervisor)
             code = 0
             try:
-                own = {id(sock) for sock, _ in worker_sets[index]}
-                for listeners in worker_sets:
+                own = {id(sock) for sock, _ in sets[index]}
+                for listeners in sets:
                     for sock, _ in listeners:
                         if id(sock) not in own:
                             sock.close()
-                serve(list(worker_sets[index]))
+                serve(list(sets[index]))
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -87,7 +93,7 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         children[pid] = index
 
     def forward(signum: int) -> None:
-        for pid in list(children):
+        for pid in [*children, *retiring]:
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
@@ -95,7 +101,7 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
 
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
     try:
-        for index in range(len(worker_sets)):
+        for index in range(len(sets)):
             start(index)
         log.info("%d workers started: %s", len(children), " ".join(map(str, children)))
         notify("READY=1")
@@ -103,19 +109,24 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         last_restart = 0.0
         kill_at = None  # once stopping: when the workers left are killed
         bound = 0.0
-        while children:
+        while children or retiring:
             now = time.monotonic()
+            for pid in [pid for pid, at in retiring.items() if now >= at]:
+                log.error("replaced worker pid %d still running %gs after the reload; "
+                          "killing it", pid, drain() + STOP_GRACE)
+                _kill(pid)
+                retiring[pid] = float("inf")
             if kill_at is not None and now >= kill_at:
-                for pid in children:
+                for pid in [*children, *retiring]:
                     log.error("worker pid %d still running %gs after the stop; killing it",
                               pid, bound)
-                    os.kill(pid, signal.SIGKILL)
+                    _kill(pid)
                 kill_at = float("inf")
             elif waiting and kill_at is None and now >= last_restart + RESTART_INTERVAL:
                 last_restart = now
                 start(waiting.pop(0))
                 continue
-            wake = min(kill_at if kill_at is not None else float("inf"),
+            wake = min(kill_at if kill_at is not None else float("inf"), *retiring.values(),
                        last_restart + RESTART_INTERVAL if waiting and kill_at is None
                        else float("inf"))
             timeout = min(max(wake - now, 0.001), 3600.0)
@@ -124,6 +135,9 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 continue
             if info.si_signo == signal.SIGCHLD:
                 for pid, status in _reap():
+                    if retiring.pop(pid, None) is not None:
+                        log.info("replaced worker pid %d ended (%s)", pid, _describe(status))
+                        continue
                     index = children.pop(pid, -1)
                     if index >= 0 and kill_at is None:
                         log.error("worker %d (pid %d) ended unexpectedly (%s); restarting it",
@@ -131,9 +145,21 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                         waiting.append(index)
             elif info.si_signo == signal.SIGHUP and kill_at is None:
                 notify("RELOADING=1")
-                reload()
-                forward(signal.SIGHUP)
-                notify("READY=1")  # each worker reloads on its own; a bad config keeps its old one
+                replaced = reload()
+                if replaced is None:
+                    forward(signal.SIGHUP)  # each reloads on its own; a bad config keeps its old
+                else:
+                    at = time.monotonic() + drain() + STOP_GRACE
+                    for pid in list(children):
+                        _kill(pid, signal.SIGTERM)
+                        retiring[pid] = at
+                    children.clear()
+                    waiting.clear()
+                    sets = [list(pairs) for pairs in replaced]
+                    for index in range(len(sets)):
+                        start(index)
+                    log.info("workers replaced: %s", " ".join(map(str, children)))
+                notify("READY=1")
             elif info.si_signo != signal.SIGHUP and kill_at is None:  # SIGTERM, SIGINT
                 notify("STOPPING=1")
                 forward(info.si_signo)
@@ -142,6 +168,13 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return 0
+
+
+def _kill(pid: int, signum: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # ended already; reaped at its SIGCHLD
 
 
 def _reap() -> list[tuple[int, int]]:
