@@ -26,7 +26,7 @@ from typing import NoReturn
 
 import trio
 
-from . import __version__, pidfile, systemd
+from . import __version__, certwatch, pidfile, systemd
 from .addresses import format_peer
 from .config import Config, Service, load_config
 from .errors import TlswrapError
@@ -72,6 +72,10 @@ class Server:
         self.loops: dict[socket.socket, tuple[trio.CancelScope, str]] = {}
         self.accepting: trio.Nursery | None = None  # where accept loops run
         self.conns: trio.Nursery | None = None  # where connections run
+
+    def swap(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` to new connections from now on (``certwatch``)."""
+        self.snapshot = snapshot
 
     def start_loop(self, lsock: socket.socket, name: str) -> None:
         """Accept on ``lsock`` for service ``name`` (in ``accepting``, until stopped)."""
@@ -397,6 +401,7 @@ async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = Tr
                     server.accepting = accepting
                     for lsock, name in listeners:
                         server.start_loop(lsock, name)
+                    accepting.start_soon(certwatch.watch, lambda: server.snapshot, server.swap)
                     task_status.started(server)
                     if notify:
                         systemd.notify("READY=1")
@@ -523,6 +528,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
             log.log(NOTICE, "[%s] listening on %s, relaying to %s", name,
                     format_peer(lsock.getsockname()),
                     ", ".join(str(a) for a in svc.connect) or svc.exec)
+        for rt in snapshot:
+            certwatch.log_served(rt)
         log.log(NOTICE, "tlswrap %s started with %d service(s)%s", __version__, len(snapshot),
                 f", {g.workers} workers" if many else "")
         started(report_w)

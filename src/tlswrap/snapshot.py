@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .backend import Target
 from .config import Config, Service
+from .fileid import FileId, file_ids
 from .limits import NO_LIMITS, LimitSettings
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class ServiceRuntime:
     targets: tuple[Target, ...] = ()
     access: AccessControl | None = None  # None: libwrap = no
     limits: LimitSettings = NO_LIMITS
+    files: tuple[FileId, ...] = ()  # the cert/key/CAfile identities before they were read
 
     @property
     def name(self) -> str:
@@ -66,6 +68,7 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
         access = AccessControl.from_files(config.globals.hosts_allow, config.globals.hosts_deny)
     services = {}
     for svc in config.services:
+        files = file_ids(svc)  # before reading: a change while reading is seen later
         ctx = server_context(config, svc)
         targets = tuple(Target.from_address(a) for a in svc.connect)
         # a unix socket client has no address to match: libwrap does not apply there (as in
@@ -75,5 +78,5 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
                                svc.max_client_rate, config.globals.max_handshakes)
         services[svc.name] = ServiceRuntime(svc, ctx, targets,
                                             access if svc.libwrap and not unix else None,
-                                            limits)
+                                            limits, files)
     return Snapshot(config, MappingProxyType(services), path)
