@@ -92,6 +92,7 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
     client: TLSStream | None = None
     backend: SocketStream | None = None
     ticket: Ticket | None = None
+    relay: Relay | None = None
     try:
         svc = rt.service
         if svc.socket_options:
@@ -149,7 +150,7 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
             await backend.push(proxy_header(svc.proxy_protocol, peer, local, client))
-        relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
+        relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close, svc.timeout_busy)
         try:
             await relay.run()
         finally:
@@ -164,7 +165,8 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         if ticket is not None:
             ticket.release()
         if isinstance(backend, ExecStream):
-            await backend.finish(rt.service.timeout_close)
+            await backend.finish(rt.service.timeout_close, abort=relay is not None
+                                 and relay.broken is not None)
         elif backend is not None:
             backend.close()
         if client is not None:
