@@ -94,6 +94,7 @@ def test_a_rate_flood_from_one_address_is_refused_while_a_second_is_served(
 
 def test_max_handshakes_bounds_handshakes_under_way(certs, thread_server, tlswrap):
     proc, port = start(certs, thread_server, tlswrap, global_extra="maxHandshakes = 2")
+    wait_for(lambda: " closed: " in proc.log(), 10, "the probe's handshake slot to be free")
     with ExitStack() as held:
         for _ in range(2):  # two clients that never send their ClientHello
             held.enter_context(socket.create_connection(("127.0.0.1", port), timeout=10))

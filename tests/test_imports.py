@@ -15,6 +15,7 @@ TCPWRAPPERS = SRC / "tcpwrappers"
 PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.py", "patterns.py",
                     "request.py", "rules.py"]
 PURE = ["config.py", "errors.py", "addresses.py", "outcome.py", "proxyproto.py", "limits.py",
+        "metrics.py",
         *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS)]
 IO_MODULES = {"trio", "socket", "OpenSSL", "cryptography", "subprocess", "os", "io"}
 

@@ -80,9 +80,11 @@ def changed(snapshot: Snapshot) -> list[tuple[ServiceRuntime, tuple[FileId, ...]
 
 
 async def watch(current: Callable[[], Snapshot], swap: Callable[[Snapshot], None],
+                counted: Callable[[str, bool], None] = lambda what, ok: None,
                 interval: float = CHECK_INTERVAL) -> None:
     """Forever: every ``interval`` seconds, rebuild the services whose files changed and
-    ``swap`` in the snapshot that has them (see the module docstring)."""
+    ``swap`` in the snapshot that has them (see the module docstring); ``counted`` is told
+    of each attempt (``"certificate"``, whether it worked)."""
     failed: dict[str, tuple[FileId, ...]] = {}  # service -> identities already refused
     while True:
         await trio.sleep(interval)
@@ -94,10 +96,12 @@ async def watch(current: Callable[[], Snapshot], swap: Callable[[Snapshot], None
                 fresh = await trio.to_thread.run_sync(reload_service, snap.config, rt)
             except ConfigError as exc:
                 failed[rt.name] = ids
+                counted("certificate", False)
                 log.error("[%s] certificate files changed but cannot be used; still serving "
                           "the previous ones: %s", rt.name, exc)
                 continue
             failed.pop(rt.name, None)
+            counted("certificate", True)
             if current() is not snap:
                 break  # a reload swapped in a whole new snapshot meanwhile: look again later
             services = dict(snap.services)

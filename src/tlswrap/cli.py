@@ -15,6 +15,7 @@ usage: tlswrap CONFIG                 run the services of a stunnel-format confi
                                       connection is on stdin (inetd, systemd Accept=yes)
        tlswrap check [CONFIG]         check a config, its certificates and the hosts files
        tlswrap reload CONFIG          SIGHUP to the daemon in CONFIG's pid file
+       tlswrap status CONFIG          the daemon's metrics (CONFIG's metrics address) as a table
        tlswrap match [-d] [--allow FILE] [--deny FILE] DAEMON[@SERVER] [USER@]CLIENT
                                       which hosts.allow/hosts.deny rule decides (like tcpdmatch)
        tlswrap --version | --help
@@ -106,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             from .tcpwrappers.matchcli import main as match_main
 
             return match_main(args[1:])
+        if args[0] == "status":
+            from .control import status_main
+
+            return status_main(args[1:])
         if args[0] == "reload":
             from .control import main as reload_main
 

@@ -143,6 +143,7 @@ class GlobalOptions:
     workers: int = 1
     timeout_drain: float = 10.0  # tlswrap's own: seconds live connections get after SIGTERM
     max_handshakes: int | None = None  # TLS handshakes under way in one process; None: any
+    metrics: Address | None = None  # where the Prometheus metrics are served (metricsserver)
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
 
@@ -468,6 +469,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("workers", "global", "workers", parse_positive_int),
     Option("TIMEOUTdrain", "global", "timeout_drain", parse_seconds),
     Option("maxHandshakes", "global", "max_handshakes", parse_positive_int),
+    Option("metrics", "global", "metrics", lambda v: parse_address(v, "127.0.0.1", False)),
     Option("accept", "service", "accept", parse_accept),
     Option("connect", "service", "connect", parse_connect, repeat=True),
     Option("exec", "service", "exec", parse_text),

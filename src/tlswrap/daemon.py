@@ -22,7 +22,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import trio
 
@@ -43,6 +43,8 @@ from .listening import (
     unused,
 )
 from .logsetup import NOTICE, setup_logging
+from .metrics import Metrics, render
+from .metricsserver import CertificateDates, bind_metrics, process_state, serve_metrics
 from .pipeline import serve_guarded
 from .privileges import drop_privileges, key_file_findings, reread_problems, target_identity
 from .snapshot import ServiceRuntime, Snapshot, prepare
@@ -63,11 +65,14 @@ class Server:
     live counts the limits are checked against, which a reload keeps; the listeners (when
     this process rebinds them on reload) and their accept loops."""
 
-    __slots__ = ("accepting", "conns", "limiter", "listening", "loops", "snapshot")
+    __slots__ = ("accepting", "conns", "dates", "limiter", "listening", "loops", "metrics",
+                 "snapshot")
 
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
         self.limiter = Limiter()
+        self.metrics = Metrics()
+        self.dates = CertificateDates()
         self.listening: Listening | None = None  # None: listeners fixed for this process
         self.loops: dict[socket.socket, tuple[trio.CancelScope, str]] = {}
         self.accepting: trio.Nursery | None = None  # where accept loops run
@@ -76,6 +81,17 @@ class Server:
     def swap(self, snapshot: Snapshot) -> None:
         """Serve ``snapshot`` to new connections from now on (``certwatch``)."""
         self.snapshot = snapshot
+
+    def reloaded(self, what: str, ok: bool) -> None:
+        """Count a reload (``what``: config or certificate) and its result."""
+        self.metrics.count("tlswrap_reloads_total", (what, "ok" if ok else "failed"))
+
+    def state(self) -> dict[str, Any]:
+        """This process's metrics, gauges of the moment included."""
+        return process_state(self.metrics, self.limiter, self.snapshot, self.dates)
+
+    async def exposition(self) -> str:
+        return render(self.state())
 
     def start_loop(self, lsock: socket.socket, name: str) -> None:
         """Accept on ``lsock`` for service ``name`` (in ``accepting``, until stopped)."""
@@ -202,7 +218,8 @@ async def accept_loop(lsock: socket.socket, name: str, server: Server,
         if rt is None:  # cannot happen: a reload keeps every listened service
             sock.close()
         else:
-            nursery.start_soon(serve_guarded, rt, sock, peer, nursery, server.limiter)
+            nursery.start_soon(serve_guarded, rt, sock, peer, nursery, server.limiter,
+                               server.metrics)
         batch += 1
         if batch >= ACCEPT_BATCH:
             batch = 0
@@ -292,10 +309,13 @@ async def reload(server: Server) -> None:
     ones stop (their live connections finish), a moved ``accept`` is listened on anew."""
     listening = server.listening
     if listening is None:
-        server.snapshot = await trio.to_thread.run_sync(reload_snapshot, server.snapshot)
+        old = server.snapshot
+        server.snapshot = await trio.to_thread.run_sync(reload_snapshot, old)
+        server.reloaded("config", server.snapshot is not old)
         return
     old = server.snapshot
     fresh = await trio.to_thread.run_sync(load_fresh, old)
+    server.reloaded("config", fresh is not None)
     if fresh is None:
         return
     before = {name: rt.service for name, rt in old.services.items()}
@@ -382,13 +402,14 @@ def _where(lsock: socket.socket) -> str:
 
 async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = True,
                 task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED, *,
-                rebind: bool = False) -> None:
+                rebind: bool = False, metrics_sock: socket.socket | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads.
 
     ``notify``: tell systemd (READY, RELOADING, STOPPING); a supervisor of workers does that
     itself, as the main process. ``rebind``: this process owns its listeners, and a reload
     binds, keeps and closes them to match the config (see ``listening``); listeners bound by
-    a reload are closed here at the end.
+    a reload are closed here at the end. ``metrics_sock``: serve this process's metrics
+    there (``metrics = HOST:PORT``).
     """
     server = Server(snapshot)
     if rebind:
@@ -401,7 +422,10 @@ async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = Tr
                     server.accepting = accepting
                     for lsock, name in listeners:
                         server.start_loop(lsock, name)
-                    accepting.start_soon(certwatch.watch, lambda: server.snapshot, server.swap)
+                    accepting.start_soon(certwatch.watch, lambda: server.snapshot, server.swap,
+                                         server.reloaded)
+                    if metrics_sock is not None:
+                        accepting.start_soon(serve_metrics, metrics_sock, server.exposition)
                     task_status.started(server)
                     if notify:
                         systemd.notify("READY=1")
@@ -509,6 +533,11 @@ def run_config(config: Config, config_path: str | None = None) -> int:
                 close_all(bound)
             raise
         listeners = [pair for bound in worker_sets for pair in bound]
+    try:
+        metrics_sock = bind_metrics(config)
+    except BaseException:
+        close_all(listeners)
+        raise
     report_w = None
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
@@ -546,9 +575,12 @@ def run_config(config: Config, config_path: str | None = None) -> int:
             finally:
                 close_all(unused(held, [listeners]))
         else:  # one process: it rebinds on reload, unless systemd owns the sockets
-            trio.run(functools.partial(serve, rebind=not passed), listeners, snapshot)
+            trio.run(functools.partial(serve, rebind=not passed, metrics_sock=metrics_sock),
+                     listeners, snapshot)
     finally:
         close_all(listeners)
+        if metrics_sock is not None:
+            metrics_sock.close()
         remove_socket_files(config)
         if g.pid:
             pidfile.remove(g.pid, os.getpid())

@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -35,6 +36,7 @@ from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
 from .limits import Limiter, Ticket, client_key
 from .logsetup import NOTICE
+from .metrics import Metrics, accepted, record
 from .outcome import Outcome
 from .relay import Relay
 from .snapshot import ServiceRuntime
@@ -45,10 +47,14 @@ log = logging.getLogger("tlswrap.pipeline")
 
 
 async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
-                        helpers: trio.Nursery, limiter: Limiter | None = None) -> None:
+                        helpers: trio.Nursery, limiter: Limiter | None = None,
+                        metrics: Metrics | None = None) -> None:
     """Serve one accepted connection to its end; never raises, except KeyboardInterrupt and
-    SystemExit. Writes the connection's closing log line from its outcome."""
+    SystemExit. Writes the connection's closing log line, and its metrics, from its
+    outcome."""
     outcome = Outcome(rt.name, format_peer(peer))
+    if metrics is not None:
+        accepted(metrics, rt.name)
     try:
         await serve_one(rt, sock, peer, helpers, outcome, limiter)
     except BaseException as exc:
@@ -66,6 +72,8 @@ async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
     finally:
         outcome.end()
         try:
+            if metrics is not None:
+                record(metrics, outcome)
             if not outcome.quiet and log.isEnabledFor(NOTICE):  # stunnel's default: every one
                 log.log(NOTICE, "%s", outcome.log_line())
         except Exception:  # noqa: BLE001 - a broken log handler must not end the server
@@ -128,11 +136,14 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             if verdict.banner is None:
                 return outcome  # closed before any TLS byte
         client = TLSStream(sock, rt.context)
+        outcome.stage = "handshake"
         with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
             await client.do_handshake()
         if ticket is not None:
             ticket.handshake_done()
-        if not client.handshake_done:
+        if client.handshake_done:
+            outcome.handshake_seconds = time.monotonic() - outcome.started
+        else:
             outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
             return outcome
         outcome.tls = client.describe()
@@ -140,12 +151,17 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             await client.send_all(verdict.banner)
             if not verdict.decision.granted and verdict.twist is None:
                 return outcome
+        outcome.stage = "backend"
+        opening = time.monotonic()
         try:
             backend = await open_side(rt, client, peer, local, verdict, helpers)
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
             outcome.end(f"backend unavailable: {exc}")
+            outcome.backend_failed = ", ".join(map(str, svc.connect)) or svc.exec
             return outcome
+        outcome.connect_seconds = time.monotonic() - opening
+        outcome.stage = "relay"
         if verdict is not None and verdict.twist is not None:
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
