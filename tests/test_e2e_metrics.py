@@ -140,3 +140,35 @@ def test_the_endpoint_answers_only_get_metrics(certs, tlswrap, thread_server):
     assert ask(b"GET /secret HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 404 ")
     assert ask(b"POST /metrics HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 405 ")
     assert ask(b"GET /" + b"x" * 9000).startswith(b"HTTP/1.0 431 ")
+
+
+def test_with_workers_the_supervisor_adds_up_the_workers(certs, thread_server, tlswrap):
+    """workers = 2: connections spread over both; the supervisor's endpoint counts them all,
+    and what a killed worker had counted stays in the totals."""
+    import os
+
+    from test_e2e_inetd import _children
+
+    srv = thread_server(greet_echo)
+    port, mport = free_port(), free_port()
+    proc = tlswrap(f"foreground = yes\ndebug = notice\nworkers = 2\nmetrics = {mport}\n"
+                   f"[imaps]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{srv.port}\n"
+                   f"cert = {certs.cert_file}\nkey = {certs.key_file}\n", [port, mport])
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    svc = (("service", "imaps"),)
+    base = scrape(mport).get(("tlswrap_connections_served_total", svc), 0)
+    for _ in range(20):
+        with tls_from(certs, port, "127.0.0.1") as tls:
+            assert tls.recv(100) == b"* OK echo ready\r\n"
+    wait_for(lambda: scrape(mport).get(("tlswrap_connections_served_total", svc)) == base + 20,
+             10, "all 20 counted")
+    assert proc.log().count(" closed: TLSv") == 20
+    victim = _children(proc.proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2 and victim not in
+             _children(proc.proc.pid), 10, "the worker to be replaced")
+    assert scrape(mport)[("tlswrap_connections_served_total", svc)] == base + 20
+    with tls_from(certs, port, "127.0.0.1") as tls:
+        assert tls.recv(100) == b"* OK echo ready\r\n"
+    wait_for(lambda: scrape(mport).get(("tlswrap_connections_served_total", svc)) == base + 21,
+             10, "one more")

@@ -44,7 +44,15 @@ from .listening import (
 )
 from .logsetup import NOTICE, setup_logging
 from .metrics import Metrics, render
-from .metricsserver import CertificateDates, bind_metrics, process_state, serve_metrics
+from .metricsserver import (
+    CertificateDates,
+    WorkerMetrics,
+    answer_channel,
+    bind_metrics,
+    process_state,
+    serve_in_thread,
+    serve_metrics,
+)
 from .pipeline import serve_guarded
 from .privileges import drop_privileges, key_file_findings, reread_problems, target_identity
 from .snapshot import ServiceRuntime, Snapshot, prepare
@@ -402,14 +410,16 @@ def _where(lsock: socket.socket) -> str:
 
 async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = True,
                 task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED, *,
-                rebind: bool = False, metrics_sock: socket.socket | None = None) -> None:
+                rebind: bool = False, metrics_sock: socket.socket | None = None,
+                channel: socket.socket | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads.
 
     ``notify``: tell systemd (READY, RELOADING, STOPPING); a supervisor of workers does that
     itself, as the main process. ``rebind``: this process owns its listeners, and a reload
     binds, keeps and closes them to match the config (see ``listening``); listeners bound by
     a reload are closed here at the end. ``metrics_sock``: serve this process's metrics
-    there (``metrics = HOST:PORT``).
+    there (``metrics = HOST:PORT``); ``channel``: a worker's channel to its supervisor, which
+    asks for this process's metrics on it.
     """
     server = Server(snapshot)
     if rebind:
@@ -426,6 +436,8 @@ async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = Tr
                                          server.reloaded)
                     if metrics_sock is not None:
                         accepting.start_soon(serve_metrics, metrics_sock, server.exposition)
+                    if channel is not None:
+                        accepting.start_soon(answer_channel, channel, server.state)
                     task_status.started(server)
                     if notify:
                         systemd.notify("READY=1")
@@ -567,11 +579,23 @@ def run_config(config: Config, config_path: str | None = None) -> int:
 
             current = Server(snapshot)  # replaced on SIGHUP; a replacement worker starts on it
             held = [list(pairs) for pairs in worker_sets]  # what the workers listen on now
+            gathered = WorkerMetrics() if metrics_sock is not None else None
+
+            def worker(own: list[Listener], channel: socket.socket | None) -> None:
+                if metrics_sock is not None:
+                    metrics_sock.close()  # the supervisor answers scrapes
+                trio.run(functools.partial(serve, channel=channel), own, current.snapshot,
+                         False)
+
+            def helper() -> None:
+                if metrics_sock is not None and gathered is not None:
+                    serve_in_thread(metrics_sock, gathered.collect)
+
             try:
-                supervise(worker_sets, lambda own: trio.run(serve, own, current.snapshot, False),
-                          notify=systemd.notify,
+                supervise(worker_sets, worker, notify=systemd.notify,
                           reload=lambda: reload_workers(current, held, bool(passed)),
-                          drain=lambda: current.snapshot.config.globals.timeout_drain)
+                          drain=lambda: current.snapshot.config.globals.timeout_drain,
+                          metrics=gathered, helper=helper)
             finally:
                 close_all(unused(held, [listeners]))
         else:  # one process: it rebinds on reload, unless systemd owns the sockets

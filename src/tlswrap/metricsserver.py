@@ -15,8 +15,10 @@ serves the sum.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,7 +27,7 @@ import trio
 from .config import Config
 from .fileid import FileId
 from .limits import Limiter
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE, FAMILIES, Metrics, merge, render
 from .snapshot import Snapshot
 
 log = logging.getLogger("tlswrap.metrics")
@@ -152,3 +154,117 @@ async def _reply(stream: trio.SocketStream, status: int, body: str,
     head = (f"HTTP/1.0 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
     await stream.send_all(head + data)
+
+
+WORKER_ANSWER_TIMEOUT = 2.0  # seconds a worker has to hand its state over
+STATE_MAX = 16 << 20  # bytes of one worker's state, at most
+
+
+async def answer_channel(channel: socket.socket, state: Callable[[], dict[str, Any]]) -> None:
+    """In a worker: each byte the supervisor sends on ``channel`` is answered with this
+    process's state, one JSON line; returns when the supervisor closes its end."""
+    sock = trio.socket.from_stdlib_socket(channel)
+    with sock:
+        while True:
+            try:
+                asked = await sock.recv(64)
+            except OSError:
+                return
+            if not asked:
+                return
+            data = json.dumps(state(), separators=(",", ":")).encode() + b"\n"
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[await sock.send(view):]
+            except OSError:
+                return
+
+
+class WorkerMetrics:
+    """In the supervisor: one channel per worker, asked for its state at each scrape; what a
+    worker had counted when it was last asked is kept once it has ended (its gauges are not),
+    so totals do not go back when a worker is replaced."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.channels: dict[int, socket.socket] = {}
+        self.last: dict[int, dict[str, Any]] = {}
+        self.retired: dict[str, Any] = {}
+
+    def pair(self) -> tuple[socket.socket, socket.socket]:
+        """A new channel: (the supervisor's end, the worker's end)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        mine.settimeout(WORKER_ANSWER_TIMEOUT)
+        return mine, theirs
+
+    def add(self, pid: int, mine: socket.socket) -> None:
+        with self.lock:
+            self.channels[pid] = mine
+
+    def ended(self, pid: int) -> None:
+        with self.lock:
+            sock = self.channels.pop(pid, None)
+            if sock is not None:
+                sock.close()
+            last = self.last.pop(pid, None)
+            if last is not None:
+                self.retired = merge([self.retired, counters_only(last)])
+
+    def forget_in_child(self) -> None:
+        """In a new worker: the supervisor's ends of the other channels are not its own."""
+        for sock in self.channels.values():
+            sock.close()
+        self.channels.clear()
+
+    def collect(self) -> dict[str, Any]:
+        """Every worker's state added up, with what ended workers had counted (blocking)."""
+        with self.lock:
+            states = [self.retired]
+            for pid, sock in list(self.channels.items()):
+                try:
+                    sock.sendall(b"?")
+                    state = json.loads(_read_line(sock))
+                except (OSError, ValueError):
+                    log.warning("metrics: worker pid %d did not answer", pid)
+                    state = self.last.get(pid)
+                    if state is not None:
+                        state = counters_only(state)
+                if state is not None:
+                    self.last[pid] = state
+                    states.append(state)
+            return merge(states)
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ValueError("the worker closed its channel")
+        data += chunk
+        if len(data) > STATE_MAX:
+            raise ValueError("a worker's state is too large")
+    return data
+
+
+def counters_only(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` without its gauges (a gauge of a process that has ended means nothing)."""
+    return {"values": {f: rows for f, rows in state.get("values", {}).items()
+                       if f in FAMILIES and FAMILIES[f].kind == "counter"},
+            "histograms": state.get("histograms", {})}
+
+
+def serve_in_thread(lsock: socket.socket, collect: Callable[[], dict[str, Any]]) -> None:
+    """The supervisor's metrics endpoint, in a thread of its own (the supervisor's main
+    thread waits for signals): the workers' states, added up, at each scrape."""
+    async def exposition() -> str:
+        return render(await trio.to_thread.run_sync(collect))
+
+    def run() -> None:
+        try:
+            trio.run(serve_metrics, lsock, exposition)
+        except Exception:
+            log.exception("metrics endpoint failed")
+
+    threading.Thread(target=run, name="metrics", daemon=True).start()

@@ -26,7 +26,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .metricsserver import WorkerMetrics
 
 log = logging.getLogger("tlswrap.workers")
 
@@ -42,11 +45,13 @@ _WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
-              serve: Callable[[list[tuple[socket.socket, T]]], None],
+              serve: Callable[[list[tuple[socket.socket, T]], socket.socket | None], None],
               notify: Callable[[str], None] = lambda message: None,
               reload: Callable[[], Sequence[Sequence[tuple[socket.socket, T]]] | None]
               = lambda: None,
-              drain: Callable[[], float] = lambda: 10.0) -> int:
+              drain: Callable[[], float] = lambda: 10.0,
+              metrics: WorkerMetrics | None = None,
+              helper: Callable[[], None] | None = None) -> int:
     """Fork one worker per listener set and supervise them until a stop signal.
 
     Sets may share sockets (systemd's ``Accept=no`` sockets are inherited by every worker):
@@ -58,7 +63,9 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     workers changed), new workers start on those and the old ones retire: they get SIGTERM
     and drain as on a stop, bounded the same way, and are not restarted. After
     SIGTERM/SIGINT a worker gets ``drain()`` seconds (TIMEOUTdrain) plus STOP_GRACE to end,
-    then SIGKILL.
+    then SIGKILL. ``metrics``: each worker gets a channel (its end is the second argument of
+    ``serve``, None without) on which the supervisor asks for its metrics; ``helper`` runs
+    once the signals are blocked (so that a thread it starts inherits the mask).
 
     General theory of operation: the watched signals are blocked and taken one at a time
     with sigtimedwait, so a reload, a restart and a stop never interrupt one another; a
@@ -69,8 +76,12 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     supervisor = os.getpid()
 
     def start(index: int) -> None:
+        mine, theirs = metrics.pair() if metrics is not None else (None, None)
         pid = os.fork()
         if pid == 0:  # the worker
+            if metrics is not None and mine is not None:
+                mine.close()
+                metrics.forget_in_child()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
@@ -83,7 +94,7 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                     for sock, _ in listeners:
                         if id(sock) not in own:
                             sock.close()
-                serve(list(sets[index]))
+                serve(list(sets[index]), theirs)
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -91,6 +102,9 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 logging.shutdown()
                 os._exit(code)
         children[pid] = index
+        if metrics is not None and mine is not None and theirs is not None:
+            theirs.close()
+            metrics.add(pid, mine)
 
     def forward(signum: int) -> None:
         for pid in [*children, *retiring]:
@@ -100,6 +114,8 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 pass
 
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    if helper is not None:
+        helper()
     try:
         for index in range(len(sets)):
             start(index)
@@ -135,6 +151,8 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 continue
             if info.si_signo == signal.SIGCHLD:
                 for pid, status in _reap():
+                    if metrics is not None:
+                        metrics.ended(pid)
                     if retiring.pop(pid, None) is not None:
                         log.info("replaced worker pid %d ended (%s)", pid, _describe(status))
                         continue
