@@ -135,7 +135,8 @@ class GlobalOptions:
     output: str | None = None
     syslog: bool | None = None  # None: syslog unless in the foreground (stunnel's default)
     debug: int = 5
-    facility: str = "daemon"
+    facility: str = "daemon"  # stunnel's default (debug = daemon.notice): rules keep working
+    syslog_address: str = "/dev/log"  # tlswrap's own: the unix socket syslog listens on
     hosts_allow: str = "/etc/hosts.allow"
     hosts_deny: str = "/etc/hosts.deny"
     setuid: str | None = None
@@ -353,6 +354,10 @@ def parse_networks(value: str) -> tuple[str, ...]:
     return nets
 
 
+def _not_a_path(value: str) -> str:
+    raise ValueError(f"expected the path of syslog's unix socket (e.g. /dev/log), got {value!r}")
+
+
 def parse_only(allowed: str, why: str) -> Callable[[str], str]:
     """An stunnel option tlswrap accepts with one value only (so existing files keep working)."""
     def parse(value: str) -> str:
@@ -461,6 +466,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("pid", "global", "pid", lambda v: v or None),
     Option("output", "global", "output", parse_text),
     Option("syslog", "global", "syslog", parse_bool),
+    Option("syslogAddress", "global", "syslog_address",
+           lambda v: parse_address(v, None, True).path or _not_a_path(v)),
     Option("debug", "global", "debug", parse_debug),
     Option("hostsAllow", "global", "hosts_allow", parse_text),
     Option("hostsDeny", "global", "hosts_deny", parse_text),

@@ -42,7 +42,7 @@ from .listening import (
     remove_socket_files,
     unused,
 )
-from .logsetup import NOTICE, setup_logging
+from .logsetup import NOTICE, reopen_log_files, setup_logging
 from .metrics import Metrics, render
 from .metricsserver import (
     CertificateDates,
@@ -401,6 +401,15 @@ def reload_workers(current: Server, held: list[list[Listener]],
     return new_sets
 
 
+def reopen_logs() -> None:
+    """SIGUSR1: the ``output`` file opened again (logrotate renamed it); said in the new one."""
+    problems = reopen_log_files()
+    for problem in problems:
+        log.error("SIGUSR1: %s; still writing to the previous file", problem)
+    if not problems:
+        log.log(NOTICE, "SIGUSR1: log file reopened")
+
+
 def _where(lsock: socket.socket) -> str:
     try:
         return format_peer(lsock.getsockname())
@@ -425,7 +434,8 @@ async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = Tr
     if rebind:
         server.listening = Listening(listeners, {rt.name: rt.service for rt in snapshot})
     try:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                                       signal.SIGUSR1) as signals:
             async with trio.open_nursery() as conns:
                 server.conns = conns
                 async with trio.open_nursery() as accepting:
@@ -456,8 +466,12 @@ async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = Tr
 
 
 async def _until_stopped(signals: AsyncIterator[int], server: Server, notify: bool) -> None:
-    """Reload on each SIGHUP; return at the first SIGTERM or SIGINT."""
+    """Reload on each SIGHUP, reopen the log file on SIGUSR1; return at the first SIGTERM or
+    SIGINT."""
     async for signum in signals:
+        if signum == signal.SIGUSR1:
+            reopen_logs()
+            continue
         if signum == signal.SIGHUP:
             if notify:
                 systemd.notify("RELOADING=1")
@@ -554,7 +568,7 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
-                      facility=g.facility)
+                      facility=g.facility, syslog_address=g.syslog_address)
         _warn_key_files(config)
         if not g.foreground and not under_systemd:
             report_w = daemonize()  # under systemd the started process is the main pid
@@ -592,7 +606,7 @@ def run_config(config: Config, config_path: str | None = None) -> int:
                     serve_in_thread(metrics_sock, gathered.collect)
 
             try:
-                supervise(worker_sets, worker, notify=systemd.notify,
+                supervise(worker_sets, worker, notify=systemd.notify, reopen=reopen_logs,
                           reload=lambda: reload_workers(current, held, bool(passed)),
                           drain=lambda: current.snapshot.config.globals.timeout_drain,
                           metrics=gathered, helper=helper)

@@ -102,7 +102,7 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
     root.propagate = False
     fmt = EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers = ([logging.StreamHandler(sys.stderr)] if stderr else []) + (
-        [_LogFileHandler(log_file)] if log_file else [])
+        [_LogFileHandler(log_file, output)] if log_file and output else [])
     for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
@@ -118,6 +118,19 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
             to_syslog.down(to_syslog.unreachable)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+
+
+def reopen_log_files() -> list[str]:
+    """SIGUSR1: every ``output`` file of the ``tlswrap`` logger opened again at its path
+    (logrotate's ``postrotate``); the problems, for the caller to log (the old file is kept)."""
+    problems = []
+    for handler in logging.getLogger("tlswrap").handlers:
+        if isinstance(handler, _LogFileHandler):
+            try:
+                handler.reopen()
+            except TlswrapError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def open_log_file(path: str) -> TextIO:
@@ -159,7 +172,20 @@ def writable_path_problem(path: str, *, directory: bool = False) -> str | None:
 
 
 class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler that owns its file: closing the handler closes the file."""
+    """A handler that owns its file: closing the handler closes the file; ``reopen`` opens
+    the path again (SIGUSR1, after logrotate renamed the file)."""
+
+    def __init__(self, stream: TextIO, path: str) -> None:
+        super().__init__(stream)
+        self.path = path
+
+    def reopen(self) -> None:
+        """Write to a file opened at ``path`` now; TlswrapError (the old file stays) if it
+        cannot be opened."""
+        fresh = open_log_file(self.path)
+        old = self.setStream(fresh)
+        if old is not None:
+            old.close()
 
     def close(self) -> None:
         try:

@@ -41,7 +41,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # After TIMEOUTdrain a worker still closes what it cut (exec children get a bounded finish);
 # one that has not ended this long after that is stuck, and is killed.
 STOP_GRACE = 5.0
-_WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
@@ -51,7 +51,8 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
               = lambda: None,
               drain: Callable[[], float] = lambda: 10.0,
               metrics: WorkerMetrics | None = None,
-              helper: Callable[[], None] | None = None) -> int:
+              helper: Callable[[], None] | None = None,
+              reopen: Callable[[], None] = lambda: None) -> int:
     """Fork one worker per listener set and supervise them until a stop signal.
 
     Sets may share sockets (systemd's ``Accept=no`` sockets are inherited by every worker):
@@ -65,7 +66,8 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     SIGTERM/SIGINT a worker gets ``drain()`` seconds (TIMEOUTdrain) plus STOP_GRACE to end,
     then SIGKILL. ``metrics``: each worker gets a channel (its end is the second argument of
     ``serve``, None without) on which the supervisor asks for its metrics; ``helper`` runs
-    once the signals are blocked (so that a thread it starts inherits the mask).
+    once the signals are blocked (so that a thread it starts inherits the mask). SIGUSR1:
+    ``reopen()`` here (the log file), then every worker is sent it.
 
     General theory of operation: the watched signals are blocked and taken one at a time
     with sigtimedwait, so a reload, a restart and a stop never interrupt one another; a
@@ -85,6 +87,7 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             end_with_parent(supervisor)
             code = 0
@@ -161,6 +164,9 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                         log.error("worker %d (pid %d) ended unexpectedly (%s); restarting it",
                                   index, pid, _describe(status))
                         waiting.append(index)
+            elif info.si_signo == signal.SIGUSR1:
+                reopen()
+                forward(signal.SIGUSR1)
             elif info.si_signo == signal.SIGHUP and kill_at is None:
                 notify("RELOADING=1")
                 replaced = reload()
