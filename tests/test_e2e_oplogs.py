@@ -66,3 +66,29 @@ def test_syslog_to_a_configured_socket_with_the_facility(certs, thread_server, t
             lines.append(syslogd.recv(65536))
         started = next(line for line in lines if b"started with 1 service(s)" in line)
         assert started.startswith(f"<{priority}>tlswrap[{proc.proc.pid}]: tlswrap ".encode())
+
+
+def test_log_format_json_writes_one_object_per_line(certs, thread_server, tlswrap, tmp_path):
+    import json
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    out = tmp_path / "tlswrap.log"
+    proc = tlswrap(f"foreground = yes\nlogFormat = json\ndebug = notice\noutput = {out}\n"
+                   f"[imaps]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{srv.port}\n"
+                   f"cert = {certs.cert_file}\nkey = {certs.key_file}\n", [port])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"\x16\x03\x01\x00\x05\n{\"forged\": 1}\n")  # a failed handshake
+        try:
+            while s.recv(100):
+                pass
+        except ConnectionResetError:
+            pass
+    wait_for(lambda: out.read_text().count('"message": "[imaps] 127.0.0.1:') >= 4, 10,
+             "the connection lines")
+    docs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(set(doc) == {"time", "level", "logger", "pid", "message"} for doc in docs)
+    assert {doc["pid"] for doc in docs} == {proc.proc.pid}
+    assert any(doc["level"] == "NOTICE" and doc["message"].startswith("tlswrap ")
+               and "started with 1 service(s)" in doc["message"] for doc in docs)
+    assert all(doc["time"].endswith("Z") for doc in docs)

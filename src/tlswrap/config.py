@@ -137,6 +137,7 @@ class GlobalOptions:
     debug: int = 5
     facility: str = "daemon"  # stunnel's default (debug = daemon.notice): rules keep working
     syslog_address: str = "/dev/log"  # tlswrap's own: the unix socket syslog listens on
+    log_format: str = "text"  # tlswrap's own: "json" writes one JSON object per line
     hosts_allow: str = "/etc/hosts.allow"
     hosts_deny: str = "/etc/hosts.deny"
     setuid: str | None = None
@@ -358,6 +359,15 @@ def _not_a_path(value: str) -> str:
     raise ValueError(f"expected the path of syslog's unix socket (e.g. /dev/log), got {value!r}")
 
 
+def parse_only_of(*allowed: str) -> Callable[[str], str]:
+    """One of ``allowed`` (case-insensitive), as written there."""
+    def parse(value: str) -> str:
+        if value.lower() not in allowed:
+            raise ValueError(f"expected {' or '.join(allowed)}")
+        return value.lower()
+    return parse
+
+
 def parse_only(allowed: str, why: str) -> Callable[[str], str]:
     """An stunnel option tlswrap accepts with one value only (so existing files keep working)."""
     def parse(value: str) -> str:
@@ -466,6 +476,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("pid", "global", "pid", lambda v: v or None),
     Option("output", "global", "output", parse_text),
     Option("syslog", "global", "syslog", parse_bool),
+    Option("logFormat", "global", "log_format", parse_only_of("text", "json")),
     Option("syslogAddress", "global", "syslog_address",
            lambda v: parse_address(v, None, True).path or _not_a_path(v)),
     Option("debug", "global", "debug", parse_debug),

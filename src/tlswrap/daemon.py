@@ -568,7 +568,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
-                      facility=g.facility, syslog_address=g.syslog_address)
+                      facility=g.facility, syslog_address=g.syslog_address,
+                      json_lines=g.log_format == "json")
         _warn_key_files(config)
         if not g.foreground and not under_systemd:
             report_w = daemonize()  # under systemd the started process is the main pid

@@ -84,9 +84,34 @@ class EscapingFormatter(logging.Formatter):
         return escape_controls(super().formatStack(stack_info), keep_newlines=True)
 
 
+class JsonFormatter(logging.Formatter):
+    """``logFormat = json``: one JSON object per line -- time (UTC, ISO 8601), level,
+    logger, pid and message, plus the traceback when there is one. JSON escapes every control
+    character itself, so a peer's bytes cannot start a line of their own here either.
+    ``prefix``: written before the object (a syslog tag)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+        import json
+
+        doc = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["traceback"] = self.formatException(record.exc_info)
+        return (self.prefix % {"process": record.process}) + json.dumps(doc, ensure_ascii=True)
+
+
 def setup_logging(level: int, *, stderr: bool, output: str | None = None,
                   syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap",
-                  syslog_address: str = SYSLOG_ADDRESS) -> None:
+                  syslog_address: str = SYSLOG_ADDRESS, json_lines: bool = False) -> None:
     """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7.
 
     TlswrapError ``output = PATH: cannot open log file: REASON`` if the log file cannot be
@@ -100,7 +125,9 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         h.close()
     root.setLevel(python_level(level))
     root.propagate = False
-    fmt = EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt: logging.Formatter = (
+        JsonFormatter() if json_lines
+        else EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handlers = ([logging.StreamHandler(sys.stderr)] if stderr else []) + (
         [_LogFileHandler(log_file, output)] if log_file and output else [])
     for handler in handlers:
@@ -112,7 +139,8 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
             syslog_address, logging.handlers.SysLogHandler.facility_names[facility],
             instead=f"logging to {where} only" if where else "log lines are dropped")
         tag = _TAG_UNSAFE.sub("_", ident)  # "my service" would end syslog's TAG at "my"
-        to_syslog.setFormatter(EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
+        to_syslog.setFormatter(JsonFormatter(f"{tag}[%(process)d]: ") if json_lines else
+                               EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
         root.addHandler(to_syslog)
         if to_syslog.unreachable:
             to_syslog.down(to_syslog.unreachable)
