@@ -78,6 +78,8 @@ def client_key(host: str | None, ipv6_prefix: int = IPV6_PREFIX_DEFAULT) -> str 
     per-client limit applies to."""
     if host is None:
         return None
+    if ":" not in host and host[:1].isdigit():
+        return host  # IPv4, as the socket module writes it: already one canonical form
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

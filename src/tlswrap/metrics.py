@@ -20,6 +20,7 @@ a daemon that drops privileges and forks workers worse than asking the workers d
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class Metrics:
         row = series.get(labels)
         if row is None:
             row = series[labels] = [0.0] * (len(BUCKETS) + 3)
-        index = next((i for i, bound in enumerate(BUCKETS) if value <= bound), len(BUCKETS))
+        index = bisect.bisect_left(BUCKETS, value)  # the first bound >= value; past all: +Inf
         row[index] += 1
         row[-2] += value
         row[-1] += 1
