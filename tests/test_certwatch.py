@@ -18,7 +18,17 @@ from tlswrap.snapshot import prepare
 
 @pytest.fixture
 def autojump_clock():
-    return trio.testing.MockClock(autojump_threshold=0)
+    # jumps only after 20 ms of real idleness: the watcher's stat and rebuild run in threads,
+    # which must finish before the clock moves on (with 0, time flies while they run)
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+async def until(predicate) -> None:
+    """Wait (on the mock clock) until ``predicate()``; bounded (600 of its seconds: a few
+    real seconds at most, however slow the threads are)."""
+    with trio.fail_after(600):
+        while not predicate():
+            await trio.sleep(1)
 
 
 def pem_pair() -> bytes:
@@ -48,8 +58,8 @@ async def test_watch_swaps_a_changed_service_once_and_refuses_a_broken_one(tmp_p
         fresh = tmp_path / "next.pem"
         fresh.write_bytes(pem_pair())
         os.replace(fresh, combined)
-        await trio.sleep(4)
-        assert len(current) == 2 and counted == [("certificate", True)]
+        await until(lambda: len(current) == 2)
+        assert counted == [("certificate", True)]
         new, old = current[-1], current[0]
         assert new.services["imaps"].context is not old.services["imaps"].context
         assert new.services["imaps"].files == file_ids(config.services[0])
@@ -58,7 +68,8 @@ async def test_watch_swaps_a_changed_service_once_and_refuses_a_broken_one(tmp_p
         end = b"-----END CERTIFICATE-----\n"
         cert_only = combined.read_bytes().split(end)[0] + end
         combined.write_bytes(cert_only + pem_pair().split(end)[1])  # another pair's key
-        await trio.sleep(30)  # ten looks at the same broken files
+        await until(lambda: len(counted) == 2)
+        await trio.sleep(30)  # ten more looks at the same broken files
         assert len(current) == 2
         assert counted == [("certificate", True), ("certificate", False)]  # said once
         nursery.cancel_scope.cancel()
