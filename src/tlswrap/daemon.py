@@ -540,6 +540,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
 
         return serve_connection(config, next(iter(snapshot)), conn_fd)
     many = g.workers > 1
+    # SIGUSR1 (reopen the log file) would end the process until its handler is in place
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if passed:
         # systemd's sockets are shared: every worker accepts on the same ones
         listeners = adopt(config, snapshot, passed)
