@@ -104,6 +104,12 @@ class Metrics:
         row[-2] += value
         row[-1] += 1
 
+    def on_accept(self, service: str) -> None:
+        accepted(self, service)
+
+    def on_end(self, outcome: Outcome) -> None:
+        record(self, outcome)
+
     def state(self) -> dict[str, Any]:
         """A JSON-able copy: {"values": {family: [[labels, value], ...]}, "histograms": ...}."""
         return {

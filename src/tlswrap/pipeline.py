@@ -28,6 +28,8 @@ import trio
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from .metrics import Metrics  # only its methods are used: inetd mode never imports it
+
 from . import limits
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
@@ -36,7 +38,6 @@ from .config import Service
 from .execbackend import ExecStream, exec_environment, spawn
 from .limits import Limiter, Ticket, client_key
 from .logsetup import NOTICE
-from .metrics import Metrics, accepted, record
 from .outcome import Outcome
 from .relay import Relay
 from .snapshot import ServiceRuntime
@@ -54,7 +55,7 @@ async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
     outcome."""
     outcome = Outcome(rt.name, format_peer(peer))
     if metrics is not None:
-        accepted(metrics, rt.name)
+        metrics.on_accept(rt.name)
     try:
         await serve_one(rt, sock, peer, helpers, outcome, limiter)
     except BaseException as exc:
@@ -73,7 +74,7 @@ async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
         outcome.end()
         try:
             if metrics is not None:
-                record(metrics, outcome)
+                metrics.on_end(outcome)
             if not outcome.quiet and log.isEnabledFor(NOTICE):  # stunnel's default: every one
                 log.log(NOTICE, "%s", outcome.log_line())
         except Exception:  # noqa: BLE001 - a broken log handler must not end the server
