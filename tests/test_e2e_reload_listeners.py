@@ -176,3 +176,24 @@ def test_workers_follow_a_reload_that_changes_listeners_or_their_number(certs, t
     assert f"[imaps] no longer listening on 127.0.0.1:{a}" in proc.log()
     assert proc.stop() == 0
     assert not port_open(b)
+
+
+def test_a_reload_that_changes_only_the_number_of_workers(certs, thread_server, tlswrap):
+    from test_e2e_inetd import _children
+
+    srv = thread_server(greet_echo)
+    port = free_port()
+    text = ("foreground = yes\ndebug = notice\nworkers = {}\n"
+            + section("imaps", port, srv.port, certs.cert_file, certs.key_file))
+    proc = tlswrap(text.format(2), [port])
+    wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
+    reload(proc, text.format(3), 1)  # the supervisor's line: the workers are replaced
+    assert "3 new workers replace the old ones" in proc.log()
+    wait_for(lambda: len(_children(proc.proc.pid)) == 3, 15, "three workers")
+    for _ in range(12):
+        assert greeting(certs, port) == b"* OK echo ready\r\n"
+    reload(proc, text.format(1), 2)
+    assert "1 new workers replace the old ones" in proc.log()
+    wait_for(lambda: len(_children(proc.proc.pid)) == 1, 15, "one worker")
+    for _ in range(4):
+        assert greeting(certs, port) == b"* OK echo ready\r\n"
