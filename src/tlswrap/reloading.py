@@ -192,8 +192,9 @@ def reload_workers(current: Server, held: list[list[Listener]],
             log.log(NOTICE, "[%s] no longer listening on %s", name, _where(lsock))
     close_all(gone)
     held[:] = new_sets
-    log.log(NOTICE, "configuration reloaded from %s: %d new workers replace the old ones",
-            old.path, count)
+    log.log(NOTICE, "configuration reloaded from %s: %s", old.path,
+            f"{count} new workers replace the old ones" if count != 1
+            else "a new worker replaces the old ones")
     return new_sets
 
 
