@@ -48,7 +48,7 @@ RESULTS = HERE / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
-MEASURES = ["hs", "rr", "bulk", "idle", "max", "inetd", "workers"]
+MEASURES = ["hs", "rr", "bulk", "idle", "max", "inetd", "workers", "metrics"]
 MEASURE_ALIASES = {str(i + 1): m for i, m in enumerate(MEASURES)}
 
 
@@ -314,7 +314,7 @@ def make_certs(workdir: Path, key_type: str) -> CertSet:
 # --------------------------------------------------------------------------- candidates
 
 def conf_text(port: int | None, backend_port: int, certs: CertSet, workers: int = 1,
-              section: bool = True) -> str:
+              section: bool = True, metrics: bool = False) -> str:
     """The same stunnel-format file for stunnel and tlswrap (no accept: inetd mode).
 
     For inetd mode both get stunnel's form without a [section] (stunnel 5.68 refuses a section
@@ -323,6 +323,8 @@ def conf_text(port: int | None, backend_port: int, certs: CertSet, workers: int 
     lines = ["foreground = yes", "pid =", "syslog = no", "debug = warning"]
     if workers != 1:
         lines.append(f"workers = {workers}")
+    if metrics:  # tlswrap's metrics endpoint on (counted per connection; nobody scrapes)
+        lines.append(f"metrics = 127.0.0.1:{free_port()}")
     if section:
         lines += ["[bench]"]
     if port is not None:
@@ -342,6 +344,7 @@ class Candidate:
     inetd: bool = False           # has an inetd mode
     inetd_reason: str = ""
     version: str = ""
+    metrics: bool = False         # tlswrap with metrics = HOST:PORT
 
     def argv(self, port: int | None, backend_port: int, certs: CertSet, workdir: Path) -> list[str]:
         if self.kind == "hitch":
@@ -353,7 +356,8 @@ class Candidate:
         tag = "inetd" if port is None else str(port)
         path = workdir / f"{self.name}-{certs.key_type}-{tag}.conf"
         sectionless = port is None
-        path.write_text(conf_text(port, backend_port, certs, self.workers, not sectionless))
+        path.write_text(conf_text(port, backend_port, certs, self.workers, not sectionless,
+                                  self.metrics))
         return [*self.base_cmd, str(path)]
 
 
@@ -398,6 +402,8 @@ def find_candidates(args: argparse.Namespace) -> list[Candidate]:
     cands.append(c)
     if tw.available:
         cands.append(Candidate("tlswrap-w2", "tlswrap", tw_cmd, workers=2, version=tw.version))
+        cands.append(Candidate("tlswrap-metrics", "tlswrap", tw_cmd, version=tw.version,
+                               metrics=True))
     return cands
 
 
@@ -698,7 +704,13 @@ ROWS = [
     Row("hs_resumed", "rate", "  workers=2: resumed handshakes/s", "/s", note="w2"),
     Row("hs_resumed", "resumed_frac", "  workers=2: share actually resumed", "", note="w2"),
     Row("rr", "rate", "  workers=2: round trips/s", "/s", note="w2"),
+    Row("hs_full", "rate", "8 metrics on: full handshakes/s", "/s", note="metrics"),
+    Row("hs_full", "proxy_cpu_ms", "  metrics on: proxy CPU per full handshake", "ms",
+        note="metrics"),
+    Row("rr", "rate", "  metrics on: round trips/s", "/s", note="metrics"),
+    Row("rr", "proxy_us", "  metrics on: proxy CPU per round trip", "us", note="metrics"),
 ]
+VARIANTS = {"w2": ("tlswrap-w2", "w2/w1"), "metrics": ("tlswrap-metrics", "on/off")}
 
 
 def _med(vals: list[float]) -> float | None:
@@ -724,8 +736,8 @@ def summarize(results: Results, keys: list[str], cands: dict[str, Candidate],
         for row in ROWS:
             if not any(t["key"] == key and t["measure"] == row.measure for t in results.trials):
                 continue
-            tw_name = "tlswrap-w2" if row.note == "w2" else "tlswrap"
-            if row.note == "w2" and not results.values(key, row.measure, tw_name, row.metric):
+            tw_name = VARIANTS[row.note][0] if row.note else "tlswrap"
+            if row.note and not results.values(key, row.measure, tw_name, row.metric):
                 continue
             tw = _med(results.values(key, row.measure, tw_name, row.metric))
             st = _med(results.values(key, row.measure, "stunnel", row.metric))
@@ -735,9 +747,9 @@ def summarize(results: Results, keys: list[str], cands: dict[str, Candidate],
                                      "label": row.label.strip(), "unit": row.unit,
                                      "tlswrap": tw, "stunnel": st, "hitch": hi, "ratio": ratio,
                                      "target": None, "met": None}
-            if row.note == "w2":
+            if row.note:  # a variant of tlswrap, compared with the plain one
                 w1 = _med(results.values(key, row.measure, "tlswrap", row.metric))
-                entry["target"] = f"w2/w1 {_fmt(tw / w1) if tw and w1 else '-'}x"
+                entry["target"] = f"{VARIANTS[row.note][1]} {_fmt(tw / w1) if tw and w1 else '-'}x"
                 entry["hitch"] = None
             elif row.op and row.target is not None:
                 entry["target"] = f"{row.op} {row.target:.2g}x"
@@ -777,7 +789,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="a tiny run (seconds), for the smoke test")
     ap.add_argument("--rounds", type=int, help="rounds for measures 1-3 (default 5, quick 1)")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--only", help=f"comma-separated subset of {','.join(MEASURES)} (or 1-7)")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(MEASURES)} (or 1-8)")
     ap.add_argument("--key", choices=["ec", "rsa", "both"], default=None,
                     help="certificate key type (default both; quick: ec)")
     ap.add_argument("--no-hitch", action="store_true", help="leave hitch out")
@@ -828,20 +840,23 @@ def main(argv: list[str] | None = None) -> int:
         envs = {k: Env(settings, client, backend_cmd, backend_port, workdir,
                        make_certs(workdir, k), log) for k in keys}
         _probe_tlswrap(envs[keys[0]], by_name, log)
-        main_cands = [c for c in all_cands if c.available and c.name != "tlswrap-w2"]
-        w2_cand = by_name.get("tlswrap-w2")
-        w2 = [w2_cand] if w2_cand and w2_cand.available and "workers" in args.only else []
+        main_cands = [c for c in all_cands if c.available
+                      and c.name not in ("tlswrap-w2", "tlswrap-metrics")]
+        # variants of tlswrap measured beside the plain one: workers = 2, metrics on
+        variants = [c for name, measure in (("tlswrap-w2", "workers"),
+                                            ("tlswrap-metrics", "metrics"))
+                    if (c := by_name.get(name)) and c.available and measure in args.only]
         plans = []
-        if "hs" in args.only or w2:
-            hs_cands = (main_cands if "hs" in args.only else [by_name["tlswrap"]]) + w2
+        if "hs" in args.only or variants:
+            hs_cands = (main_cands if "hs" in args.only else [by_name["tlswrap"]]) + variants
             plans.append(Plan("hs_full", hs_cands, settings.rounds, keys,
                               lambda e, r: m_hs(e, r, resume=False)))
-            # resumed too across workers = 2: a session from one worker offered to whichever
-            # worker the kernel picks next (shared ticket keys)
+            # resumed too, and across workers = 2: a session from one worker offered to
+            # whichever worker the kernel picks next (shared ticket keys)
             plans.append(Plan("hs_resumed", hs_cands, settings.rounds, keys,
                               lambda e, r: m_hs(e, r, resume=True)))
-        if "rr" in args.only or w2:
-            rr_cands = (main_cands if "rr" in args.only else [by_name["tlswrap"]]) + w2
+        if "rr" in args.only or variants:
+            rr_cands = (main_cands if "rr" in args.only else [by_name["tlswrap"]]) + variants
             plans.append(Plan("rr", rr_cands, settings.rounds, keys, m_rr))
         if "bulk" in args.only:
             plans.append(Plan("bulk", main_cands, settings.rounds, keys, m_bulk))

@@ -197,7 +197,7 @@ def exec_config(certs, port: int, extra: str = "") -> str:
 def test_daemon_exec_50_concurrent_clients_each_own_process(certs, tlswrap):
     port = free_port()
     proc = tlswrap(exec_config(certs, port), [port])
-    idle_fds = proc.fd_count()
+    idle_fds = proc.idle_fd_count()
     clients = []
     for _ in range(50):
         m = imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(), timeout=30)

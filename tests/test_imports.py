@@ -16,7 +16,7 @@ PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.
                     "request.py", "rules.py"]
 STARTTLS = SRC / "starttls"
 PURE = ["config.py", "errors.py", "addresses.py", "outcome.py", "proxyproto.py", "sockopts.py",
-        "ssloptions.py", "psk.py", "tlsoptions.py",
+        "ssloptions.py", "psk.py", "tlsoptions.py", "limits.py", "metrics.py",
         *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS),
         *(f"starttls/{path.name}" for path in sorted(STARTTLS.glob("*.py")))]
 IO_MODULES = {"trio", "socket", "OpenSSL", "cryptography", "subprocess", "os", "io"}

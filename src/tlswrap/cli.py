@@ -14,6 +14,8 @@ usage: tlswrap CONFIG                 run the services of a stunnel-format confi
                                       one service from the command line; without -d the
                                       connection is on stdin (inetd, systemd Accept=yes)
        tlswrap check [CONFIG]         check a config, its certificates and the hosts files
+       tlswrap reload CONFIG          SIGHUP to the daemon in CONFIG's pid file
+       tlswrap status CONFIG          the daemon's metrics (CONFIG's metrics address) as a table
        tlswrap match [-d] [--allow FILE] [--deny FILE] DAEMON[@SERVER] [USER@]CLIENT
                                       which hosts.allow/hosts.deny rule decides (like tcpdmatch)
        tlswrap --version | --help
@@ -105,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
             from .tcpwrappers.matchcli import main as match_main
 
             return match_main(args[1:])
+        if args[0] == "status":
+            from .control import status_main
+
+            return status_main(args[1:])
+        if args[0] == "reload":
+            from .control import main as reload_main
+
+            return reload_main(args[1:])
         if args[0] == "check":
             from .check import main as check_main
 

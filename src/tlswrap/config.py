@@ -39,6 +39,7 @@ from typing import Any
 
 from . import proxyproto, sockopts, ssloptions
 from .errors import ConfigError, SourceLine
+from .limits import IPV6_PREFIX_DEFAULT, Rate, parse_ipv6_prefix, parse_rate
 from .sockopts import SocketOption
 from .tlsoptions import (
     VerifyLevel,
@@ -166,6 +167,10 @@ class Service:
     ocsp_aia: bool = False  # staple what the certificate's AIA responder says
     ocsp_url: str | None = None  # ... or what this responder says
     security_level: int | None = None
+    max_connections: int | None = None  # limits (tlswrap's own; see limits.py): None: none
+    max_client_connections: int | None = None
+    max_client_rate: Rate | None = None
+    client_ipv6_prefix: int = IPV6_PREFIX_DEFAULT
     # option name (lower case) -> line it was set on; for later FILE:LINE errors
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     # field of a repeated option -> the line of each of its values, in order
@@ -209,7 +214,9 @@ class GlobalOptions:
     output: str | None = None
     syslog: bool | None = None  # None: syslog unless in the foreground (stunnel's default)
     debug: int = 5
-    facility: str = "daemon"
+    facility: str = "daemon"  # stunnel's default (debug = daemon.notice): rules keep working
+    syslog_address: str = "/dev/log"  # tlswrap's own: the unix socket syslog listens on
+    log_format: str = "text"  # tlswrap's own: "json" writes one JSON object per line
     hosts_allow: str = "/etc/hosts.allow"
     hosts_deny: str = "/etc/hosts.deny"
     setuid: str | None = None
@@ -220,6 +227,8 @@ class GlobalOptions:
     chroot: str | None = None  # the jail entered after start-up (pid and exec paths are in it)
     set_env: tuple[tuple[str, str], ...] = ()  # setEnv: for every program tlswrap starts
     log_mode: str = "append"  # log = append | overwrite (the output file at each opening)
+    max_handshakes: int | None = None  # TLS handshakes under way in one process; None: any
+    metrics: Address | None = None  # where the Prometheus metrics are served (metricsserver)
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
 
@@ -438,6 +447,19 @@ def parse_networks(value: str) -> tuple[str, ...]:
     return nets
 
 
+def _not_a_path(value: str) -> str:
+    raise ValueError(f"expected the path of syslog's unix socket (e.g. /dev/log), got {value!r}")
+
+
+def parse_only_of(*allowed: str) -> Callable[[str], str]:
+    """One of ``allowed`` (case-insensitive), as written there."""
+    def parse(value: str) -> str:
+        if value.lower() not in allowed:
+            raise ValueError(f"expected {' or '.join(allowed)}")
+        return value.lower()
+    return parse
+
+
 def parse_only(allowed: str, why: str) -> Callable[[str], str]:
     """An stunnel option tlswrap accepts with one value only (so existing files keep working)."""
     def parse(value: str) -> str:
@@ -622,6 +644,9 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("pid", "global", "pid", lambda v: v or None),
     Option("output", "global", "output", parse_text),
     Option("syslog", "global", "syslog", parse_bool),
+    Option("logFormat", "global", "log_format", parse_only_of("text", "json")),
+    Option("syslogAddress", "global", "syslog_address",
+           lambda v: parse_address(v, None, True).path or _not_a_path(v)),
     Option("debug", "global", "debug", parse_debug),
     Option("hostsAllow", "global", "hosts_allow", parse_text),
     Option("hostsDeny", "global", "hosts_deny", parse_text),
@@ -629,6 +654,8 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("setgid", "global", "setgid", parse_id("group")),
     Option("workers", "global", "workers", parse_positive_int),
     Option("TIMEOUTdrain", "global", "timeout_drain", parse_seconds),
+    Option("maxHandshakes", "global", "max_handshakes", parse_positive_int),
+    Option("metrics", "global", "metrics", lambda v: parse_address(v, "127.0.0.1", False)),
     Option("accept", "service", "accept", parse_accept),
     Option("connect", "service", "connect", parse_connect, repeat=True),
     Option("exec", "service", "exec", parse_text),
@@ -724,6 +751,10 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("OCSPaia", "service", "ocsp_aia", parse_bool),
     Option("OCSP", "service", "ocsp_url", parse_http_url),
     Option("securityLevel", "service", "security_level", parse_security_level),
+    Option("maxConnections", "service", "max_connections", parse_positive_int),
+    Option("maxClientConnections", "service", "max_client_connections", parse_positive_int),
+    Option("maxClientRate", "service", "max_client_rate", parse_rate),
+    Option("clientIPv6Prefix", "service", "client_ipv6_prefix", parse_ipv6_prefix),
     # stunnel options accepted with the value tlswrap implements, so files carrying them work
     Option("renegotiation", "service", "_renegotiation", parse_bool_only(
         False, "tlswrap never allows renegotiation (a client-driven CPU drain)")),

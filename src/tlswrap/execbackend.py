@@ -73,26 +73,30 @@ class ExecStream(SocketStream):
         self.process = process
         self.label = label
 
-    async def finish(self, grace: float) -> None:
+    async def finish(self, grace: float, abort: bool = False) -> None:
         """Close our end, give the child ``grace`` seconds (TIMEOUTclose) to exit, then stop
-        it (SIGTERM, and SIGKILL a second later); reap it. If the connection is cancelled
-        meanwhile (the SIGTERM drain ran out), the child is stopped at once: the drain bounds
-        the programs too."""
+        it (SIGTERM, and SIGKILL a second later); reap it. ``abort``: the connection broke (a
+        reset, a stalled side): nothing is left to finish, so SIGTERM at once, and SIGKILL
+        ``grace`` seconds later. If the connection is cancelled meanwhile (the SIGTERM drain
+        ran out), the child is stopped at once: the drain bounds the programs too."""
         self.close()
         proc = self.process
         cut = False
         try:
-            with trio.move_on_after(grace):
+            with trio.move_on_after(0 if abort else grace):
                 await proc.wait()
         except trio.Cancelled:
             cut = True  # stopped below, outside this except clause
         if proc.returncode is None:
-            if not cut:
+            if abort:
+                log.warning("%s pid %d: its connection broke; terminating", self.label,
+                            proc.pid)
+            elif not cut:
                 log.warning("%s pid %d still running %gs after its client left; terminating",
                             self.label, proc.pid, grace)
             with trio.CancelScope(shield=True):  # bounded: TERM_GRACE, then SIGKILL
                 proc.send_signal(signal.SIGTERM)
-                with trio.move_on_after(TERM_GRACE):
+                with trio.move_on_after(grace if abort and not cut else TERM_GRACE):
                     await proc.wait()
                 if proc.returncode is None:
                     proc.kill()

@@ -42,7 +42,8 @@ def serve_connection(config: Config, rt: ServiceRuntime, fd: int) -> int:
     stderr_ok = g.foreground and not is_socket(2)
     syslog = g.syslog if g.syslog is not None else not stderr_ok
     setup_logging(g.debug, stderr=stderr_ok, output=g.output, syslog=syslog,
-                  facility=g.facility, ident=rt.name, overwrite=g.log_mode == "overwrite")
+                  facility=g.facility, ident=rt.name, syslog_address=g.syslog_address,
+                  json_lines=g.log_format == "json", overwrite=g.log_mode == "overwrite")
     drop_privileges(config)
     try:
         peer = conn.getpeername()

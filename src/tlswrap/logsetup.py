@@ -84,11 +84,37 @@ class EscapingFormatter(logging.Formatter):
         return escape_controls(super().formatStack(stack_info), keep_newlines=True)
 
 
+class JsonFormatter(logging.Formatter):
+    """``logFormat = json``: one JSON object per line -- time (UTC, ISO 8601), level,
+    logger, pid and message, plus the traceback when there is one. JSON escapes every control
+    character itself, so a peer's bytes cannot start a line of their own here either.
+    ``prefix``: written before the object (a syslog tag)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+        import json
+
+        doc = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["traceback"] = self.formatException(record.exc_info)
+        return (self.prefix % {"process": record.process}) + json.dumps(doc, ensure_ascii=True)
+
+
 def setup_logging(level: int, *, stderr: bool, output: str | None = None,
                   syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap",
-                  syslog_address: str = SYSLOG_ADDRESS, overwrite: bool = False) -> None:
+                  syslog_address: str = SYSLOG_ADDRESS, json_lines: bool = False,
+                  overwrite: bool = False) -> None:
     """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7. ``overwrite``:
-    stunnel's ``log = overwrite``, the output file is emptied when opened.
+    stunnel's ``log = overwrite``, the output file is emptied when opened (and reopened).
 
     TlswrapError ``output = PATH: cannot open log file: REASON`` if the log file cannot be
     opened (the caller may locate it: ``config.error(str(exc), "output")``); logging is then
@@ -101,9 +127,11 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         h.close()
     root.setLevel(python_level(level))
     root.propagate = False
-    fmt = EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt: logging.Formatter = (
+        JsonFormatter() if json_lines
+        else EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handlers = ([logging.StreamHandler(sys.stderr)] if stderr else []) + (
-        [_LogFileHandler(log_file)] if log_file else [])
+        [_LogFileHandler(log_file, output, overwrite)] if log_file and output else [])
     for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
@@ -113,12 +141,26 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
             syslog_address, logging.handlers.SysLogHandler.facility_names[facility],
             instead=f"logging to {where} only" if where else "log lines are dropped")
         tag = _TAG_UNSAFE.sub("_", ident)  # "my service" would end syslog's TAG at "my"
-        to_syslog.setFormatter(EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
+        to_syslog.setFormatter(JsonFormatter(f"{tag}[%(process)d]: ") if json_lines else
+                               EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
         root.addHandler(to_syslog)
         if to_syslog.unreachable:
             to_syslog.down(to_syslog.unreachable)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+
+
+def reopen_log_files() -> list[str]:
+    """SIGUSR1: every ``output`` file of the ``tlswrap`` logger opened again at its path
+    (logrotate's ``postrotate``); the problems, for the caller to log (the old file is kept)."""
+    problems = []
+    for handler in logging.getLogger("tlswrap").handlers:
+        if isinstance(handler, _LogFileHandler):
+            try:
+                handler.reopen()
+            except TlswrapError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def open_log_file(path: str, overwrite: bool = False) -> TextIO:
@@ -162,7 +204,21 @@ def writable_path_problem(path: str, *, directory: bool = False) -> str | None:
 
 
 class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler that owns its file: closing the handler closes the file."""
+    """A handler that owns its file: closing the handler closes the file; ``reopen`` opens
+    the path again (SIGUSR1, after logrotate renamed the file)."""
+
+    def __init__(self, stream: TextIO, path: str, overwrite: bool = False) -> None:
+        super().__init__(stream)
+        self.path = path
+        self.overwrite = overwrite  # log = overwrite: a reopened file starts empty too
+
+    def reopen(self) -> None:
+        """Write to a file opened at ``path`` now; TlswrapError (the old file stays) if it
+        cannot be opened."""
+        fresh = open_log_file(self.path, self.overwrite)
+        old = self.setStream(fresh)
+        if old is not None:
+            old.close()
 
     def close(self) -> None:
         try:

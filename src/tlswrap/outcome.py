@@ -31,6 +31,12 @@ class Outcome:
     def tag(self) -> str:
         """``[service]``, or ``[service] #ID`` with a connection id (``logId``)."""
         return f"[{self.service}] #{self.conn_id}" if self.conn_id else f"[{self.service}]"
+    refused: str | None = None  # refused before TLS: "rules", or the limit (limits.REASONS)
+    quiet: bool = False  # no closing line: a throttled refusal line said it (limits)
+    stage: str = "accepted"  # the last step reached: accepted, handshake, backend, relay
+    handshake_seconds: float | None = None  # from accept to the end of a done handshake
+    connect_seconds: float | None = None  # to open the backend that was opened
+    backend_failed: str | None = None  # the backend (as configured) that could not be had
 
     @property
     def who(self) -> str:
