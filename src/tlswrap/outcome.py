@@ -2,27 +2,31 @@
 
 The pipeline (``pipeline.serve_one``) records each fact here as it learns it; the guarded
 spawner writes the one closing log line from it, whatever happened. Nothing here does I/O.
+A plain class, not a dataclass: the inetd fast path uses it too, and importing ``dataclasses``
+costs more than a whole stunnel connection (see ``tlswrap.fast``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
 class Outcome:
     """One connection's record: who, which service, how it ended, what moved."""
 
-    service: str
-    peer: str
-    started: float = field(default_factory=time.monotonic)
-    reason: str = "closed"
-    tls: str = "no TLS"  # protocol, cipher and group once the handshake is done
-    to_backend: int = 0
-    to_client: int = 0
-    truncated: bool = False  # the client closed TCP without close_notify
-    ended: float | None = None
+    __slots__ = ("ended", "peer", "reason", "service", "started", "tls", "to_backend",
+                 "to_client", "truncated")
+
+    def __init__(self, service: str, peer: str, started: float | None = None) -> None:
+        self.service = service
+        self.peer = peer
+        self.started = time.monotonic() if started is None else started
+        self.reason = "closed"
+        self.tls = "no TLS"  # protocol, cipher and group once the handshake is done
+        self.to_backend = 0
+        self.to_client = 0
+        self.truncated = False  # the client closed TCP without close_notify
+        self.ended: float | None = None
 
     @property
     def who(self) -> str:
