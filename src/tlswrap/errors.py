@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
+
+# A socket failing with one of these means the peer is gone (a reset, mostly): routine.
+BROKEN_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT,
+                           errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOTCONN})
+
+
+def broken_reason(exc: OSError) -> str:
+    """How a failed socket is said in the closing log line: ``peer reset or vanished:
+    Connection reset by peer``, or ``socket error: ...`` for anything else."""
+    kind = "peer reset or vanished" if exc.errno in BROKEN_ERRNOS else "socket error"
+    return f"{kind}: {exc.strerror or exc}"
 
 
 class TlswrapError(Exception):

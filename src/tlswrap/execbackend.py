@@ -21,8 +21,10 @@ from typing import Any
 
 import trio
 
-from .execenv import exec_environment as exec_environment  # the pipeline's name for it
+from .execenv import exec_environment
 from .sockstream import SocketStream
+
+__all__ = ["ExecStream", "exec_environment", "spawn"]  # exec_environment lives in execenv
 
 log = logging.getLogger("tlswrap.exec")
 

@@ -26,17 +26,16 @@ import sys
 import time
 from typing import ClassVar, TextIO
 
+from . import logtext
 from .errors import TlswrapError
-from .logtext import escape_controls, syslog_tag
+from .logtext import STUNNEL_LEVELS, escape_controls, syslog_tag
 
-NOTICE = 25
+NOTICE = logtext.NOTICE
 logging.addLevelName(NOTICE, "NOTICE")
 SYSLOG_ADDRESS = "/dev/log"
 SYSLOG_RETRY_SECONDS = 10.0  # while syslog is unreachable, how often a log line tries again
 
-# stunnel level -> Python level
-_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
-           4: logging.WARNING, 5: NOTICE, 6: logging.INFO, 7: logging.DEBUG}
+_LEVELS = STUNNEL_LEVELS  # stunnel level -> Python level
 
 
 def python_level(stunnel_level: int) -> int:

@@ -7,6 +7,12 @@ after one ``str.isprintable`` call; the rest is escaped character by character.
 
 from __future__ import annotations
 
+NOTICE = 25  # stunnel's default level, between Python's INFO and WARNING
+# stunnel's levels 0-7 (emerg..debug) as Python's, and Python's as syslog's priorities
+STUNNEL_LEVELS = {0: 50, 1: 50, 2: 50, 3: 40, 4: 30, 5: NOTICE, 6: 20, 7: 10}
+LEVEL_NAMES = {50: "CRITICAL", 40: "ERROR", 30: "WARNING", NOTICE: "NOTICE", 20: "INFO",
+               10: "DEBUG"}
+
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
