@@ -225,3 +225,32 @@ def two_workers(certs, thread_server, tlswrap, global_extra: str = ""):
                                   global_extra=f"{global_extra}\nworkers = 2"), [port])
     wait_for(lambda: len(_children(proc.proc.pid)) == 2, 10, "two workers")
     return proc, port
+
+
+INETD_FAST_MARK = "inetd fast path: no trio, no pyOpenSSL"  # fast.entry's debug line
+
+
+@pytest.fixture(params=["fast", "full"])
+def inetd_entry(request, tmp_path) -> tuple[str, str]:
+    """(path, kind): an entry script as ``tlswrap inetd-script`` writes it, for this checkout;
+    ``full`` is the same script serving an inetd connection the full (trio) way, so every
+    test using it runs against both paths."""
+    sys.path.insert(0, str(REPO / "src"))
+    try:
+        from tlswrap.entryscript import library_paths, script_text
+    finally:
+        sys.path.pop(0)
+    text = script_text(sys.executable, library_paths())
+    if request.param == "full":
+        fast = "sys.exit(main())"
+        assert fast in text
+        text = text.replace(fast, "sys.exit(main(inetd_fast=False))")
+    path = tmp_path / f"tlswrap-{request.param}"
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path), request.param
+
+
+def served_by(log_text: str, kind: str) -> bool:
+    """True when a debug-level log shows the connection went the ``kind`` path."""
+    return (INETD_FAST_MARK in log_text) == (kind == "fast")

@@ -100,7 +100,9 @@ def one_service_config(args: list[str]):  # type: ignore[no-untyped-def]
     return Config("command line", glob, (service,))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, inetd_fast: bool = True) -> int:
+    """The command line; ``inetd_fast=False`` serves an inetd connection the full way (the
+    tests run both ways on the same input)."""
     args = sys.argv[1:] if argv is None else argv
     try:
         if not args or args[0] in ("-h", "--help", "help"):
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             from .entryscript import main as script_main
 
             return script_main(args[1:])
-        if args[0] not in ("match", "check"):
+        if inetd_fast and args[0] not in ("match", "check"):
             from .fast.entry import serve_inetd  # an inetd connection, without trio
 
             status = serve_inetd(args)

@@ -26,7 +26,7 @@ from ..outcome import Outcome
 from ..regularfile import read_regular
 from . import spec as specs
 from .backend import BackendFailure, Program, open_backend
-from .log import ERROR, WARNING, Log
+from .log import DEBUG, ERROR, WARNING, Log
 from .relay import Relay
 
 HOSTS_MAX_BYTES = 1 << 20  # tcpwrappers.files.HOSTS_MAX_BYTES
@@ -128,6 +128,7 @@ def serve_inetd(args: list[str]) -> int | None:
     syslog = spec.syslog if spec.syslog is not None else not stderr_ok
     log = Log(spec.debug, stderr=stderr_ok, output=spec.output, syslog=syslog,
               facility=spec.facility, ident=spec.name)
+    log(DEBUG, f"[{spec.name}] inetd fast path: no trio, no pyOpenSSL")
     try:
         peer = conn.getpeername()
     except OSError as exc:

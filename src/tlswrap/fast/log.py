@@ -26,7 +26,7 @@ FACILITIES = {"auth": 4, "authpriv": 10, "cron": 9, "daemon": 3, "ftp": 11, "ker
               "lpr": 6, "mail": 2, "news": 7, "syslog": 5, "user": 1, "uucp": 8,
               **{f"local{i}": 16 + i for i in range(8)}}
 PRIORITIES = {10: 7, 20: 6, NOTICE: 5, 30: 4, 40: 3, 50: 2}
-WARNING, ERROR, INFO = 30, 40, 20
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 
 
 class Syslog:
