@@ -230,25 +230,29 @@ def two_workers(certs, thread_server, tlswrap, global_extra: str = ""):
 INETD_FAST_MARK = "inetd fast path: no trio, no pyOpenSSL"  # fast.entry's debug line
 
 
-@pytest.fixture(params=["fast", "full"])
-def inetd_entry(request, tmp_path) -> tuple[str, str]:
-    """(path, kind): an entry script as ``tlswrap inetd-script`` writes it, for this checkout;
-    ``full`` is the same script serving an inetd connection the full (trio) way, so every
-    test using it runs against both paths."""
+def make_inetd_entry(tmp_path: Path, kind: str) -> str:
+    """An entry script as ``tlswrap inetd-script`` writes it, for this checkout; ``full`` is
+    the same script serving an inetd connection the full (trio) way."""
     sys.path.insert(0, str(REPO / "src"))
     try:
         from tlswrap.entryscript import library_paths, script_text
     finally:
         sys.path.pop(0)
     text = script_text(sys.executable, library_paths())
-    if request.param == "full":
+    if kind == "full":
         fast = "sys.exit(main())"
         assert fast in text
         text = text.replace(fast, "sys.exit(main(inetd_fast=False))")
-    path = tmp_path / f"tlswrap-{request.param}"
+    path = tmp_path / f"tlswrap-{kind}"
     path.write_text(text)
     path.chmod(0o755)
-    return str(path), request.param
+    return str(path)
+
+
+@pytest.fixture(params=["fast", "full"])
+def inetd_entry(request, tmp_path) -> tuple[str, str]:
+    """(path, kind) of an entry script: every test using it runs against both paths."""
+    return make_inetd_entry(tmp_path, request.param), request.param
 
 
 def served_by(log_text: str, kind: str) -> bool:
