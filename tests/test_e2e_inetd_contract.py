@@ -374,8 +374,8 @@ def test_a_config_mistake_is_reported_as_today(certs, tmp_path, inetd_entry):
     cfg.write_text(f"cert = {certs.cert_file}\nconnect = 127.0.0.1:99999\n")
     a, b = socket.socketpair()
     try:
-        r = subprocess.run([entry, str(cfg)], stdin=b, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=60)
+        r = subprocess.run([entry, str(cfg)], stdin=b, capture_output=True,
+                           timeout=60)
     finally:
         a.close()
         b.close()
