@@ -147,6 +147,7 @@ def serve_inetd(args: list[str]) -> int | None:
         outcome.end()
         if log.enabled(NOTICE):
             log(NOTICE, outcome.log_line())
+        log.close()
     return 0
 
 

@@ -92,6 +92,14 @@ class Log:
             if self.syslog.problem:
                 self._syslog_down(self.syslog.problem)
 
+    def close(self) -> None:
+        for fd in self.files[1:] if self.files[:1] == [2] else self.files:
+            os.close(fd)
+        self.files = []
+        if self.syslog is not None and self.syslog.sock is not None:
+            self.syslog.sock.close()
+            self.syslog.sock = None
+
     def enabled(self, level: int) -> bool:
         return level >= self.level
 
