@@ -23,7 +23,7 @@ LEVELS = [(logging.DEBUG, 7), (logging.INFO, 6), (NOTICE, 5), (logging.WARNING, 
 
 def test_facilities_are_the_stdlibs():
     names = logging.handlers.SysLogHandler.facility_names
-    assert FACILITIES == {name: names[name] for name in SYSLOG_FACILITIES}
+    assert {name: names[name] for name in SYSLOG_FACILITIES} == FACILITIES
 
 
 @pytest.fixture
