@@ -17,6 +17,7 @@ import pytest
 
 from conftest import free_port, port_open, served_by, service_config, wait_for
 
+TLSWRAP = str(Path(sys.executable).parent / "tlswrap")  # the installed console script
 STDIO_IMAPD = str(Path(__file__).parent / "data" / "stdio_imapd.py")
 INETD = shutil.which("inetd") or "/usr/sbin/inetd"
 
