@@ -415,3 +415,30 @@ def test_the_same_tls_settings(certs, thread_server, one_shot):
         tls12_handshake(certs, s.port, b"AES128-GCM-SHA256")
     s.wait_done(2)
     assert "TLS handshake failed: TLS error: no shared cipher" in s.text()
+
+
+def test_a_program_that_outlives_its_client_is_stopped(certs, one_shot):
+    """The client half-closes and goes; TIMEOUTidle ends the relay, the program gets
+    TIMEOUTclose, then SIGTERM; the status is logged."""
+    s = one_shot(f"exec = {STDIO_IMAPD}\nexecArgs = imapd\nTIMEOUTclose = 1\nTIMEOUTidle = 1")
+    with tls(certs, s.port) as c:
+        assert c.recv(100).startswith(b"* OK stdio imapd ready")
+        c.sendall(b"a1 SLEEP\r\n")
+        assert c.recv(100) == b"a1 OK sleeping\r\n"
+    s.wait_done()
+    text = s.text()
+    assert re.search(r"\[imaps\] imapd pid \d+ still running 1s after its client left; "
+                     r"terminating", text)
+    assert re.search(r"\[imaps\] imapd pid \d+ killed by signal 15", text)
+
+
+def test_hosts_files_without_rules_keep_the_fast_path(certs, thread_server, one_shot, tmp_path):
+    """Comments and blank lines are no rules: tcpd grants, and the fast path serves."""
+    (tmp_path / "none.allow").write_text("# hosts.allow\n\n \t\n#   ALL: LOCAL\n")
+    (tmp_path / "none.deny").write_text("# ALL: ALL would be a rule\n")
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+    s.wait_done()
+    assert served_by(s.text(), one_shot.kind)

@@ -30,6 +30,7 @@ from .log import DEBUG, ERROR, WARNING, Log
 from .relay import Relay
 
 HOSTS_MAX_BYTES = 1 << 20  # tcpwrappers.files.HOSTS_MAX_BYTES
+SHORT_LINE = 1000  # well below tcpd's line buffer (tcpwrappers.rules.BUFLEN)
 _LINGER_ZERO = (1).to_bytes(4, sys.byteorder) + (0).to_bytes(4, sys.byteorder)  # linger {1, 0}
 
 
@@ -61,15 +62,23 @@ def connection_fd() -> int | None:
 
 
 def no_rules(path: str) -> bool:
-    """True when the hosts file ``path`` is missing or holds only comments and blank lines
-    (tcpd then grants everyone); anything else is for the full path's rule engine."""
+    """True when the hosts file ``path`` is missing or holds only what tcpd skips without a
+    word: comments (``#`` in the first column) and blank lines (spaces, tabs, CR), each line
+    short and ended by a newline, no continuation. tcpd then grants everyone. Anything else
+    -- a rule, an indented ``#`` (a rule to tcpd), a line the full path would warn about --
+    is for the full path's rule engine (``tcpwrappers.rules.parse_hosts``)."""
     try:
-        text = read_regular(path, HOSTS_MAX_BYTES)
+        data = read_regular(path, HOSTS_MAX_BYTES)
     except FileNotFoundError:
         return True
     except (OSError, ValueError):
         return False
-    return all(not line.strip() or line.strip().startswith(b"#") for line in text.splitlines())
+    if not data:
+        return True
+    if not data.endswith(b"\n") or b"\0" in data or b"\\\n" in data:
+        return False
+    return all(len(line) < SHORT_LINE and (line.startswith(b"#") or not line.strip(b" \t\r"))
+               for line in data.split(b"\n")[:-1])
 
 
 def read_spec(args: list[str]) -> specs.Spec:
