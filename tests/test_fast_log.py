@@ -63,6 +63,25 @@ def test_lines_and_datagrams_are_logsetups(tmp_path, syslog_sock, ident):
     assert fast_file.read_text().count("\n") == len(MESSAGES) * len(LEVELS)
 
 
+def test_a_traceback_is_written_as_logging_writes_exc_info(tmp_path):
+    full_file, fast_file = tmp_path / "full.log", tmp_path / "fast.log"
+    setup_logging(5, stderr=False, output=str(full_file))
+    fast = Log(5, stderr=False, output=str(fast_file), syslog=False, facility="daemon",
+               ident="x")
+    try:
+        raise ValueError("bad\x1b[2J\rvalue")
+    except ValueError:
+        import traceback
+
+        logging.getLogger("tlswrap.test").error("[x] peer internal error", exc_info=True)
+        fast(logging.ERROR, "[x] peer internal error", traceback.format_exc())
+    finally:
+        fast.close()
+        setup_logging(5, stderr=False)
+    assert drop_stamp(fast_file.read_text()) == drop_stamp(full_file.read_text())
+    assert "\\x1b[2J\\rvalue" in fast_file.read_text()
+
+
 def test_the_level_filters_as_stunnels(tmp_path):
     out = tmp_path / "fast.log"
     fast = Log(5, stderr=False, output=str(out), syslog=False, facility="daemon", ident="x")

@@ -151,7 +151,7 @@ def serve_inetd(args: list[str]) -> int | None:
         outcome.end(f"internal error: {exc!r}")
         import traceback
 
-        log(ERROR, f"{outcome.who} internal error\n{traceback.format_exc().rstrip()}")
+        log(ERROR, f"{outcome.who} internal error", traceback.format_exc())
     finally:
         outcome.end()
         if log.enabled(NOTICE):

@@ -103,10 +103,13 @@ class Log:
     def enabled(self, level: int) -> bool:
         return level >= self.level
 
-    def __call__(self, level: int, message: str) -> None:
+    def __call__(self, level: int, message: str, exc_text: str | None = None) -> None:
+        """One line (plus a traceback's own lines, as ``logging`` appends ``exc_info``)."""
         if level < self.level:
             return
         message = escape_controls(message)
+        if exc_text:
+            message += "\n" + escape_controls(exc_text.rstrip("\n"), keep_newlines=True)
         if self.files:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
             line = f"{stamp} {LEVEL_NAMES[level]} {message}\n".encode()
