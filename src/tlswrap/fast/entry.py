@@ -99,8 +99,9 @@ def read_spec(args: list[str]) -> specs.Spec:
 
 
 def serve_inetd(args: list[str]) -> int | None:
-    """Serve the handed-over connection and return the exit status; None (having changed
-    nothing) when this start is for the full path."""
+    """Serve the handed-over connection and return the exit status; None when this start is
+    for the full path (nothing changed then but what the full path does too: an ``output``
+    file created if missing)."""
     fd = connection_fd()
     if fd is None:
         return None
