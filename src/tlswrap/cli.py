@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None, *, inetd_fast: bool = True) -> int:
             from .entryscript import main as script_main
 
             return script_main(args[1:])
-        if inetd_fast and args[0] not in ("match", "check"):
+        if inetd_fast:
             from .fast.entry import serve_inetd  # an inetd connection, without trio
 
             status = serve_inetd(args)
