@@ -442,3 +442,28 @@ def test_hosts_files_without_rules_keep_the_fast_path(certs, thread_server, one_
         assert c.recv(100) == b"* OK echo ready\r\n"
     s.wait_done()
     assert served_by(s.text(), one_shot.kind)
+
+
+@pytest.mark.parametrize("feature", [
+    "proxyProtocol = v1", "CAfile = {ca}", "socket = a:TCP_NODELAY=1", "sslVersionMin = TLSv1",
+])
+def test_each_feature_beyond_the_fast_path_is_served_the_full_way(certs, thread_server,
+                                                                  one_shot, feature):
+    seen: dict[str, bytes] = {}
+
+    def backend(conn: socket.socket) -> None:
+        conn.sendall(b"* OK\r\n")
+        seen["first"] = conn.recv(200)
+
+    srv = thread_server(backend)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\n{feature.format(ca=certs.ca_file)}")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK\r\n"
+        c.sendall(b"a1 LOGOUT\r\n")
+        wait_for(lambda: "first" in seen, 20, "the backend to read")
+    s.wait_done()
+    assert served_by(s.text(), "full")
+    if feature.startswith("proxyProtocol"):
+        assert seen["first"].startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")
+    else:
+        assert seen["first"] == b"a1 LOGOUT\r\n"
