@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tlswrap import cli
-from tlswrap.config import CONFIG_MAX_BYTES, SSL_OPTIONS, Config, parse_config
+from tlswrap.config import CONFIG_MAX_BYTES, Config, parse_config
 from tlswrap.errors import TlswrapError
 from tlswrap.fast import spec as fast
 
@@ -52,7 +52,11 @@ def check_text(text: str) -> bool:
 
 def test_constants_are_configs():
     assert fast.CONFIG_MAX_BYTES == CONFIG_MAX_BYTES
-    assert set(fast.SSL_OPTIONS) <= SSL_OPTIONS
+
+
+@pytest.mark.parametrize("name", fast.SSL_OPTIONS)
+def test_every_option_name_it_reads_config_reads_alike(name):
+    assert check_text(f"cert = /c.pem\nconnect = 143\noptions = {name.lower()}\n")
 
 
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*/*.conf")), ids=lambda p: p.name)
