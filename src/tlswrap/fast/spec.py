@@ -20,7 +20,8 @@ FACILITIES = ("auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail"
               "local5", "local6", "local7")
 VERSIONS = {"all": None, "tlsv1.2": "TLSv1.2", "tlsv1.3": "TLSv1.3"}
 SERVED = ("TLSv1.2", "TLSv1.3")
-# config.SSL_OPTIONS without the version switches (the full path checks what they leave)
+# the OpenSSL option names config reads, less the version switches (the full path checks
+# what those leave)
 SSL_OPTIONS = ("NO_SSLV2", "NO_SSLV3", "NO_TLSV1", "NO_TLSV1_1", "NO_COMPRESSION", "NO_TICKET",
                "CIPHER_SERVER_PREFERENCE", "SINGLE_DH_USE", "SINGLE_ECDH_USE",
                "NO_RENEGOTIATION", "ALL")
