@@ -14,24 +14,34 @@ import time
 class Outcome:
     """One connection's record: who, which service, how it ended, what moved."""
 
-    __slots__ = ("ended", "peer", "reason", "service", "started", "tls", "to_backend",
-                 "to_client", "truncated")
+    __slots__ = ("conn_id", "ended", "peer", "peer_cert", "reason", "service", "started",
+                 "starttls", "tls", "to_backend", "to_client", "truncated")
 
-    def __init__(self, service: str, peer: str, started: float | None = None) -> None:
+    def __init__(self, service: str, peer: str, started: float | None = None,
+                 conn_id: str | None = None) -> None:
         self.service = service
         self.peer = peer
         self.started = time.monotonic() if started is None else started
         self.reason = "closed"
         self.tls = "no TLS"  # protocol, cipher and group once the handshake is done
+        self.starttls = ""  # "imap", "pop3" or "smtp": TLS was started by that STARTTLS
+        self.peer_cert: str | None = None  # the client certificate, when the service asks
         self.to_backend = 0
         self.to_client = 0
         self.truncated = False  # the client closed TCP without close_notify
         self.ended: float | None = None
+        self.conn_id = conn_id  # logId: shown in every line of the connection when set
+
+    @property
+    def tag(self) -> str:
+        """``[service]``, or ``[service] #ID`` with a connection id (``logId``)."""
+        return f"[{self.service}] #{self.conn_id}" if self.conn_id else f"[{self.service}]"
 
     @property
     def who(self) -> str:
-        """``[service] peer``, the prefix of every line about this connection."""
-        return f"[{self.service}] {self.peer}"
+        """``[service] peer`` (``[service] #ID peer`` with ``logId``), the prefix of every
+        line about this connection."""
+        return f"{self.tag} {self.peer}"
 
     def end(self, reason: str | None = None) -> None:
         """Note why it ended (a later, more specific reason replaces an earlier one) and when
@@ -47,5 +57,8 @@ class Outcome:
         reason = self.reason
         if self.truncated and not reason.startswith("client:"):
             reason += " (the client sent no close_notify)"  # fine for mail, worth knowing
-        return (f"{self.who} closed: {self.tls}, {self.to_backend} bytes to backend, "
+        tls = f"{self.tls} ({self.starttls} STARTTLS)" if self.starttls else self.tls
+        if self.peer_cert:
+            tls = f"{tls}, {self.peer_cert}"
+        return (f"{self.who} closed: {tls}, {self.to_backend} bytes to backend, "
                 f"{self.to_client} bytes to client, {ended - self.started:.3f}s, {reason}")
