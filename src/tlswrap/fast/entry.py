@@ -12,6 +12,7 @@ and returns the exit status.
 from __future__ import annotations
 
 import os
+import select
 import stat
 import sys
 import time
@@ -163,8 +164,6 @@ def serve_inetd(args: list[str]) -> int | None:
 
 def _wait(fd: int, wants: str, deadline: float) -> bool:
     """Poll ``fd`` for what OpenSSL wants until ``deadline``; False when it passed."""
-    import select
-
     left = deadline - time.monotonic()
     if left <= 0:
         return False
