@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, port_open, served_by, service_config, wait_for
+from conftest import (
+    free_port,
+    make_inetd_entry,
+    port_open,
+    served_by,
+    service_config,
+    wait_for,
+)
 
 TLSWRAP = str(Path(sys.executable).parent / "tlswrap")  # the installed console script
 STDIO_IMAPD = str(Path(__file__).parent / "data" / "stdio_imapd.py")
@@ -167,8 +174,11 @@ def test_socket_activation_accept_no_daemon(certs, demo_mailserver, tmp_path):
     cfg = tmp_path / "activated.conf"
     # the service's own accept is replaced by the socket systemd passes (matched by name)
     cfg.write_text(service_config(certs, 1, f"127.0.0.1:{imap_port}", name="imaps"))
+    # the entry script names this checkout (systemd-socket-activate passes no PYTHONPATH);
+    # with a listening socket on fd 3 it goes straight to the daemon
+    entry = make_inetd_entry(tmp_path, "fast")
     a = Activated(tmp_path, [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=imaps",
-                             sys.executable, "-m", "tlswrap", str(cfg)], port)
+                             entry, str(cfg)], port)
     try:
         for _ in range(3):  # one daemon serves them all
             assert any(b"INBOX" in b for b in imap_list(certs, port))

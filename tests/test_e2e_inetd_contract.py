@@ -191,6 +191,20 @@ def test_both_ways_at_once_arrive_intact(certs, thread_server, one_shot):
     assert got["backend"] == up
 
 
+def test_timeouts_longer_than_poll_can_say(certs, thread_server, one_shot):
+    """40 days does not fit poll()'s milliseconds: the waits are sliced, nothing fails."""
+    srv = thread_server(greet_echo)
+    days40 = 40 * 86400
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\nTIMEOUTidle = {days40}\n"
+                 f"TIMEOUTbusy = {days40}\nTIMEOUTconnect = {days40}\nTIMEOUTclose = {days40}")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+        c.sendall(b"ping\r\n")
+        assert c.recv(100) == b"ping\r\n"
+    s.wait_done()
+    assert "internal error" not in s.text()
+
+
 def test_handshake_under_timeout_busy(certs, one_shot):
     s = one_shot("connect = 127.0.0.1:9\nTIMEOUTbusy = 1")
     with socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:

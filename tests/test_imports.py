@@ -89,6 +89,7 @@ def test_proxy_path_never_imports_wrapcert():
 FAST_PATH_ALLOWED = {
     "tlswrap", "tlswrap.cli", "tlswrap.errors", "tlswrap.fast", "tlswrap.fast.entry",
     "tlswrap.fast.spec", "tlswrap.fast.backend", "tlswrap.fast.log", "tlswrap.fast.relay",
+    "tlswrap.fast.waits",
     "tlswrap.addresses", "tlswrap.execenv", "tlswrap.logtext", "tlswrap.opensslraw",
     "tlswrap.regularfile", "tlswrap.tlssettings", "tlswrap.outcome",
     "cryptography", "cryptography.__about__", "cryptography.hazmat",

@@ -34,13 +34,13 @@ from _socket import socket as raw_socket
 
 from ..addresses import format_sockaddr
 from .spec import address_text
+from .waits import POLLOUT, wait_fd
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations are strings here
 if TYPE_CHECKING:
     from typing import Any
 
 TERM_GRACE = 1.0  # execbackend.TERM_GRACE
-_POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
 
 
 class BackendFailure(Exception):
@@ -72,9 +72,7 @@ def connect_one(family: int, sockaddr: Any, seconds: float) -> raw_socket:
             sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
         err = sock.connect_ex(sockaddr)
         if err == errno.EINPROGRESS:
-            poller = select.poll()
-            poller.register(sock.fileno(), _POLLOUT)
-            if not poller.poll(max(seconds, 0.0) * 1000):
+            if not wait_fd(sock.fileno(), POLLOUT, time.monotonic() + seconds):
                 raise TimeoutError
             err = sock.getsockopt(SOL_SOCKET, SO_ERROR)
         if err:

@@ -12,7 +12,6 @@ and returns the exit status.
 from __future__ import annotations
 
 import os
-import select
 import stat
 import sys
 import time
@@ -29,6 +28,7 @@ from . import spec as specs
 from .backend import BackendFailure, Program, open_backend
 from .log import DEBUG, ERROR, WARNING, Log
 from .relay import Relay
+from .waits import POLLIN, POLLOUT, wait_fd
 
 HOSTS_MAX_BYTES = 1 << 20  # tcpwrappers.files.HOSTS_MAX_BYTES
 SHORT_LINE = 1000  # well below tcpd's line buffer (tcpwrappers.rules.BUFLEN)
@@ -162,16 +162,6 @@ def serve_inetd(args: list[str]) -> int | None:
     return 0
 
 
-def _wait(fd: int, wants: str, deadline: float) -> bool:
-    """Poll ``fd`` for what OpenSSL wants until ``deadline``; False when it passed."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLIN if wants == READ else select.POLLOUT)
-    return bool(poller.poll(left * 1000))
-
-
 def serve_one(spec: specs.Spec, ctx: object, conn: raw_socket, peer: object,
               outcome: Outcome, log: Log) -> None:
     """``pipeline.serve_one`` for a service without access rules: handshake under
@@ -190,7 +180,7 @@ def serve_one(spec: specs.Spec, ctx: object, conn: raw_socket, peer: object,
         deadline = time.monotonic() + spec.timeout_busy
         try:
             while not client.handshake():
-                if not _wait(fd, client.wants, deadline):
+                if not wait_fd(fd, POLLIN if client.wants == READ else POLLOUT, deadline):
                     outcome.end(f"TLS handshake timed out after {spec.timeout_busy:g}s")
                     return
         except TLSFailure as exc:

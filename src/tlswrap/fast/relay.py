@@ -30,6 +30,7 @@ from _socket import socket as raw_socket
 
 from ..errors import broken_reason
 from ..opensslraw import READ, RECORD, Connection, TLSFailure
+from .waits import POLLIN, POLLOUT, poll_until, wait_fd
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations are strings here
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 TLS_GATHER = 65536  # relay.TLS_GATHER
 PLAIN_READ_MAX = 65536  # relay.PLAIN_READ_MAX
 FIRST_READ = 16384  # sockstream.FIRST_READ
-_IN, _OUT = select.POLLIN, select.POLLOUT
 
 
 class Failed(Exception):
@@ -108,10 +108,7 @@ class Relay:
         return data
 
     def _wait_writable(self, deadline: float) -> bool:
-        poller = select.poll()
-        poller.register(self.client_fd, _OUT)
-        left = deadline - time.monotonic()
-        return left > 0 and bool(poller.poll(left * 1000))
+        return wait_fd(self.client_fd, POLLOUT, deadline)
 
     def run(self) -> None:
         """Relay until both directions are done, one fails, or a timeout ends it."""
@@ -208,13 +205,13 @@ class Relay:
             # wait for what the blocked steps need
             c_events = b_events = 0
             if not up and not client_eof and not c_read:
-                c_events |= _IN if read_wants == READ else _OUT
+                c_events |= POLLIN if read_wants == READ else POLLOUT
             if down and not c_write:
-                c_events |= _IN if write_wants == READ else _OUT
+                c_events |= POLLIN if write_wants == READ else POLLOUT
             if not down and not backend_eof and not b_read:
-                b_events |= _IN
+                b_events |= POLLIN
             if up and not b_write:
-                b_events |= _OUT
+                b_events |= POLLOUT
             if up_done and down_done:
                 break
             if (c_read and not up and not client_eof) or (c_write and down) or \
@@ -229,9 +226,8 @@ class Relay:
                 poller.register(backend.fileno(), b_events)
             err_fd = self.program.stderr if self.program is not None else None
             if err_fd is not None:
-                poller.register(err_fd, _IN)
-            left = deadline - time.monotonic()
-            events = poller.poll(max(left, 0.0) * 1000) if left > 0 else []
+                poller.register(err_fd, POLLIN)
+            events = poll_until(poller, deadline)
             if time.monotonic() >= deadline:
                 self._note("idle timeout")  # unless TIMEOUTclose ran out: "backend closed"
                 return
