@@ -255,3 +255,36 @@ def catches(pid: int, signum: int) -> bool:
     caught = next((line.split()[1] for line in status.splitlines()
                    if line.startswith("SigCgt:")), "0")
     return bool(int(caught, 16) >> (signum - 1) & 1)
+
+
+INETD_FAST_MARK = "inetd fast path: no trio, no pyOpenSSL"  # fast.entry's debug line
+
+
+def make_inetd_entry(tmp_path: Path, kind: str) -> str:
+    """An entry script as ``tlswrap inetd-script`` writes it, for this checkout; ``full`` is
+    the same script serving an inetd connection the full (trio) way."""
+    sys.path.insert(0, str(REPO / "src"))
+    try:
+        from tlswrap.entryscript import library_paths, script_text
+    finally:
+        sys.path.pop(0)
+    text = script_text(sys.executable, library_paths())
+    if kind == "full":
+        fast = "sys.exit(main())"
+        assert fast in text
+        text = text.replace(fast, "sys.exit(main(inetd_fast=False))")
+    path = tmp_path / f"tlswrap-{kind}"
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture(params=["fast", "full"])
+def inetd_entry(request, tmp_path) -> tuple[str, str]:
+    """(path, kind) of an entry script: every test using it runs against both paths."""
+    return make_inetd_entry(tmp_path, request.param), request.param
+
+
+def served_by(log_text: str, kind: str) -> bool:
+    """True when a debug-level log shows the connection went the ``kind`` path."""
+    return (INETD_FAST_MARK in log_text) == (kind == "fast")

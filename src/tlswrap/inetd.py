@@ -35,6 +35,8 @@ def serve_connection(config: Config, rt: ServiceRuntime, fd: int) -> int:
             "serves the one connection inetd or systemd hands it; to listen itself, give an "
             "accept address")
     conn = socket.socket(fileno=os.dup(fd))
+    if conn.family != socket.AF_UNIX:  # as the daemon's accept loop (small replies go at once)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     devnull = os.open(os.devnull, os.O_RDWR)
     for std in {0, 1, fd} | ({2} if is_socket(2) else set()):
         os.dup2(devnull, std)

@@ -21,49 +21,25 @@ import errno
 import logging
 import logging.handlers
 import os
-import re
 import socket
 import sys
 import time
 from typing import ClassVar, TextIO
 
+from . import logtext
 from .errors import TlswrapError
+from .logtext import STUNNEL_LEVELS, escape_controls, syslog_tag
 
-NOTICE = 25
+NOTICE = logtext.NOTICE
 logging.addLevelName(NOTICE, "NOTICE")
 SYSLOG_ADDRESS = "/dev/log"
 SYSLOG_RETRY_SECONDS = 10.0  # while syslog is unreachable, how often a log line tries again
 
-# stunnel level -> Python level
-_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
-           4: logging.WARNING, 5: NOTICE, 6: logging.INFO, 7: logging.DEBUG}
+_LEVELS = STUNNEL_LEVELS  # stunnel level -> Python level
 
 
 def python_level(stunnel_level: int) -> int:
     return _LEVELS[stunnel_level]
-
-
-# What a terminal, a log viewer or syslog could act on rather than show: C0 (tab included),
-# DEL and C1 controls; the Unicode line and paragraph separators; the bidirectional overrides
-# and isolates (they reorder what is shown); lone surrogates (not writable as UTF-8).
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-                       "\ud800-\udfff]")
-_TAG_UNSAFE = re.compile(r"[^\w.@+-]")  # in a syslog tag (RFC 3164: alphanumerics), as "_"
-_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    c = match.group()
-    return _SHORT.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-
-
-def escape_controls(text: str, keep_newlines: bool = False) -> str:
-    """``text`` with control characters written as ``repr`` writes them (``\\r``, ``\\x1b``,
-    ``\\u2028``); other characters, backslashes and non-ASCII letters included, stay as they
-    are. ``keep_newlines``: LF stays a line break (a traceback's own lines)."""
-    if keep_newlines:
-        return "\n".join(escape_controls(line) for line in text.split("\n"))
-    return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
 
 
 class EscapingFormatter(logging.Formatter):
@@ -140,7 +116,7 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         to_syslog = SyslogHandler(
             syslog_address, logging.handlers.SysLogHandler.facility_names[facility],
             instead=f"logging to {where} only" if where else "log lines are dropped")
-        tag = _TAG_UNSAFE.sub("_", ident)  # "my service" would end syslog's TAG at "my"
+        tag = syslog_tag(ident)
         to_syslog.setFormatter(JsonFormatter(f"{tag}[%(process)d]: ") if json_lines else
                                EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
         root.addHandler(to_syslog)

@@ -141,7 +141,7 @@ def _inputs(svc: Service) -> bytes:
     import hashlib
 
     from .regularfile import read_regular
-    from .tlscontext import PEM_MAX_BYTES
+    from .tlssettings import PEM_MAX_BYTES
 
     digest = hashlib.sha256()
     for section in (svc, *svc.sni_sections):
