@@ -159,6 +159,32 @@ class BoundPOP3SSL(poplib.POP3_SSL):
         return self.context.wrap_socket(sock, server_hostname=self.host)
 
 
+class BoundIMAP4(imaplib.IMAP4):
+    """imaplib's plaintext IMAP4 (for STARTTLS) from a chosen source address."""
+
+    source = "127.0.0.1"
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+
+
+class BoundPOP3(poplib.POP3):
+    """poplib's plaintext POP3 (for STLS) from a chosen source address."""
+
+    source = "127.0.0.1"
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+
+
+def imap_starttls_from(source: str) -> type[BoundIMAP4]:
+    return type("IMAP4From", (BoundIMAP4,), {"source": source})
+
+
+def pop3_stls_from(source: str) -> type[BoundPOP3]:
+    return type("POP3From", (BoundPOP3,), {"source": source})
+
+
 def imap_from(source: str) -> type[BoundIMAP4SSL]:
     return type("IMAP4SSLFrom", (BoundIMAP4SSL,), {"source": source})
 

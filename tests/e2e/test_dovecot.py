@@ -173,3 +173,74 @@ def test_proxy_v2_pop3_logs_the_client(proxied, certs, dovecot):
         p.quit()
     [login] = dovecot.logins()
     assert login["rip"] == CLIENT and "secured" in login["flags"].split(", "), login.group(0)
+
+
+# STARTTLS with PROXY v2 (examples/dovecot-starttls-proxy.conf) to the same haproxy listeners.
+# The header goes to Dovecot when the client connects, before any TLS: tlswrap speaks the
+# plaintext part of the session itself, and the header's PP2_TYPE_SSL TLV holds PP2_CLIENT_SSL
+# alone (no version, cipher or certificate: there is no handshake yet), a promise tlswrap keeps
+# by refusing LOGIN, AUTHENTICATE, USER and PASS until TLS is up. Dovecot 2.3 takes
+# PP2_CLIENT_SSL as "the client uses TLS" (master-service-haproxy.c sets proxy.ssl; the login
+# process then marks the client secured and proxied_ssl): it counts the whole connection as
+# secured from its first byte, offers LOGIN without LOGINDISABLED once the client has done
+# STARTTLS with tlswrap, and logs "secured". With a v1 header (no TLV) the same session is an
+# insecure one from 127.0.0.2 to 127.0.0.1 to Dovecot, which then refuses the cleartext LOGIN
+# even though the client did STARTTLS: the TLV is what counts.
+
+
+@pytest.fixture
+def starttls_proxied(dovecot, front):
+    """``starttls_proxied(version)``: tlswrap from examples/dovecot-starttls-proxy.conf."""
+    dovecot.deliver(MESSAGE)
+    ports = {10143: dovecot.ports["imap_proxy"], 10110: dovecot.ports["pop3_proxy"]}
+
+    def start(version: str):
+        subs = [] if version == "v2" else [("proxyProtocol = v2", f"proxyProtocol = {version}")]
+        return front("starttls", "dovecot-starttls-proxy.conf", ports, subs)
+    return start
+
+
+def test_starttls_proxy_v2_dovecot_logs_the_client_and_counts_the_promise_as_secured(
+        starttls_proxied, certs, dovecot):
+    served = starttls_proxied("v2")
+    with clients.imap_starttls_from(CLIENT)(clients.HOST, served.port("imap"),
+                                            timeout=20) as m:
+        assert "LOGINDISABLED" in m.capabilities  # tlswrap's answer before TLS
+        m.starttls(ssl_context=certs.client_context())
+        assert "LOGINDISABLED" not in m.capabilities, m.capabilities  # Dovecot's, after TLS
+        assert m.login("alice", PASSWORD)[0] == "OK"
+        m.select("INBOX")
+        assert m.fetch("1", "(BODY.PEEK[])")[1][0][1] == MESSAGE
+        m.logout()
+    [login] = dovecot.logins()
+    assert login["rip"] == CLIENT and login["lip"] == "127.0.0.1", login.group(0)
+    assert "secured" in login["flags"].split(", "), login.group(0)
+
+
+def test_starttls_proxy_v2_pop3_logs_the_client(starttls_proxied, certs, dovecot):
+    served = starttls_proxied("v2")
+    p = clients.pop3_stls_from(CLIENT)(clients.HOST, served.port("pop3"), timeout=20)
+    try:
+        p.stls(context=certs.client_context())
+        p.user("alice")
+        p.pass_(PASSWORD)
+        assert p.retr(1)[1][0] == MESSAGE.split(b"\r\n")[0]
+    finally:
+        p.quit()
+    [login] = dovecot.logins()
+    assert login["rip"] == CLIENT and "secured" in login["flags"].split(", "), login.group(0)
+
+
+def test_starttls_proxy_v1_without_the_tlv_leaves_login_refused_after_starttls(
+        starttls_proxied, certs, dovecot):
+    served = starttls_proxied("v1")
+    with clients.imap_starttls_from(CLIENT)(clients.HOST, served.port("imap"),
+                                            timeout=20) as m:
+        m.starttls(ssl_context=certs.client_context())
+        assert "LOGINDISABLED" in m.capabilities  # now Dovecot's own answer
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            m.login("alice", PASSWORD)
+        m.logout()
+    wait_for(lambda: f"rip={CLIENT}, lip=127.0.0.1" in dovecot.log(), 10,
+             "dovecot's line for the refused client")
+    assert not dovecot_logins(dovecot.log())
