@@ -146,3 +146,19 @@ def test_without_a_cn_in_the_header_external_is_refused(dovecot, front, certs, t
             m.authenticate("EXTERNAL", external())
         m.logout()
     assert not dovecot_logins(dovecot.log())
+
+
+def test_with_verify_0_a_forged_certificate_names_nobody(dovecot, front, certs, tmp_path):
+    """verify = 0 accepts any certificate, so one a client made itself for CN=alice gets
+    through the handshake; tlswrap then puts no CN in the header, and EXTERNAL fails.
+    (Dovecot does not read the header's verify field: a CN there is a login.)"""
+    served = front("daemon", "dovecot-clientcert.conf", {10143: dovecot.ports["imap_proxy"]},
+                   [("/etc/tlswrap/users-ca.pem", str(certs.ca_file)),
+                    ("verify = 2", "verify = 0")])
+    cert, key = cert_files(trustme.CA(), "alice", tmp_path)
+    with imaplib.IMAP4_SSL(clients.HOST, served.ports["imaps"],
+                           ssl_context=context_with(certs, cert, key), timeout=20) as m:
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            m.authenticate("EXTERNAL", external())
+        m.logout()
+    assert not dovecot_logins(dovecot.log())
