@@ -120,10 +120,13 @@ def test_mutt_batch_send_over_smtps_then_imaps(mailhost, postfix, certs, tmp_pat
     assert b"Subject: mutt through tlswrap" in headers, headers
 
 
-def test_proxy_v2_postfix_logs_the_client(postfix, front, certs):
+@pytest.mark.parametrize("service", ["submissions", "submission"])
+def test_proxy_v2_postfix_logs_the_client(postfix, front, certs, service):
+    """Implicit TLS, and STARTTLS (the header sent before TLS), from 127.0.0.2."""
     served = front("daemon", "postfix-proxy.conf", {10587: postfix.ports["submission_proxy"]})
-    clients.smtplib_send(served.ports["submissions"], certs.ca_file, SENDER, RCPT,
-                         message("proxy"), source="127.0.0.2")
+    clients.smtplib_send(served.ports[service], certs.ca_file, SENDER, RCPT,
+                         message("proxy"), source="127.0.0.2",
+                         starttls=service == "submission")
     wait_for(lambda: "status=sent" in postfix.log(), 20, "postfix to deliver")
     log = postfix.log()
     connects = re.findall(r"submission-proxy/smtpd\[\d+\]: connect from (\S+)", log)
