@@ -519,7 +519,10 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
-    protocol). A client on a unix socket is sent as an unknown address.
+    protocol). A client on a unix socket is sent as an unknown address. The certificate's
+    Common Name (PP2_SUBTYPE_SSL_CN) goes only with a verified certificate: Dovecot takes it as
+    the user name without looking at the verify field, so an unverified one (``verify = 0``)
+    must not put a name there.
 
     With STARTTLS the header goes out before TLS (``client`` None): v2 then carries
     PP2_TYPE_SSL with PP2_CLIENT_SSL alone when ``tls_promised`` (the backend will see nothing
@@ -545,7 +548,9 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     if identity is not None:
         cert_flag = (proxyproto.PP2_CLIENT_CERT_SESS if session_reused(conn)
                      else proxyproto.PP2_CLIENT_CERT_CONN)
-    verified = identity is not None and identity.verified == "SUCCESS"
+    # the CN only of a verified certificate: dovecot takes it as the user name without
+    # looking at the verify field (with verify = 0 a self-made certificate would name anyone)
+    verified = identity if identity is not None and identity.verified == "SUCCESS" else None
     sent: list[proxyproto.TLV] = []
     if "ssl" in tlvs:
         sig_alg, key_alg = _certificate_algorithms(conn)
@@ -553,7 +558,7 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
             client=proxyproto.PP2_CLIENT_SSL | cert_flag, verify=0 if verified else 1,
             version=conn.get_protocol_version_name(), cipher=conn.get_cipher_name(),
             sig_alg=sig_alg, key_alg=key_alg,
-            cn=identity.cn if identity and "cn" in tlvs else None).to_tlv())
+            cn=verified.cn if verified and "cn" in tlvs else None).to_tlv())
     sni = conn.get_servername()
     if sni and "authority" in tlvs:
         sent.append((proxyproto.PP2_TYPE_AUTHORITY, sni))
