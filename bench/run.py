@@ -48,7 +48,7 @@ RESULTS = HERE / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
-MEASURES = ["hs", "rr", "bulk", "idle", "max", "inetd", "workers"]
+MEASURES = ["hs", "rr", "bulk", "idle", "max", "inetd", "workers", "metrics"]
 MEASURE_ALIASES = {str(i + 1): m for i, m in enumerate(MEASURES)}
 
 
@@ -314,15 +314,19 @@ def make_certs(workdir: Path, key_type: str) -> CertSet:
 # --------------------------------------------------------------------------- candidates
 
 def conf_text(port: int | None, backend_port: int, certs: CertSet, workers: int = 1,
-              section: bool = True) -> str:
+              section: bool = True, metrics: bool = False) -> str:
     """The same stunnel-format file for stunnel and tlswrap (no accept: inetd mode).
 
     For inetd mode both get stunnel's form without a [section] (stunnel 5.68 refuses a section
     there: "Each service must define two endpoints"); ``section`` picks the form.
     """
-    lines = ["foreground = yes", "pid =", "syslog = no", "debug = warning"]
+    # inetd: stderr is the connection (openbsd-inetd passes it as 0, 1 and 2): no foreground
+    lines = (["foreground = yes"] if port is not None else []) + [
+        "pid =", "syslog = no", "debug = warning"]
     if workers != 1:
         lines.append(f"workers = {workers}")
+    if metrics:  # tlswrap's metrics endpoint on (counted per connection; nobody scrapes)
+        lines.append(f"metrics = 127.0.0.1:{free_port()}")
     if section:
         lines += ["[bench]"]
     if port is not None:
@@ -342,6 +346,14 @@ class Candidate:
     inetd: bool = False           # has an inetd mode
     inetd_reason: str = ""
     version: str = ""
+    metrics: bool = False         # tlswrap with metrics = HOST:PORT
+    inetd_cmd: list[str] | None = None  # the inetd line's command, when not base_cmd
+    python: str | None = None     # tlswrap's interpreter: the floor is measured on it
+
+    def inetd_argv(self, backend_port: int, certs: CertSet, workdir: Path) -> list[str]:
+        """The command an inetd line runs for this candidate (tlswrap: its entry script)."""
+        argv = self.argv(None, backend_port, certs, workdir)
+        return [*self.inetd_cmd, *argv[len(self.base_cmd):]] if self.inetd_cmd else argv
 
     def argv(self, port: int | None, backend_port: int, certs: CertSet, workdir: Path) -> list[str]:
         if self.kind == "hitch":
@@ -353,7 +365,8 @@ class Candidate:
         tag = "inetd" if port is None else str(port)
         path = workdir / f"{self.name}-{certs.key_type}-{tag}.conf"
         sectionless = port is None
-        path.write_text(conf_text(port, backend_port, certs, self.workers, not sectionless))
+        path.write_text(conf_text(port, backend_port, certs, self.workers, not sectionless,
+                                  self.metrics))
         return [*self.base_cmd, str(path)]
 
 
@@ -367,7 +380,7 @@ def find_candidates(args: argparse.Namespace) -> list[Candidate]:
         tw_cmd, tw_py = [str(venv_bin / "tlswrap")], str(venv_bin / "python")
     else:
         tw_cmd, tw_py = [sys.executable, "-m", "tlswrap"], sys.executable
-    tw = Candidate("tlswrap", "tlswrap", tw_cmd, inetd=True)
+    tw = Candidate("tlswrap", "tlswrap", tw_cmd, inetd=True, python=tw_py or sys.executable)
     if tw_py:
         probe = "import tlswrap, tlswrap.daemon; print(tlswrap.__version__)"
         r = subprocess.run([tw_py, "-c", probe], capture_output=True, text=True, timeout=60)
@@ -398,6 +411,8 @@ def find_candidates(args: argparse.Namespace) -> list[Candidate]:
     cands.append(c)
     if tw.available:
         cands.append(Candidate("tlswrap-w2", "tlswrap", tw_cmd, workers=2, version=tw.version))
+        cands.append(Candidate("tlswrap-metrics", "tlswrap", tw_cmd, version=tw.version,
+                               metrics=True))
     return cands
 
 
@@ -575,25 +590,91 @@ def m_max(env: Env, run: Running) -> dict[str, Any]:
             "cap": s.max_cap, "proxy_fd_limit": fd_limit(run.proc.pid)}
 
 
+INETD = shutil.which("inetd") or "/usr/sbin/inetd"
+
+
+def inetd_entry(cand: Candidate, workdir: Path) -> None:
+    """tlswrap's inetd lines run the entry script ``tlswrap inetd-script`` writes (python
+    -IS, the fastest start the README documents); BENCH_TLSWRAP commands run as given."""
+    if cand.kind != "tlswrap" or cand.inetd_cmd is not None or os.environ.get("BENCH_TLSWRAP"):
+        return
+    script = workdir / "tlswrap-inetd"
+    r = subprocess.run([cand.python or sys.executable, "-m", "tlswrap", "inetd-script",
+                        str(script)], capture_output=True, text=True, timeout=60)
+    if r.returncode == 0:
+        cand.inetd_cmd = [str(script)]
+
+
+def _children_cpu_s(pid: int) -> float:
+    """CPU (user + system) of the reaped children of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def floor_ms(python: str, flags: list[str], runs: int) -> dict[str, float]:
+    """Wall p50 and CPU per run of ``python FLAGS -c pass``: the interpreter's own start."""
+    walls = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([python, *flags, "-c", "pass"], check=True, timeout=60)
+        walls.append((time.perf_counter() - t0) * 1000)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000 / runs
+    return {"p50_ms": statistics.median(walls), "cpu_ms": cpu}
+
+
 def m_inetd(env: Env, cand: Candidate) -> dict[str, Any]:
-    """Connect-to-greeting through a fresh wrapper process per connection (inetd nowait)."""
+    """Connect-to-greeting through a fresh wrapper process per connection, started by the
+    real openbsd-inetd when it is installed and this runs as root (else inetd_emu.py); the
+    CPU per connection is what the inetd's reaped children used over the window. For
+    tlswrap, the interpreter's bare start (python -IS -c pass, and python -c pass) is
+    measured right after, in the same round."""
     s = env.settings
-    argv = cand.argv(None, env.backend_port, env.certs, env.workdir)
+    inetd_entry(cand, env.workdir)
+    argv = cand.inetd_argv(env.backend_port, env.certs, env.workdir)
     log = env.workdir / f"inetd-{cand.name}-{env.certs.key_type}.log"
+    real = os.path.exists(INETD) and os.geteuid() == 0
     with open(log, "ab") as logf:
-        emu = PROCS.start([sys.executable, str(HERE / "inetd_emu.py"), "--", *argv],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf)
+        if real:
+            port = free_port()
+            conf = env.workdir / f"inetd-{cand.name}-{env.certs.key_type}.conf"
+            # nowait.N: openbsd-inetd stops a service started more than 256 times a minute
+            # (its default), which these rates pass; stunnel and tlswrap get the same bound
+            conf.write_text(f"127.0.0.1:{port} stream tcp nowait.100000 root {argv[0]} "
+                            f"{' '.join(argv)}\n")
+            server = PROCS.start([INETD, "-d", str(conf)], stdin=subprocess.DEVNULL,
+                                 stdout=logf, stderr=logf)
+            wait_port(port, server, 20)
+        else:
+            server = PROCS.start([sys.executable, str(HERE / "inetd_emu.py"), "--", *argv],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=logf)
+            port = int(read_line(server, 20).split()[1])
     try:
-        line = read_line(emu, 20)
-        port = int(line.split()[1])
         client_json(env, hs_args(port, 1, 0.3), timeout=60)  # page cache, .pyc files
+        time.sleep(0.3)
+        cpu0 = _children_cpu_s(server.pid)
         r = client_json(env, hs_args(port, 1, s.inetd_seconds), timeout=s.inetd_seconds + 60)
+        time.sleep(0.5)  # the last children reaped
+        cpu = _children_cpu_s(server.pid) - cpu0
     finally:
-        PROCS.stop(emu)
+        PROCS.stop(server)
     if r["count"] == 0:
         raise RuntimeError(f"no greeting in inetd mode; log: {tail(log)}")
-    return {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "rate": r["rate"],
-            "errors": r["errors"], "client_cores": r["client_cpu_frac"]}
+    if r["errors"] > r["count"] / 100:  # refused or cut connections: the figures mean nothing
+        raise RuntimeError(f"{r['errors']} failed connections for {r['count']} served; "
+                           f"log: {tail(log)}")
+    m = {"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "rate": r["rate"],
+         "errors": r["errors"], "client_cores": r["client_cpu_frac"],
+         "cpu_ms": cpu * 1000 / (r["count"] + r["errors"]),
+         "inetd": "openbsd-inetd" if real else "inetd_emu.py", "over_floor_ms": r["p50_ms"]}
+    if cand.kind == "tlswrap":
+        runs = max(10, min(100, r["count"]))
+        bare = floor_ms(cand.python or sys.executable, ["-IS"], runs)
+        site = floor_ms(cand.python or sys.executable, [], runs)
+        m.update(floor_ms=bare["p50_ms"], floor_cpu_ms=bare["cpu_ms"],
+                 floor_site_ms=site["p50_ms"], over_floor_ms=r["p50_ms"] - bare["p50_ms"])
+    return m
 
 
 # --------------------------------------------------------------------------- rounds
@@ -692,13 +773,24 @@ ROWS = [
     Row("idle", "pss_kb_per_conn", "  same, PSS", "KB"),
     Row("max", "held", "5 concurrent conns held", ""),
     Row("max", "new_served", "  a new client served then", "yes=1"),
-    Row("inetd", "p50_ms", "6 inetd connect-to-greeting p50", "ms"),
+    Row("inetd", "p50_ms", "6 inetd connect-to-greeting p50", "ms", "<=", 3.0),
     Row("inetd", "p99_ms", "  inetd connect-to-greeting p99", "ms"),
+    Row("inetd", "over_floor_ms", "  p50 minus python -IS start", "ms", "<=", 2.0),
+    Row("inetd", "cpu_ms", "  CPU per inetd connection", "ms", "<=", 3.0),
+    Row("inetd", "floor_ms", "  floor: python -IS -c pass p50", "ms", ratio=False),
+    Row("inetd", "floor_cpu_ms", "  floor: its CPU", "ms", ratio=False),
+    Row("inetd", "floor_site_ms", "  floor: python -c pass p50", "ms", ratio=False),
     Row("hs_full", "rate", "7 workers=2: full handshakes/s", "/s", note="w2"),
     Row("hs_resumed", "rate", "  workers=2: resumed handshakes/s", "/s", note="w2"),
     Row("hs_resumed", "resumed_frac", "  workers=2: share actually resumed", "", note="w2"),
     Row("rr", "rate", "  workers=2: round trips/s", "/s", note="w2"),
+    Row("hs_full", "rate", "8 metrics on: full handshakes/s", "/s", note="metrics"),
+    Row("hs_full", "proxy_cpu_ms", "  metrics on: proxy CPU per full handshake", "ms",
+        note="metrics"),
+    Row("rr", "rate", "  metrics on: round trips/s", "/s", note="metrics"),
+    Row("rr", "proxy_us", "  metrics on: proxy CPU per round trip", "us", note="metrics"),
 ]
+VARIANTS = {"w2": ("tlswrap-w2", "w2/w1"), "metrics": ("tlswrap-metrics", "on/off")}
 
 
 def _med(vals: list[float]) -> float | None:
@@ -724,8 +816,8 @@ def summarize(results: Results, keys: list[str], cands: dict[str, Candidate],
         for row in ROWS:
             if not any(t["key"] == key and t["measure"] == row.measure for t in results.trials):
                 continue
-            tw_name = "tlswrap-w2" if row.note == "w2" else "tlswrap"
-            if row.note == "w2" and not results.values(key, row.measure, tw_name, row.metric):
+            tw_name = VARIANTS[row.note][0] if row.note else "tlswrap"
+            if row.note and not results.values(key, row.measure, tw_name, row.metric):
                 continue
             tw = _med(results.values(key, row.measure, tw_name, row.metric))
             st = _med(results.values(key, row.measure, "stunnel", row.metric))
@@ -735,9 +827,9 @@ def summarize(results: Results, keys: list[str], cands: dict[str, Candidate],
                                      "label": row.label.strip(), "unit": row.unit,
                                      "tlswrap": tw, "stunnel": st, "hitch": hi, "ratio": ratio,
                                      "target": None, "met": None}
-            if row.note == "w2":
+            if row.note:  # a variant of tlswrap, compared with the plain one
                 w1 = _med(results.values(key, row.measure, "tlswrap", row.metric))
-                entry["target"] = f"w2/w1 {_fmt(tw / w1) if tw and w1 else '-'}x"
+                entry["target"] = f"{VARIANTS[row.note][1]} {_fmt(tw / w1) if tw and w1 else '-'}x"
                 entry["hitch"] = None
             elif row.op and row.target is not None:
                 entry["target"] = f"{row.op} {row.target:.2g}x"
@@ -777,7 +869,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="a tiny run (seconds), for the smoke test")
     ap.add_argument("--rounds", type=int, help="rounds for measures 1-3 (default 5, quick 1)")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--only", help=f"comma-separated subset of {','.join(MEASURES)} (or 1-7)")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(MEASURES)} (or 1-8)")
     ap.add_argument("--key", choices=["ec", "rsa", "both"], default=None,
                     help="certificate key type (default both; quick: ec)")
     ap.add_argument("--no-hitch", action="store_true", help="leave hitch out")
@@ -828,20 +920,23 @@ def main(argv: list[str] | None = None) -> int:
         envs = {k: Env(settings, client, backend_cmd, backend_port, workdir,
                        make_certs(workdir, k), log) for k in keys}
         _probe_tlswrap(envs[keys[0]], by_name, log)
-        main_cands = [c for c in all_cands if c.available and c.name != "tlswrap-w2"]
-        w2_cand = by_name.get("tlswrap-w2")
-        w2 = [w2_cand] if w2_cand and w2_cand.available and "workers" in args.only else []
+        main_cands = [c for c in all_cands if c.available
+                      and c.name not in ("tlswrap-w2", "tlswrap-metrics")]
+        # variants of tlswrap measured beside the plain one: workers = 2, metrics on
+        variants = [c for name, measure in (("tlswrap-w2", "workers"),
+                                            ("tlswrap-metrics", "metrics"))
+                    if (c := by_name.get(name)) and c.available and measure in args.only]
         plans = []
-        if "hs" in args.only or w2:
-            hs_cands = (main_cands if "hs" in args.only else [by_name["tlswrap"]]) + w2
+        if "hs" in args.only or variants:
+            hs_cands = (main_cands if "hs" in args.only else [by_name["tlswrap"]]) + variants
             plans.append(Plan("hs_full", hs_cands, settings.rounds, keys,
                               lambda e, r: m_hs(e, r, resume=False)))
-            # resumed too across workers = 2: a session from one worker offered to whichever
-            # worker the kernel picks next (shared ticket keys)
+            # resumed too, and across workers = 2: a session from one worker offered to
+            # whichever worker the kernel picks next (shared ticket keys)
             plans.append(Plan("hs_resumed", hs_cands, settings.rounds, keys,
                               lambda e, r: m_hs(e, r, resume=True)))
-        if "rr" in args.only or w2:
-            rr_cands = (main_cands if "rr" in args.only else [by_name["tlswrap"]]) + w2
+        if "rr" in args.only or variants:
+            rr_cands = (main_cands if "rr" in args.only else [by_name["tlswrap"]]) + variants
             plans.append(Plan("rr", rr_cands, settings.rounds, keys, m_rr))
         if "bulk" in args.only:
             plans.append(Plan("bulk", main_cands, settings.rounds, keys, m_bulk))

@@ -43,7 +43,7 @@ def test_garbage_truncated_hellos_and_silent_clients(certs, demo_mailserver, tls
                                   extra="TIMEOUTbusy = 3"), [port])
     assert imap_ok(certs, port)
     wait_for(lambda: " closed: " in proc.log(), 10, "the warm-up connection to close")
-    idle = proc.fd_count()
+    idle = proc.idle_fd_count()
 
     hello = client_hello()
     assert hello[:1] == b"\x16"

@@ -36,7 +36,7 @@ def test_mutated_hellos_do_not_hurt_a_service_with_every_callback(certs, thread_
         extra=f"alpn = imap, pop3\nverify = 1\nCAfile = {certs.ca_file}\nsniStrict = yes\n"
               f"cert = {certs.cert_file}\nkey = {certs.key_file}\nOCSPstaple = {staple}"),
         [port])
-    idle = proxy.fd_count()
+    idle = proxy.idle_fd_count()
     rng = random.Random(12)
     long_name = "x" * 60 + "." + "y" * 60 + ".example"
     seeds = [hello("localhost", ["imap"]), hello(long_name, ["a" * 255] * 3),

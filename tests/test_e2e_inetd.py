@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -14,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, port_open, service_config, wait_for
+from conftest import (
+    free_port,
+    make_inetd_entry,
+    port_open,
+    served_by,
+    service_config,
+    wait_for,
+)
 
-TLSWRAP = str(Path(sys.executable).parent / "tlswrap")
+TLSWRAP = str(Path(sys.executable).parent / "tlswrap")  # the installed console script
 STDIO_IMAPD = str(Path(__file__).parent / "data" / "stdio_imapd.py")
 INETD = shutil.which("inetd") or "/usr/sbin/inetd"
 
@@ -85,25 +93,37 @@ def inetd(tmp_path):
         d.stop()
 
 
-def test_inetd_connect_variant(certs, demo_mailserver, inetd):
+def test_inetd_connect_variant(certs, demo_mailserver, inetd, inetd_entry, tmp_path):
+    entry, kind = inetd_entry
     imap_port, _ = demo_mailserver
     port = free_port()
-    inetd([f"127.0.0.1:{port} stream tcp nowait root {TLSWRAP} tlswrap "
-           f"-p {certs.cert_file} --key {certs.key_file} -r 127.0.0.1:{imap_port} -N imapd"],
-          [port])
+    log = tmp_path / "tlswrap.log"
+    inetd([f"127.0.0.1:{port} stream tcp nowait root {entry} tlswrap "
+           f"-p {certs.cert_file} --key {certs.key_file} -r 127.0.0.1:{imap_port} -N imapd "
+           f"-o {log} -D debug"], [port])
     assert any(b"INBOX" in b for b in imap_list(certs, port))
     assert any(b"INBOX" in b for b in imap_list(certs, port))  # a new process each time
+    wait_for(lambda: log.read_text().count(" closed: TLS") == 2, 10, "two closing lines")
+    assert served_by(log.read_text(), kind)
 
 
-def test_inetd_exec_variant_gets_ucspi_and_stunnel_variables(certs, inetd):
+def test_inetd_exec_variant_gets_ucspi_and_stunnel_variables(certs, inetd, inetd_entry,
+                                                             tmp_path):
+    entry, kind = inetd_entry
     port = free_port()
-    inetd([f"127.0.0.1:{port} stream tcp nowait root {TLSWRAP} tlswrap "
-           f"-p {certs.cert_file} --key {certs.key_file} -l {STDIO_IMAPD} -- imapd"], [port])
+    log = tmp_path / "tlswrap.log"
+    inetd([f"127.0.0.1:{port} stream tcp nowait root {entry} tlswrap "
+           f"-p {certs.cert_file} --key {certs.key_file} -o {log} -D debug "
+           f"-l {STDIO_IMAPD} -- imapd"], [port])
     env = imap_env(certs, port)
     assert env["PROTO"] == "TCP"
     assert env["TCPREMOTEIP"] == env["REMOTE_HOST"] == "127.0.0.1"
     assert env["TCPLOCALIP"] == "127.0.0.1" and env["TCPLOCALPORT"] == str(port)
     assert env["TCPREMOTEPORT"] == env["REMOTE_PORT"] and int(env["REMOTE_PORT"]) > 0
+    assert "LISTEN_FDS" not in env
+    wait_for(lambda: "] imapd pid " in log.read_text(), 10, "the exit line")
+    assert "exited with status 0" in log.read_text()
+    assert served_by(log.read_text(), kind)
 
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
@@ -132,15 +152,17 @@ class Activated:
 
 
 @needs_sa
-def test_socket_activation_accept_yes(certs, demo_mailserver, tmp_path):
+def test_socket_activation_accept_yes(certs, demo_mailserver, tmp_path, inetd_entry):
+    entry, kind = inetd_entry
     imap_port, _ = demo_mailserver
     port = free_port()
-    a = Activated(tmp_path, [SOCKET_ACTIVATE, "--accept", "-l", f"127.0.0.1:{port}", TLSWRAP,
+    a = Activated(tmp_path, [SOCKET_ACTIVATE, "--accept", "-l", f"127.0.0.1:{port}", entry,
                              "-p", str(certs.cert_file), "--key", str(certs.key_file),
-                             "-r", f"127.0.0.1:{imap_port}", "-f", "-D", "info"], port)
+                             "-r", f"127.0.0.1:{imap_port}", "-f", "-D", "debug"], port)
     try:
         assert any(b"INBOX" in b for b in imap_list(certs, port))
         wait_for(lambda: b" closed: " in a.log_path.read_bytes(), 10, "the closing line")
+        assert served_by(a.log_path.read_text(), kind)
     finally:
         a.stop()
 
@@ -152,8 +174,11 @@ def test_socket_activation_accept_no_daemon(certs, demo_mailserver, tmp_path):
     cfg = tmp_path / "activated.conf"
     # the service's own accept is replaced by the socket systemd passes (matched by name)
     cfg.write_text(service_config(certs, 1, f"127.0.0.1:{imap_port}", name="imaps"))
+    # the entry script names this checkout (systemd-socket-activate passes no PYTHONPATH);
+    # with a listening socket on fd 3 it goes straight to the daemon
+    entry = make_inetd_entry(tmp_path, "fast")
     a = Activated(tmp_path, [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}", "--fdname=imaps",
-                             TLSWRAP, str(cfg)], port)
+                             entry, str(cfg)], port)
     try:
         for _ in range(3):  # one daemon serves them all
             assert any(b"INBOX" in b for b in imap_list(certs, port))
@@ -197,7 +222,7 @@ def exec_config(certs, port: int, extra: str = "") -> str:
 def test_daemon_exec_50_concurrent_clients_each_own_process(certs, tlswrap):
     port = free_port()
     proc = tlswrap(exec_config(certs, port), [port])
-    idle_fds = proc.fd_count()
+    idle_fds = proc.idle_fd_count()
     clients = []
     for _ in range(50):
         m = imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(), timeout=30)
@@ -266,14 +291,79 @@ def test_exec_stderr_goes_to_the_log(certs, tlswrap):
     wait_for(lambda: "a line on stderr" in proc.log(), 10, "the child's stderr in the log")
 
 
-def test_inetd_with_a_stunnel_style_config_file(certs, inetd, tmp_path):
+def test_inetd_with_a_stunnel_style_config_file(certs, inetd, inetd_entry, tmp_path):
     """stunnel's inetd form: a config without sections, given as the only argument."""
+    entry, kind = inetd_entry
     cfg = tmp_path / "imapd-inetd.conf"
-    cfg.write_text(f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"
+    log = tmp_path / "tlswrap.log"
+    cfg.write_text(f"debug = debug\noutput = {log}\npid =\n"
+                   f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"
                    f"exec = {STDIO_IMAPD}\nexecArgs = imapd\n")
     port = free_port()
-    inetd([f"127.0.0.1:{port} stream tcp nowait root {TLSWRAP} tlswrap {cfg}"], [port])
+    inetd([f"127.0.0.1:{port} stream tcp nowait root {entry} tlswrap {cfg}"], [port])
     assert imap_env(certs, port)["PROTO"] == "TCP"
+    wait_for(lambda: " closed: " in log.read_text(), 10, "the closing line")
+    assert served_by(log.read_text(), kind)
+
+
+def test_inetd_hosts_allow_refusal_before_tls(certs, demo_mailserver, inetd, inetd_entry,
+                                              tmp_path):
+    """A hosts.deny rule refuses the client before any TLS byte (the fast path hands rules
+    to the full path's engine: both entries behave the same)."""
+    from test_e2e_access import refused_before_tls
+
+    entry, _kind = inetd_entry
+    imap_port, _ = demo_mailserver
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text("# nothing allowed explicitly\n")
+    deny.write_text("imaps: 127.0.0.1\n")
+    cfg = tmp_path / "imaps.conf"
+    log = tmp_path / "tlswrap.log"
+    cfg.write_text(f"debug = debug\noutput = {log}\nhostsAllow = {allow}\nhostsDeny = {deny}\n"
+                   f"[imaps]\nconnect = 127.0.0.1:{imap_port}\n"
+                   f"cert = {certs.cert_file}\nkey = {certs.key_file}\n")
+    port = free_port()
+    inetd([f"127.0.0.1:{port} stream tcp nowait root {entry} tlswrap {cfg}"], [port])
+    assert refused_before_tls(port)
+    wait_for(lambda: "refused connect from 127.0.0.1" in log.read_text(), 10, "the refusal")
+    assert served_by(log.read_text(), "full")  # rules: the full path's engine decides
+
+
+def test_inetd_twist_and_banners_inside_tls(certs, demo_mailserver, inetd, inetd_entry,
+                                            tmp_path):
+    entry, _kind = inetd_entry
+    imap_port, _ = demo_mailserver
+    banners = tmp_path / "banners"
+    banners.mkdir()
+    (banners / "imaps2").write_text("* BYE access from %a denied\n")
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    allow.write_text('imaps: 127.0.0.1: twist /bin/echo "* BYE %d twisted for %a"\n')
+    deny.write_text(f"imaps2: ALL: banners {banners}\n")
+    confs = []
+    for name in ("imaps", "imaps2"):
+        cfg = tmp_path / f"{name}.conf"
+        cfg.write_text(f"debug = debug\noutput = {tmp_path / name}.log\n"
+                       f"hostsAllow = {allow}\nhostsDeny = {deny}\n[{name}]\n"
+                       f"connect = 127.0.0.1:{imap_port}\n"
+                       f"cert = {certs.cert_file}\nkey = {certs.key_file}\n")
+        confs.append(cfg)
+    port, port2 = free_port(), free_port()
+    inetd([f"127.0.0.1:{port} stream tcp nowait root {entry} tlswrap {confs[0]}",
+           f"127.0.0.1:{port2} stream tcp nowait root {entry} tlswrap {confs[1]}"], [port, port2])
+    assert read_all_tls(certs, port) == b"* BYE imaps twisted for 127.0.0.1\n"
+    assert read_all_tls(certs, port2) == b"* BYE access from 127.0.0.1 denied\r\n"
+
+
+def read_all_tls(certs, port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with certs.client_context().wrap_socket(raw, server_hostname="localhost") as s:
+            data = b""
+            try:
+                while chunk := s.recv(1000):
+                    data += chunk
+            except ssl.SSLError:
+                pass
+    return data
 
 
 def test_exec_child_inherits_only_stdio(certs, tlswrap):

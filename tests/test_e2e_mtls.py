@@ -220,3 +220,29 @@ def test_the_proxy_v2_header_carries_the_verified_common_name(certs, pki, thread
     assert info is not None
     assert info.client == proxyproto.PP2_CLIENT_SSL | proxyproto.PP2_CLIENT_CERT_SESS
     assert info.cn == "alice"
+
+
+def test_an_unverified_certificate_puts_no_common_name_in_the_proxy_header(
+        certs, thread_server, tlswrap, tmp_path):
+    """verify = 0 accepts any certificate; the header says one was sent and not verified,
+    and names nobody: a backend that takes the CN as the user (Dovecot's
+    auth_ssl_username_from_cert) must not get a name anyone can put in a certificate."""
+    from conftest import wait_for
+    from test_e2e_proxy import proxy_backend
+    from tlswrap import proxyproto
+
+    forged = Client(trustme.CA(), tmp_path, "forged", "alice@example.org", common_name="alice")
+    seen: list[proxyproto.ProxyHeader] = []
+    srv = thread_server(proxy_backend(seen))
+    port = free_port()
+    tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                           extra=f"verify = 0\nCAfile = {certs.ca_file}\nproxyProtocol = v2"),
+            [port])
+    out = s_client(port, *forged.args(), until=b"* OK proxied")
+    assert b"* OK proxied" in out.stdout
+    wait_for(lambda: len(seen) == 1, 5, "the header")
+    info = seen[0].ssl()
+    assert info is not None
+    assert info.client == proxyproto.PP2_CLIENT_SSL | proxyproto.PP2_CLIENT_CERT_CONN
+    assert info.verify != 0
+    assert info.cn is None

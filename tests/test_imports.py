@@ -17,7 +17,7 @@ PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.
 STARTTLS = SRC / "starttls"
 CONFIG = SRC / "config"
 PURE = ["errors.py", "addresses.py", "outcome.py", "proxyproto.py", "sockopts.py",
-        "ssloptions.py", "psk.py", "tlsoptions.py",
+        "ssloptions.py", "psk.py", "tlsoptions.py", "limits.py", "metrics.py",
         *(f"tcpwrappers/{name}" for name in PURE_TCPWRAPPERS),
         *(f"starttls/{path.name}" for path in sorted(STARTTLS.glob("*.py"))),
         *(f"config/{path.name}" for path in sorted(CONFIG.glob("*.py")))]
@@ -86,3 +86,62 @@ def test_proxy_path_never_imports_wrapcert():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# What the inetd fast path may import beyond the interpreter's own start (python -IS): its
+# modules, cryptography's binding (no x509), C modules. Never trio, pyOpenSSL, logging,
+# typing, re, dataclasses, socket, subprocess, enum: each costs milliseconds per connection.
+FAST_PATH_ALLOWED = {
+    "tlswrap", "tlswrap.cli", "tlswrap.errors", "tlswrap.fast", "tlswrap.fast.entry",
+    "tlswrap.fast.spec", "tlswrap.fast.backend", "tlswrap.fast.log", "tlswrap.fast.relay",
+    "tlswrap.fast.waits",
+    "tlswrap.addresses", "tlswrap.execenv", "tlswrap.logtext", "tlswrap.opensslraw",
+    "tlswrap.regularfile", "tlswrap.tlssettings", "tlswrap.outcome",
+    "cryptography", "cryptography.__about__", "cryptography.hazmat",
+    "cryptography.hazmat.bindings", "cryptography.hazmat.bindings._rust", "_cffi_backend",
+    "__future__", "errno", "_socket", "select", "_signal", "stat", "_stat", "time", "os",
+    "posixpath", "genericpath", "_collections_abc", "encodings.utf_8_sig", "types",
+}
+FAST_PATH_FORBIDDEN = {"trio", "OpenSSL", "cryptography.x509", "logging", "typing", "re",
+                       "dataclasses", "socket", "subprocess", "enum", "inspect", "selectors",
+                       "ipaddress", "collections", "tlswrap.config", "tlswrap.pipeline",
+                       "tlswrap.tcpwrappers"}
+
+
+def imported_at_start(argv: list[str], **kwargs) -> set[str]:  # type: ignore[no-untyped-def]
+    """The modules a ``python -X importtime`` run imported, from its stderr."""
+    out = subprocess.run([sys.executable, "-IS", "-X", "importtime", *argv], capture_output=True,
+                         text=True, timeout=60, **kwargs)
+    return {line.split("|")[2].strip() for line in out.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line and "cumulative" not in line}
+
+
+def test_inetd_fast_path_imports_only_the_allowed_set(certs, thread_server, tmp_path):
+    """One real connection through the entry script: what it imported, all of it allowed."""
+    from conftest import greet_echo, make_inetd_entry, served_by
+    from test_e2e_inetd_contract import OneShot, tls
+
+    srv = thread_server(greet_echo)
+    entry = make_inetd_entry(tmp_path, "fast")
+    log = tmp_path / "fast.log"
+    cfg = tmp_path / "fast.conf"
+    cfg.write_text(f"debug = debug\noutput = {log}\nsyslog = no\n"
+                   f"hostsAllow = {tmp_path / 'none'}\nhostsDeny = {tmp_path / 'none'}\n"
+                   f"[imaps]\ncert = {certs.cert_file}\nkey = {certs.key_file}\n"
+                   f"connect = 127.0.0.1:{srv.port}\n")
+    s = OneShot([sys.executable, "-IS", "-X", "importtime", entry, str(cfg)], log)
+    try:
+        with tls(certs, s.port) as c:
+            assert c.recv(100) == b"* OK echo ready\r\n"
+        s.wait_done()
+    finally:
+        s.close()
+    assert served_by(log.read_text(), "fast")
+    stderr = log.with_suffix(".stderr").read_text()
+    loaded = {line.split("|")[2].strip() for line in stderr.splitlines()
+              if line.startswith("import time:") and "cumulative" not in line}
+    floor = imported_at_start(["-c", "pass"])
+    extra = loaded - floor
+    assert "tlswrap.fast.relay" in extra  # it did serve, through the fast path's modules
+    assert not extra & FAST_PATH_FORBIDDEN, sorted(extra & FAST_PATH_FORBIDDEN)
+    assert extra <= FAST_PATH_ALLOWED, sorted(extra - FAST_PATH_ALLOWED)

@@ -21,12 +21,12 @@ def autojump_clock():
 class Pair:
     """A relay between two socketpairs; the test holds the far ends as trio sockets."""
 
-    def __init__(self, idle: float = 300.0, close: float = 60.0):
+    def __init__(self, idle: float = 300.0, close: float = 60.0, busy: float | None = None):
         c_near, c_far = socket.socketpair()
         b_near, b_far = socket.socketpair()
         self.client = trio.socket.from_stdlib_socket(c_far)
         self.backend = trio.socket.from_stdlib_socket(b_far)
-        self.relay = Relay(SocketStream(c_near), SocketStream(b_near), idle, close)
+        self.relay = Relay(SocketStream(c_near), SocketStream(b_near), idle, close, busy)
 
     def close(self) -> None:
         self.client.close()
@@ -164,4 +164,37 @@ async def test_a_vanished_client_ends_the_whole_relay_naming_the_side(autojump_c
     assert p.relay.reason.startswith("client: peer reset or vanished"), p.relay.reason
     assert p.relay.broken == "client"
     assert trio.current_time() - start < 10
+    p.close()
+
+
+@pytest.mark.parametrize("stalled", ["client", "backend"])
+async def test_a_side_that_takes_nothing_for_timeout_busy_ends_the_relay(autojump_clock,
+                                                                        stalled):
+    """TIMEOUTbusy: the side that stops reading while data waits is the broken one, after
+    exactly that long without progress; while it reads, however slowly, nothing ends."""
+    p = Pair(idle=3600, busy=10)
+    writer = p.backend if stalled == "client" else p.client
+    reader = p.client if stalled == "client" else p.backend
+    chunk = b"x" * 65536
+    start = trio.current_time()
+    slow_until = start + 100
+
+    async def flood():
+        while True:
+            await writer.send(chunk)
+
+    async def slow_reader():  # empties its buffer every 5 s: progress, so no stall
+        while trio.current_time() < slow_until:
+            await trio.sleep(5)
+            await reader.recv(16 << 20)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(flood)
+        n.start_soon(slow_reader)
+        await p.relay.run()
+        n.cancel_scope.cancel()
+    assert p.relay.reason == (f"{stalled}: stalled: read nothing for 10s (TIMEOUTbusy) while "
+                              "data waited")
+    assert p.relay.broken == stalled
+    assert trio.current_time() - start == pytest.approx(100 + 10, abs=6)
     p.close()

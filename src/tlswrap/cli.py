@@ -14,6 +14,9 @@ usage: tlswrap CONFIG                 run the services of a stunnel-format confi
                                       one service from the command line; without -d the
                                       connection is on stdin (inetd, systemd Accept=yes)
        tlswrap check [CONFIG]         check a config, its certificates and the hosts files
+       tlswrap reload CONFIG          SIGHUP to the daemon in CONFIG's pid file
+       tlswrap status CONFIG          the daemon's metrics (CONFIG's metrics address) as a table
+       tlswrap inetd-script [FILE]    write an entry script for inetd lines (python -IS)
        tlswrap match [-d] [--allow FILE] [--deny FILE] DAEMON[@SERVER] [USER@]CLIENT
                                       which hosts.allow/hosts.deny rule decides (like tcpdmatch)
        tlswrap --version | --help
@@ -40,10 +43,9 @@ _WITH_VALUE = {"--accept", "--connect", "--exec", "--cert", "--key", "--service"
                "--output"}
 
 
-def one_service_config(args: list[str]):  # type: ignore[no-untyped-def]
-    """The command-line options of one service, as the Config a file would give."""
-    from .config import Config, GlobalOptions, parse_debug, service_from_options
-
+def split_one_service_args(args: list[str]) -> tuple[dict[str, str | bool], list[str] | None]:
+    """The one-service options (long names without ``--``) and the argv after ``--`` (None
+    when there is no ``--``); TlswrapError for an unknown option or a missing value."""
     exec_argv: list[str] | None = None
     if "--" in args:
         cut = args.index("--")
@@ -68,6 +70,14 @@ def one_service_config(args: list[str]):  # type: ignore[no-untyped-def]
         else:
             raise TlswrapError(f"unknown option {arg!r} (see tlswrap --help)")
         i += 1
+    return opts, exec_argv
+
+
+def one_service_config(args: list[str]):  # type: ignore[no-untyped-def]
+    """The command-line options of one service, as the Config a file would give."""
+    from .config import Config, GlobalOptions, parse_debug, service_from_options
+
+    opts, exec_argv = split_one_service_args(args)
     program = opts.get("exec")
     name = str(opts.get("service") or (os.path.basename(str(program)) if program else "tlswrap"))
     pairs = [(opt, str(opts[key])) for key, opt in
@@ -92,7 +102,9 @@ def one_service_config(args: list[str]):  # type: ignore[no-untyped-def]
     return Config("command line", glob, (service,))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, inetd_fast: bool = True) -> int:
+    """The command line; ``inetd_fast=False`` serves an inetd connection the full way (the
+    tests run both ways on the same input)."""
     args = sys.argv[1:] if argv is None else argv
     try:
         if not args or args[0] in ("-h", "--help", "help"):
@@ -105,10 +117,28 @@ def main(argv: list[str] | None = None) -> int:
             from .tcpwrappers.matchcli import main as match_main
 
             return match_main(args[1:])
+        if args[0] == "status":
+            from .control import status_main
+
+            return status_main(args[1:])
+        if args[0] == "reload":
+            from .control import main as reload_main
+
+            return reload_main(args[1:])
         if args[0] == "check":
             from .check import main as check_main
 
             return check_main(args[1:])
+        if args[0] == "inetd-script":
+            from .entryscript import main as script_main
+
+            return script_main(args[1:])
+        if inetd_fast:
+            from .fast.entry import serve_inetd  # an inetd connection, without trio
+
+            status = serve_inetd(args)
+            if status is not None:
+                return status
         if len(args) == 1 and not args[0].startswith("-"):
             from .daemon import run
 

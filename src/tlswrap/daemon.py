@@ -7,41 +7,63 @@ file (still root, and the pid of the process that serves) -> drop to setgid/setu
 A detached start reports back to the starting process, which exits 0 only then.
 
 The live configuration is one immutable ``Snapshot`` held by ``Server``; SIGHUP builds a new
-one off the event loop and swaps it in with one assignment.
+one off the event loop and swaps it in with one assignment. One serving process also rebinds
+its listeners on SIGHUP (``listening``); with ``workers`` the supervisor does that and
+replaces the workers (``workers.supervise``).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import signal
 import socket
-import stat
-from collections.abc import AsyncIterator, Iterable
-from types import MappingProxyType
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import trio
 
-from . import __version__, pidfile, systemd
+from . import __version__, certwatch, pidfile, systemd
 from .addresses import format_peer
 from .backend import BackendError, open_backend
 from .config import Config, Service, load_config
-from .errors import ConfigError, TlswrapError
-from .logsetup import NOTICE, setup_logging
-from .pipeline import serve_guarded
-from .privileges import (
-    drop_privileges,
-    in_jail,
-    key_file_findings,
-    reread_problems,
-    target_identity,
+from .errors import TlswrapError
+from .limits import Limiter
+from .listening import (
+    Listener,
+    Listening,
+    bind_all,
+    close_all,
+    close_listeners,
+    remove_socket_files,
+    unused,
 )
-from .snapshot import ServiceRuntime, Snapshot, kept_across_reload, prepare
-from .sockstream import set_socket_options
+from .logsetup import NOTICE, reopen_log_files, setup_logging
+from .metrics import Metrics, render
+from .metricsserver import (
+    CertificateDates,
+    WorkerMetrics,
+    answer_channel,
+    bind_metrics,
+    process_state,
+    serve_in_thread,
+    serve_metrics,
+)
+from .pipeline import serve_guarded
+from .privileges import drop_privileges, in_jail, key_file_findings, target_identity
+from .reloading import (  # noqa: F401 - merge_reload, load_snapshot: daemon's API too
+    load_snapshot,
+    merge_reload,
+    reload,
+    reload_workers,
+)
+from .snapshot import Snapshot, prepare
 
 log = logging.getLogger("tlswrap.daemon")
+
+_HELD_SIGNALS = {signal.SIGHUP, signal.SIGUSR1}  # blocked from start-up until serve handles them
 
 ACCEPT_BATCH = 64     # accepts in a row before letting other tasks run
 ACCEPT_RETRY = 0.1    # pause after an accept error that may pass
@@ -50,158 +72,58 @@ _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # The socket is not (or no longer) a listener: accepting again can never work.
 _DEAD_LISTENER = {errno.EBADF, errno.ENOTSOCK, errno.EINVAL, errno.EOPNOTSUPP}
 
-Listener = tuple[socket.socket, str]  # a listening socket and the name of its service
 
 
 class Server:
-    """One serving process's live state: the current snapshot, replaced whole on reload."""
+    """One serving process's live state: the current snapshot, replaced whole on reload; the
+    live counts the limits are checked against, which a reload keeps; the listeners (when
+    this process rebinds them on reload) and their accept loops."""
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("accepting", "conns", "dates", "limiter", "listening", "loops", "metrics",
+                 "snapshot")
 
     def __init__(self, snapshot: Snapshot):
         self.snapshot = snapshot
+        self.limiter = Limiter()
+        self.metrics = Metrics()
+        self.dates = CertificateDates()
+        self.listening: Listening | None = None  # None: listeners fixed for this process
+        self.loops: dict[socket.socket, tuple[trio.CancelScope, str]] = {}
+        self.accepting: trio.Nursery | None = None  # where accept loops run
+        self.conns: trio.Nursery | None = None  # where connections run
 
+    def swap(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` to new connections from now on (``certwatch``)."""
+        self.snapshot = snapshot
 
-def bind_listener(config: Config, svc: Service, reuseport: bool = False,
-                  probe: bool = False) -> socket.socket:
-    """A non-blocking listening socket on ``svc.accept`` (FILE:LINE error if impossible).
+    def reloaded(self, what: str, ok: bool) -> None:
+        """Count a reload (``what``: config or certificate) and its result."""
+        self.metrics.count("tlswrap_reloads_total", (what, "ok" if ok else "failed"))
 
-    ``reuseport``: SO_REUSEPORT, so that each worker has its own socket on the same port;
-    ``probe``: first make sure nothing listens there already, since SO_REUSEPORT would let
-    us listen beside another process (another tlswrap's workers, orphaned ones)."""
-    addr = svc.accept
-    assert addr is not None
-    if addr.path is not None:
-        return bind_unix(config, svc, addr.path)
-    assert addr.host is not None
-    try:
-        port = addr.port if isinstance(addr.port, int) else socket.getservbyname(addr.port, "tcp")
-    except OSError:
-        raise config.error(f"accept = {addr}: unknown service name {addr.port!r}",
-                           "accept", svc) from None
-    try:
-        infos = socket.getaddrinfo(addr.host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise config.error(f"accept = {addr}: {exc.strerror}", "accept", svc) from None
-    family, _, _, _, sockaddr = infos[0]
-    try:
-        if probe:
-            _probe_bind(family, sockaddr)
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise config.error(f"accept = {addr}: cannot listen: {exc.strerror}",
-                           "accept", svc) from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuseport:  # only for our own workers: otherwise "in use" must be an error
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        refused = set_socket_options(sock, svc.socket_options, "a")
-        if refused:
-            sock.close()
-            raise config.error(f"socket = {'; '.join(refused)}", "socket", svc)
-        sock.bind(sockaddr)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise config.error(f"accept = {addr}: cannot listen: {exc.strerror}",
-                           "accept", svc) from None
-    return sock
+    def state(self) -> dict[str, Any]:
+        """This process's metrics, gauges of the moment included."""
+        return process_state(self.metrics, self.limiter, self.snapshot, self.dates)
 
+    async def exposition(self) -> str:
+        return render(self.state())
 
-def bind_unix(config: Config, svc: Service, path: str) -> socket.socket:
-    """A listening unix socket at ``path``, mode 0666 (the directory's permissions control
-    who may connect). A socket file that nobody listens on (left by a killed daemon) is
-    replaced; a listening one is "Address already in use"; any other file is refused."""
-    def fail(reason: str) -> ConfigError:
-        return config.error(f"accept = {path}: cannot listen: {reason}", "accept", svc)
+    def start_loop(self, lsock: socket.socket, name: str) -> None:
+        """Accept on ``lsock`` for service ``name`` (in ``accepting``, until stopped)."""
+        assert self.accepting is not None and self.conns is not None
+        scope = trio.CancelScope()
+        self.loops[lsock] = (scope, name)
+        conns = self.conns
 
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise fail(exc.strerror or str(exc)) from None
-    if st is not None:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise fail("it exists and is not a socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex(path) == 0:
-                raise fail(os.strerror(errno.EADDRINUSE))
-        try:
-            os.unlink(path)
-        except OSError as exc:
-            raise fail(exc.strerror or str(exc)) from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        refused = set_socket_options(sock, svc.socket_options, "a")
-        if refused:
-            raise OSError(0, f"socket = {'; '.join(refused)}")
-        sock.bind(path)
-        os.chmod(path, 0o666)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except OSError as exc:
-        _remove_socket_file(sock)
-        sock.close()
-        raise fail(exc.strerror or str(exc)) from None
-    return sock
+        async def loop() -> None:
+            with scope:
+                await accept_loop(lsock, name, self, conns)
 
+        self.accepting.start_soon(loop)
 
-def _remove_socket_file(sock: socket.socket) -> None:
-    """Unlink the file of a bound unix socket that is still open, if it is still a socket."""
-    if sock.family != socket.AF_UNIX or sock.fileno() == -1:
-        return
-    try:
-        path = sock.getsockname()
-        if path and isinstance(path, str) and stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
-def remove_socket_files(config: Config) -> None:
-    """At exit: the unix socket files of the services (whose sockets may be closed by now)."""
-    for svc in config.services:
-        path = svc.accept.path if svc.accept is not None else None
-        try:
-            if path and stat.S_ISSOCK(os.lstat(path).st_mode):
-                os.unlink(path)
-        except OSError:
-            pass
-
-
-def _probe_bind(family: int, sockaddr: tuple[Any, ...]) -> None:
-    """Bind without SO_REUSEPORT and close: EADDRINUSE when a socket listens on the address.
-    SO_REUSEADDR, as for the real socket, so that connections left in TIME_WAIT by a previous
-    run do not block a restart (it never allows binding over a listener)."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(sockaddr)
-
-
-def bind_all(config: Config, services: Iterable[Service], reuseport: bool = False,
-             probe: bool = False) -> list[Listener]:
-    bound: list[Listener] = []
-    try:
-        for svc in services:
-            if svc.outbound:
-                continue  # it connects out: see outbound_loop
-            if svc.accept is None:
-                raise config.error("no 'accept': where should this service listen?", None, svc)
-            bound.append((bind_listener(config, svc, reuseport, probe), svc.name))
-    except BaseException:
-        close_all(bound)
-        raise
-    return bound
-
-
-def close_all(listeners: Iterable[Listener]) -> None:
-    """Close listeners that were bound here (a unix socket's file goes with it)."""
-    for sock, _ in listeners:
-        _remove_socket_file(sock)
-        sock.close()
+    def stop_loop(self, lsock: socket.socket) -> None:
+        held = self.loops.pop(lsock, None)
+        if held is not None:
+            held[0].cancel()
 
 
 def daemonize() -> int:
@@ -310,11 +232,73 @@ async def accept_loop(lsock: socket.socket, name: str, server: Server,
         if rt is None:  # cannot happen: a reload keeps every listened service
             sock.close()
         else:
-            nursery.start_soon(serve_guarded, rt, sock, peer, nursery)
+            nursery.start_soon(serve_guarded, rt, sock, peer, nursery, server.limiter,
+                               server.metrics)
         batch += 1
         if batch >= ACCEPT_BATCH:
             batch = 0
             await trio.lowlevel.checkpoint()
+
+
+def reopen_logs() -> None:
+    """SIGUSR1: the ``output`` file opened again (logrotate renamed it); said in the new one."""
+    problems = reopen_log_files()
+    for problem in problems:
+        log.error("SIGUSR1: %s; still writing to the previous file", problem)
+    if not problems:
+        log.log(NOTICE, "SIGUSR1: log file reopened")
+
+
+async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = True,
+                task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED, *,
+                rebind: bool = False, metrics_sock: socket.socket | None = None,
+                channel: socket.socket | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads.
+
+    ``notify``: tell systemd (READY, RELOADING, STOPPING); a supervisor of workers does that
+    itself, as the main process. ``rebind``: this process owns its listeners, and a reload
+    binds, keeps and closes them to match the config (see ``listening``); listeners bound by
+    a reload are closed here at the end. ``metrics_sock``: serve this process's metrics
+    there (``metrics = HOST:PORT``); ``channel``: a worker's channel to its supervisor, which
+    asks for this process's metrics on it.
+    """
+    server = Server(snapshot)
+    if rebind:
+        server.listening = Listening(listeners, {rt.name: rt.service for rt in snapshot})
+    try:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                                       signal.SIGUSR1) as signals:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)  # see run_config
+            async with trio.open_nursery() as conns:
+                server.conns = conns
+                async with trio.open_nursery() as accepting:
+                    server.accepting = accepting
+                    for lsock, name in listeners:
+                        server.start_loop(lsock, name)
+                    for rt in server.snapshot:
+                        if rt.service.outbound:
+                            accepting.start_soon(outbound_loop, rt.name, server, conns)
+                    accepting.start_soon(certwatch.watch, lambda: server.snapshot, server.swap,
+                                         server.reloaded)
+                    if metrics_sock is not None:
+                        accepting.start_soon(serve_metrics, metrics_sock, server.exposition)
+                    if channel is not None:
+                        accepting.start_soon(answer_channel, channel, server.state)
+                    task_status.started(server)
+                    if notify:
+                        systemd.notify("READY=1")
+                    await _until_stopped(signals, server, notify)
+                    accepting.cancel_scope.cancel()
+                close_listeners(listeners)
+                close_listeners(server.listening.all() if server.listening else [])
+                drain = server.snapshot.config.globals.timeout_drain  # TIMEOUTdrain
+                conns.cancel_scope.deadline = trio.current_time() + drain
+    finally:
+        close_listeners(listeners)
+        if server.listening is not None:
+            original = {id(sock) for sock, _ in listeners}
+            close_all(pair for pair in server.listening.all() if id(pair[0]) not in original)
+    log.log(NOTICE, "tlswrap stopped")
 
 
 async def outbound_loop(name: str, server: Server, nursery: trio.Nursery) -> None:
@@ -333,113 +317,21 @@ async def outbound_loop(name: str, server: Server, nursery: trio.Nursery) -> Non
         else:
             log.log(NOTICE, "[%s] connected to %s", name, where)
             sock = stream.socket
-            await serve_guarded(rt, sock, sock.getpeername(), nursery)
+            await serve_guarded(rt, sock, sock.getpeername(), nursery, server.limiter,
+                                server.metrics)
         if svc.retry is None:
             log.log(NOTICE, "[%s] done (no retry)", name)
             return
         await trio.sleep(svc.retry)
 
 
-def merge_reload(old: Snapshot, new: Snapshot) -> tuple[Snapshot, list[str]]:
-    """The snapshot to serve after a reload, and warnings about what waits for a restart.
-
-    Services that keep their name and ``accept`` take their new settings (certificates, keys,
-    TLS options, backends, timeouts, rules); a service that is gone or moved keeps its old
-    settings (its listener is not rebound); a new service waits for a restart.
-    """
-    warnings = []
-    services: dict[str, ServiceRuntime] = {}
-    for name, rt in old.services.items():
-        fresh = new.services.get(name)
-        if fresh is None:
-            warnings.append(f"[{name}] no longer in {new.path}: still served until a restart")
-            services[name] = rt
-        elif fresh.service.accept != rt.service.accept:
-            warnings.append(f"[{name}] accept changed: takes effect at the next restart")
-            services[name] = rt
-        else:
-            services[name] = kept_across_reload(rt, fresh)  # unchanged: same ticket keys
-    added = [name for name in new.services if name not in old.services]
-    if added:
-        warnings.append(f"new service(s) {', '.join(added)}: take effect at the next restart")
-    return Snapshot(new.config, MappingProxyType(services), new.path), warnings
-
-
-def load_snapshot(path: str) -> Snapshot:
-    """Read, parse and compile a config file (blocking: certificates are read)."""
-    return prepare(load_config(path), path)
-
-
-def reload_snapshot(old: Snapshot, quiet: bool = False) -> Snapshot:
-    """SIGHUP (blocking: certificates are read): the snapshot to serve from now on, which is
-    ``old`` when the config cannot be loaded (logged why). ``quiet``: log at debug level only
-    (a supervisor of workers, whose workers reload and log the same)."""
-    def say(level: int, msg: str, *args: object, exc: BaseException | None = None) -> None:
-        log.log(logging.DEBUG if quiet else level, msg, *args, exc_info=exc)
-
-    path = old.path
-    if path is None:
-        say(logging.WARNING, "SIGHUP: no config file to reload (command-line service)")
-        return old
-    try:
-        fresh = load_snapshot(path)
-    except TlswrapError as exc:
-        jail = old.config.globals.chroot
-        inside = f" (chrooted to {jail}: a reload reads its files inside the jail)" if jail \
-            else ""
-        say(logging.ERROR, "reload failed, keeping the running configuration: %s%s", exc,
-            inside)
-        _log_reread_problems(old.config, logging.DEBUG if quiet else logging.ERROR)
-        return old
-    except Exception as exc:  # noqa: BLE001 - logged with its traceback; the old one serves on
-        say(logging.ERROR, "reload failed, keeping the running configuration: %r", exc, exc=exc)
-        return old
-    merged, warnings = merge_reload(old, fresh)
-    for warning in warnings:
-        say(logging.WARNING, "%s", warning)
-    say(NOTICE, "configuration reloaded from %s", path)
-    return merged
-
-
-async def reload(server: Server) -> None:
-    """SIGHUP: a new snapshot, built in a thread, swapped in whole (one assignment, on the
-    trio thread); a bad config changes nothing (the error is logged)."""
-    server.snapshot = await trio.to_thread.run_sync(reload_snapshot, server.snapshot)
-
-
-async def serve(listeners: list[Listener], snapshot: Snapshot, notify: bool = True,
-                task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting and drain (bounded). SIGHUP reloads.
-
-    ``notify``: tell systemd (READY, RELOADING, STOPPING); a supervisor of workers does that
-    itself, as the main process.
-    """
-    server = Server(snapshot)
-    try:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async with trio.open_nursery() as conns:
-                async with trio.open_nursery() as accepting:
-                    for lsock, name in listeners:
-                        accepting.start_soon(accept_loop, lsock, name, server, conns)
-                    for rt in server.snapshot:
-                        if rt.service.outbound:
-                            accepting.start_soon(outbound_loop, rt.name, server, conns)
-                    task_status.started(server)
-                    if notify:
-                        systemd.notify("READY=1")
-                    await _until_stopped(signals, server, notify)
-                    accepting.cancel_scope.cancel()
-                close_listeners(listeners)
-                drain = server.snapshot.config.globals.timeout_drain  # TIMEOUTdrain
-                conns.cancel_scope.deadline = trio.current_time() + drain
-    finally:
-        close_listeners(listeners)
-    log.log(NOTICE, "tlswrap stopped")
-
-
 async def _until_stopped(signals: AsyncIterator[int], server: Server, notify: bool) -> None:
-    """Reload on each SIGHUP; return at the first SIGTERM or SIGINT."""
+    """Reload on each SIGHUP, reopen the log file on SIGUSR1; return at the first SIGTERM or
+    SIGINT."""
     async for signum in signals:
+        if signum == signal.SIGUSR1:
+            reopen_logs()
+            continue
         if signum == signal.SIGHUP:
             if notify:
                 systemd.notify("RELOADING=1")
@@ -452,14 +344,6 @@ async def _until_stopped(signals: AsyncIterator[int], server: Server, notify: bo
         if notify:
             systemd.notify("STOPPING=1")
         return
-
-
-def close_listeners(listeners: Iterable[Listener]) -> None:
-    """Stop listening (waking any task parked on these sockets); safe to repeat."""
-    for lsock, _ in listeners:
-        if lsock.fileno() != -1:
-            trio.lowlevel.notify_closing(lsock)
-            lsock.close()
 
 
 def run(config_path: str) -> int:
@@ -517,6 +401,9 @@ def run_config(config: Config, config_path: str | None = None) -> int:
 
         return serve_connection(config, next(iter(snapshot)), conn_fd)
     many = g.workers > 1
+    # SIGHUP and SIGUSR1 wait until their handlers are in place (``serve``): until then they
+    # would end the process, and the starting side may signal as soon as a port answers
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
     if passed:
         # systemd's sockets are shared: every worker accepts on the same ones
         listeners = adopt(config, snapshot, passed)
@@ -536,11 +423,17 @@ def run_config(config: Config, config_path: str | None = None) -> int:
                 close_all(bound)
             raise
         listeners = [pair for bound in worker_sets for pair in bound]
+    try:
+        metrics_sock = bind_metrics(config)
+    except BaseException:
+        close_all(listeners)
+        raise
     report_w = None
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
         setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
                       facility=g.facility, ident=g.service or "tlswrap",
+                      syslog_address=g.syslog_address, json_lines=g.log_format == "json",
                       overwrite=g.log_mode == "overwrite")
         _warn_key_files(config)
         if not g.foreground and not under_systemd:
@@ -556,6 +449,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
             log.log(NOTICE, "[%s] listening on %s, relaying to %s", name,
                     format_peer(lsock.getsockname()),
                     ", ".join(str(a) for a in svc.connect) or svc.exec)
+        for rt in snapshot:
+            certwatch.log_served(rt)
         log.log(NOTICE, "tlswrap %s started with %d service(s)%s", __version__, len(snapshot),
                 f", {g.workers} workers" if many else "")
         started(report_w)
@@ -563,19 +458,35 @@ def run_config(config: Config, config_path: str | None = None) -> int:
             from .workers import supervise
 
             current = Server(snapshot)  # replaced on SIGHUP; a replacement worker starts on it
+            held = [list(pairs) for pairs in worker_sets]  # what the workers listen on now
+            gathered = WorkerMetrics() if metrics_sock is not None else None
 
-            def reload_here() -> None:
-                current.snapshot = reload_snapshot(current.snapshot, quiet=True)
+            def worker(own: list[Listener], channel: socket.socket | None) -> None:
+                if metrics_sock is not None:
+                    metrics_sock.close()  # the supervisor answers scrapes
+                trio.run(functools.partial(serve, channel=channel), own, current.snapshot,
+                         False)
 
-            supervise(worker_sets, lambda own: trio.run(serve, own, current.snapshot, False),
-                      notify=systemd.notify, reload=reload_here,
-                      drain=lambda: current.snapshot.config.globals.timeout_drain)
-        else:
-            trio.run(serve, listeners, snapshot)
+            def helper() -> None:
+                if metrics_sock is not None and gathered is not None:
+                    serve_in_thread(metrics_sock, gathered.collect)
+
+            try:
+                supervise(worker_sets, worker, notify=systemd.notify, reopen=reopen_logs,
+                          reload=lambda: reload_workers(current, held, bool(passed)),
+                          drain=lambda: current.snapshot.config.globals.timeout_drain,
+                          metrics=gathered, helper=helper)
+            finally:
+                close_all(unused(held, [listeners]))
+        else:  # one process: it rebinds on reload, unless systemd owns the sockets
+            trio.run(functools.partial(serve, rebind=not passed, metrics_sock=metrics_sock),
+                     listeners, snapshot)
     finally:
         close_all(listeners)
+        if metrics_sock is not None:
+            metrics_sock.close()
         remove_socket_files(config)
-        if g.pid:  # in a jail the daemon sees the file at its configured path
+        if g.pid:
             pidfile.remove(g.pid, os.getpid())
     return 0
 
@@ -587,14 +498,3 @@ def _warn_key_files(config: Config) -> None:
     for svc in config.services:
         for option, problem in key_file_findings(svc, ident):
             log.warning("%s", config.error(problem, option, svc))
-
-
-def _log_reread_problems(config: Config, level: int) -> None:
-    """After a failed reload: the files the dropped user cannot read, if that is why."""
-    try:
-        ident = target_identity(config)
-    except TlswrapError:
-        return
-    for svc in config.services:
-        for option, problem in reread_problems(svc, ident):
-            log.log(level, "%s", config.error(problem, option, svc))

@@ -1,9 +1,8 @@
 """The ``exec`` backend: run a program per connection with the plaintext on its stdin/stdout.
 
 The program gets one end of a socketpair as stdin and stdout, so it sees EOF and half-close like
-a network peer; its stderr goes to the log, line by line. Its environment carries both
-conventions mail programs look for: stunnel's (REMOTE_HOST, REMOTE_PORT, SSL_CLIENT_DN, ...) and
-UCSPI-TCP's (PROTO=TCP, TCPREMOTEIP, TCPLOCALPORT, ..., used by qmail and friends).
+a network peer; its stderr goes to the log, line by line. Its environment (``execenv``) carries
+both stunnel's variables and UCSPI-TCP's.
 
 When the connection ends the program's socket is closed; it then has TIMEOUTclose to exit before
 it is sent SIGTERM, and a second later SIGKILL. Every child is reaped and its status logged.
@@ -20,50 +19,19 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from .addresses import peer_host, peer_port
+from .execenv import exec_environment
 from .sockstream import SocketStream
+
+__all__ = ["ExecStream", "exec_environment", "spawn"]  # exec_environment lives in execenv
 
 log = logging.getLogger("tlswrap.exec")
 
 TERM_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a program that will not stop
-
-# Variables a wrapper must not pass on from its own environment to a per-client program.
-_DROP = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
-
-
-def _host(sockaddr: object) -> tuple[str, str]:
-    host, port = peer_host(sockaddr), peer_port(sockaddr)
-    return (host, str(port)) if host is not None and port is not None else ("", "")
-
-
-def exec_environment(base: Mapping[str, str], peer: object, local: object,
-                     client_dn: str | None = None, issuer_dn: str | None = None,
-                     remote_host: str | None = None,
-                     extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a per-connection program (pure: everything comes in as values)."""
-    env = {k: v for k, v in base.items() if k not in _DROP}
-    rip, rport = _host(peer)
-    lip, lport = _host(local)
-    env.update({
-        "REMOTE_HOST": rip, "REMOTE_PORT": rport,
-        "PROTO": "TCP", "TCPREMOTEIP": rip, "TCPREMOTEPORT": rport,
-        "TCPLOCALIP": lip, "TCPLOCALPORT": lport,
-    })
-    if remote_host:
-        env["TCPREMOTEHOST"] = remote_host
-    if client_dn is not None:
-        env["SSL_CLIENT_DN"] = client_dn
-    if issuer_dn is not None:
-        env["SSL_CLIENT_I_DN"] = issuer_dn
-    if extra:
-        env.update(extra)
-    return env
-
 
 class ExecStream(SocketStream):
     """The parent's end of the socketpair, plus the child process it talks to."""
@@ -73,26 +41,30 @@ class ExecStream(SocketStream):
         self.process = process
         self.label = label
 
-    async def finish(self, grace: float) -> None:
+    async def finish(self, grace: float, abort: bool = False) -> None:
         """Close our end, give the child ``grace`` seconds (TIMEOUTclose) to exit, then stop
-        it (SIGTERM, and SIGKILL a second later); reap it. If the connection is cancelled
-        meanwhile (the SIGTERM drain ran out), the child is stopped at once: the drain bounds
-        the programs too."""
+        it (SIGTERM, and SIGKILL a second later); reap it. ``abort``: the connection broke (a
+        reset, a stalled side): nothing is left to finish, so SIGTERM at once, and SIGKILL
+        ``grace`` seconds later. If the connection is cancelled meanwhile (the SIGTERM drain
+        ran out), the child is stopped at once: the drain bounds the programs too."""
         self.close()
         proc = self.process
         cut = False
         try:
-            with trio.move_on_after(grace):
+            with trio.move_on_after(0 if abort else grace):
                 await proc.wait()
         except trio.Cancelled:
             cut = True  # stopped below, outside this except clause
         if proc.returncode is None:
-            if not cut:
+            if abort:
+                log.warning("%s pid %d: its connection broke; terminating", self.label,
+                            proc.pid)
+            elif not cut:
                 log.warning("%s pid %d still running %gs after its client left; terminating",
                             self.label, proc.pid, grace)
             with trio.CancelScope(shield=True):  # bounded: TERM_GRACE, then SIGKILL
                 proc.send_signal(signal.SIGTERM)
-                with trio.move_on_after(TERM_GRACE):
+                with trio.move_on_after(grace if abort and not cut else TERM_GRACE):
                     await proc.wait()
                 if proc.returncode is None:
                     proc.kill()

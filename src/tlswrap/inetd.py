@@ -35,6 +35,8 @@ def serve_connection(config: Config, rt: ServiceRuntime, fd: int) -> int:
             "serves the one connection inetd or systemd hands it; to listen itself, give an "
             "accept address")
     conn = socket.socket(fileno=os.dup(fd))
+    if conn.family != socket.AF_UNIX:  # as the daemon's accept loop (small replies go at once)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     devnull = os.open(os.devnull, os.O_RDWR)
     for std in {0, 1, fd} | ({2} if is_socket(2) else set()):
         os.dup2(devnull, std)
@@ -42,7 +44,8 @@ def serve_connection(config: Config, rt: ServiceRuntime, fd: int) -> int:
     stderr_ok = g.foreground and not is_socket(2)
     syslog = g.syslog if g.syslog is not None else not stderr_ok
     setup_logging(g.debug, stderr=stderr_ok, output=g.output, syslog=syslog,
-                  facility=g.facility, ident=rt.name, overwrite=g.log_mode == "overwrite")
+                  facility=g.facility, ident=rt.name, syslog_address=g.syslog_address,
+                  json_lines=g.log_format == "json", overwrite=g.log_mode == "overwrite")
     drop_privileges(config)
     try:
         peer = conn.getpeername()

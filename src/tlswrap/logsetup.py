@@ -21,49 +21,25 @@ import errno
 import logging
 import logging.handlers
 import os
-import re
 import socket
 import sys
 import time
 from typing import ClassVar, TextIO
 
+from . import logtext
 from .errors import TlswrapError
+from .logtext import STUNNEL_LEVELS, escape_controls, syslog_tag
 
-NOTICE = 25
+NOTICE = logtext.NOTICE
 logging.addLevelName(NOTICE, "NOTICE")
 SYSLOG_ADDRESS = "/dev/log"
 SYSLOG_RETRY_SECONDS = 10.0  # while syslog is unreachable, how often a log line tries again
 
-# stunnel level -> Python level
-_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
-           4: logging.WARNING, 5: NOTICE, 6: logging.INFO, 7: logging.DEBUG}
+_LEVELS = STUNNEL_LEVELS  # stunnel level -> Python level
 
 
 def python_level(stunnel_level: int) -> int:
     return _LEVELS[stunnel_level]
-
-
-# What a terminal, a log viewer or syslog could act on rather than show: C0 (tab included),
-# DEL and C1 controls; the Unicode line and paragraph separators; the bidirectional overrides
-# and isolates (they reorder what is shown); lone surrogates (not writable as UTF-8).
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-                       "\ud800-\udfff]")
-_TAG_UNSAFE = re.compile(r"[^\w.@+-]")  # in a syslog tag (RFC 3164: alphanumerics), as "_"
-_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    c = match.group()
-    return _SHORT.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-
-
-def escape_controls(text: str, keep_newlines: bool = False) -> str:
-    """``text`` with control characters written as ``repr`` writes them (``\\r``, ``\\x1b``,
-    ``\\u2028``); other characters, backslashes and non-ASCII letters included, stay as they
-    are. ``keep_newlines``: LF stays a line break (a traceback's own lines)."""
-    if keep_newlines:
-        return "\n".join(escape_controls(line) for line in text.split("\n"))
-    return _CONTROLS.sub(_escape, text) if _CONTROLS.search(text) else text
 
 
 class EscapingFormatter(logging.Formatter):
@@ -84,11 +60,37 @@ class EscapingFormatter(logging.Formatter):
         return escape_controls(super().formatStack(stack_info), keep_newlines=True)
 
 
+class JsonFormatter(logging.Formatter):
+    """``logFormat = json``: one JSON object per line -- time (UTC, ISO 8601), level,
+    logger, pid and message, plus the traceback when there is one. JSON escapes every control
+    character itself, so a peer's bytes cannot start a line of their own here either.
+    ``prefix``: written before the object (a syslog tag)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+        import json
+
+        doc = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["traceback"] = self.formatException(record.exc_info)
+        return (self.prefix % {"process": record.process}) + json.dumps(doc, ensure_ascii=True)
+
+
 def setup_logging(level: int, *, stderr: bool, output: str | None = None,
                   syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap",
-                  syslog_address: str = SYSLOG_ADDRESS, overwrite: bool = False) -> None:
+                  syslog_address: str = SYSLOG_ADDRESS, json_lines: bool = False,
+                  overwrite: bool = False) -> None:
     """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7. ``overwrite``:
-    stunnel's ``log = overwrite``, the output file is emptied when opened.
+    stunnel's ``log = overwrite``, the output file is emptied when opened (and reopened).
 
     TlswrapError ``output = PATH: cannot open log file: REASON`` if the log file cannot be
     opened (the caller may locate it: ``config.error(str(exc), "output")``); logging is then
@@ -101,9 +103,11 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         h.close()
     root.setLevel(python_level(level))
     root.propagate = False
-    fmt = EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    fmt: logging.Formatter = (
+        JsonFormatter() if json_lines
+        else EscapingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handlers = ([logging.StreamHandler(sys.stderr)] if stderr else []) + (
-        [_LogFileHandler(log_file)] if log_file else [])
+        [_LogFileHandler(log_file, output, overwrite)] if log_file and output else [])
     for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
@@ -112,13 +116,27 @@ def setup_logging(level: int, *, stderr: bool, output: str | None = None,
         to_syslog = SyslogHandler(
             syslog_address, logging.handlers.SysLogHandler.facility_names[facility],
             instead=f"logging to {where} only" if where else "log lines are dropped")
-        tag = _TAG_UNSAFE.sub("_", ident)  # "my service" would end syslog's TAG at "my"
-        to_syslog.setFormatter(EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
+        tag = syslog_tag(ident)
+        to_syslog.setFormatter(JsonFormatter(f"{tag}[%(process)d]: ") if json_lines else
+                               EscapingFormatter(f"{tag}[%(process)d]: %(message)s"))
         root.addHandler(to_syslog)
         if to_syslog.unreachable:
             to_syslog.down(to_syslog.unreachable)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+
+
+def reopen_log_files() -> list[str]:
+    """SIGUSR1: every ``output`` file of the ``tlswrap`` logger opened again at its path
+    (logrotate's ``postrotate``); the problems, for the caller to log (the old file is kept)."""
+    problems = []
+    for handler in logging.getLogger("tlswrap").handlers:
+        if isinstance(handler, _LogFileHandler):
+            try:
+                handler.reopen()
+            except TlswrapError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def open_log_file(path: str, overwrite: bool = False) -> TextIO:
@@ -162,7 +180,21 @@ def writable_path_problem(path: str, *, directory: bool = False) -> str | None:
 
 
 class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler that owns its file: closing the handler closes the file."""
+    """A handler that owns its file: closing the handler closes the file; ``reopen`` opens
+    the path again (SIGUSR1, after logrotate renamed the file)."""
+
+    def __init__(self, stream: TextIO, path: str, overwrite: bool = False) -> None:
+        super().__init__(stream)
+        self.path = path
+        self.overwrite = overwrite  # log = overwrite: a reopened file starts empty too
+
+    def reopen(self) -> None:
+        """Write to a file opened at ``path`` now; TlswrapError (the old file stays) if it
+        cannot be opened."""
+        fresh = open_log_file(self.path, self.overwrite)
+        old = self.setStream(fresh)
+        if old is not None:
+            old.close()
 
     def close(self) -> None:
         try:

@@ -2,30 +2,45 @@
 
 The pipeline (``pipeline.serve_one``) records each fact here as it learns it; the guarded
 spawner writes the one closing log line from it, whatever happened. Nothing here does I/O.
+A plain class, not a dataclass: the inetd fast path uses it too, and importing ``dataclasses``
+costs more than a whole stunnel connection (see ``tlswrap.fast``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
 class Outcome:
     """One connection's record: who, which service, how it ended, what moved."""
 
-    service: str
-    peer: str
-    started: float = field(default_factory=time.monotonic)
-    reason: str = "closed"
-    tls: str = "no TLS"  # protocol, cipher and group once the handshake is done
-    starttls: str = ""  # "imap", "pop3" or "smtp": TLS was started by that protocol's STARTTLS
-    peer_cert: str | None = None  # the client certificate, when the service asks for one
-    to_backend: int = 0
-    to_client: int = 0
-    truncated: bool = False  # the client closed TCP without close_notify
-    ended: float | None = None
-    conn_id: str | None = None  # logId: shown in every line of the connection when set
+    __slots__ = ("backend_failed", "conn_id", "connect_seconds", "ended", "handshake_seconds",
+                 "peer", "peer_cert", "quiet", "reason", "refused", "service", "stage", "started",
+                 "starttls", "tls", "to_backend", "to_client", "truncated")
+
+    def __init__(self, service: str, peer: str, started: float | None = None,
+                 conn_id: str | None = None) -> None:
+        self.service = service
+        self.peer = peer
+        self.started = time.monotonic() if started is None else started
+        self.reason = "closed"
+        self.tls = "no TLS"  # protocol, cipher and group once the handshake is done
+        self.starttls = ""  # "imap", "pop3" or "smtp": TLS was started by that STARTTLS
+        self.peer_cert: str | None = None  # the client certificate, when the service asks
+        self.to_backend = 0
+        self.to_client = 0
+        self.truncated = False  # the client closed TCP without close_notify
+        self.ended: float | None = None
+        self.conn_id = conn_id  # logId: shown in every line of the connection when set
+        # refused before TLS: "rules", or the limit (limits.REASONS)
+        self.refused: str | None = None
+        self.quiet = False  # no closing line: a throttled refusal line said it (limits)
+        self.stage = "accepted"  # the last step reached: accepted, handshake, backend, relay
+        # from accept to the end of a done handshake; to open the backend that was opened
+        self.handshake_seconds: float | None = None
+        self.connect_seconds: float | None = None
+        # the backend (as configured) that could not be had
+        self.backend_failed: str | None = None
 
     @property
     def tag(self) -> str:

@@ -97,3 +97,21 @@ def remove(path: str, pid: int) -> None:
             os.unlink(path)
         except OSError:
             pass  # e.g. a root-owned directory after setuid: stale, and harmless
+
+
+def read(path: str) -> int:
+    """The process id ``path`` holds; PidFileError (completing "cannot read the pid file:
+    ...") if it cannot be read, is not a regular file or holds no process id."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PidFileError(exc.strerror or str(exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PidFileError("it is not a regular file")
+        data = os.read(fd, PID_MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if not _holds_pid(data) or int(data) < 1:
+        raise PidFileError("it does not hold a process id")
+    return int(data)

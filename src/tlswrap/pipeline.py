@@ -25,6 +25,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +35,15 @@ if TYPE_CHECKING:
     from OpenSSL import SSL
 
     from .certnames import PeerIdentity
+    from .metrics import Metrics  # only its methods are used: inetd mode never imports it
 
+from . import limits
 from .access import Verdict, apply_socket_options
 from .addresses import format_peer, peer_host, peer_port
 from .backend import BackendError, open_backend
 from .config import PROXY_TLVS, Service
 from .execbackend import ExecStream, exec_environment, spawn
+from .limits import Limiter, Ticket, client_key
 from .logsetup import NOTICE
 from .outcome import Outcome
 from .relay import Relay
@@ -68,12 +72,16 @@ def connection_id(kind: str | None) -> str | None:
 
 
 async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
-                        helpers: trio.Nursery) -> None:
+                        helpers: trio.Nursery, limiter: Limiter | None = None,
+                        metrics: Metrics | None = None) -> None:
     """Serve one accepted connection to its end; never raises, except KeyboardInterrupt and
-    SystemExit. Writes the connection's closing log line from its outcome."""
+    SystemExit. Writes the connection's closing log line, and its metrics, from its
+    outcome."""
     outcome = Outcome(rt.name, format_peer(peer), conn_id=connection_id(rt.service.log_id))
+    if metrics is not None:
+        metrics.on_accept(rt.name)
     try:
-        await serve_one(rt, sock, peer, helpers, outcome)
+        await serve_one(rt, sock, peer, helpers, outcome, limiter)
     except BaseException as exc:
         leaves = list(_leaves(exc))
         if any(isinstance(e, (KeyboardInterrupt, SystemExit)) for e in leaves):
@@ -89,7 +97,9 @@ async def serve_guarded(rt: ServiceRuntime, sock: socket.socket, peer: object,
     finally:
         outcome.end()
         try:
-            if log.isEnabledFor(NOTICE):  # stunnel's default level logs every connection
+            if metrics is not None:
+                metrics.on_end(outcome)
+            if not outcome.quiet and log.isEnabledFor(NOTICE):  # stunnel's default: every one
                 log.log(NOTICE, "%s", outcome.log_line())
         except Exception:  # noqa: BLE001 - a broken log handler must not end the server
             pass
@@ -103,22 +113,27 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
-                    helpers: trio.Nursery, outcome: Outcome) -> Outcome:
+                    helpers: trio.Nursery, outcome: Outcome,
+                    limiter: Limiter | None = None) -> Outcome:
     """Run one connection through every step, recording each in ``outcome`` (returned).
 
     ``rt`` is the service as it was when the connection was accepted; ``helpers`` is a
-    nursery for tasks that outlive a step (an exec'd program's stderr reader). The socket is
-    closed whatever happens; exceptions other than the routine ones propagate to the guard.
+    nursery for tasks that outlive a step (an exec'd program's stderr reader); ``limiter``
+    the process's live counts (None: no limits, as in inetd mode). The socket is closed
+    whatever happens; exceptions other than the routine ones propagate to the guard.
     """
     client: SocketStream | None = None
     backend: SocketStream | None = None
     identity: PeerIdentity | None = None
+    ticket: Ticket | None = None
+    relay: Relay | None = None
     try:
         svc = rt.service
         if svc.socket_options and sock.family != socket.AF_UNIX:  # as stunnel
             for problem in set_socket_options(sock, svc.socket_options, "l"):
                 log.warning("%s socket option refused: %s", outcome.who, problem)
         local = sock.getsockname()
+        balancer: str | None = None
         if svc.accept_proxy:
             found: tuple[object, object] | str = f"none within {svc.timeout_busy:g}s"
             with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
@@ -130,6 +145,11 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             balancer = outcome.peer
             peer, local = found
             outcome.peer = format_peer(peer)
+        if limiter is not None:
+            ticket = admit(limiter, rt, peer, outcome)
+            if ticket is None:
+                return outcome  # closed before any TLS byte
+        if balancer is not None:
             log.log(NOTICE, "%s accepted connection (via %s)", outcome.who, balancer)
         else:
             log.log(NOTICE, "%s accepted connection", outcome.who)
@@ -138,6 +158,7 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             assert rt.access is not None  # a verdict comes from it
             rt.access.log_refusal(rt.name, verdict, outcome.tag)
             outcome.end("refused by tcp_wrappers")
+            outcome.refused = "rules"
             if verdict.banner is None:
                 return outcome  # closed before any TLS byte
         if svc.ident is not None and sock.family != socket.AF_UNIX:
@@ -149,17 +170,25 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         if svc.protocol is not None and not svc.client:  # STARTTLS, TLS in the middle
             from .preamble import serve_starttls
 
+            if ticket is not None:
+                ticket.handshake_done()  # maxHandshakes bounds implicit-TLS handshakes only
             await serve_starttls(rt, sock, peer, local, verdict, helpers, outcome)
             return outcome
         if svc.client:  # client = yes: plaintext here, TLS towards the backend
             client = SocketStream(sock)
+            if ticket is not None:
+                ticket.handshake_done()
         else:
             client = tls = TLSStream(sock, rt.context)
+            outcome.stage = "handshake"
             with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
                 await tls.do_handshake()
+            if ticket is not None:
+                ticket.handshake_done()
             if not tls.handshake_done:
                 outcome.end(f"TLS handshake timed out after {svc.timeout_busy:g}s")
                 return outcome
+            outcome.handshake_seconds = time.monotonic() - outcome.started
             outcome.tls = tls.describe()
             rt, identity = served_by(rt, tls, outcome)
             svc = rt.service
@@ -167,6 +196,8 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             await client.send_all(verdict.banner)
             if not verdict.decision.granted and verdict.twist is None:
                 return outcome
+        outcome.stage = "backend"
+        opening = time.monotonic()
         try:
             backend = await open_side(rt, identity, peer, local, verdict, helpers)
             if svc.client:
@@ -178,7 +209,10 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
             outcome.end(f"backend unavailable: {exc}")
+            outcome.backend_failed = ", ".join(map(str, svc.connect)) or svc.exec
             return outcome
+        outcome.connect_seconds = time.monotonic() - opening
+        outcome.stage = "relay"
         if verdict is not None and verdict.twist is not None:
             outcome.end("twist")
         elif svc.proxy_protocol and not isinstance(backend, ExecStream):
@@ -186,15 +220,18 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             await backend.push(proxy_header(svc.proxy_protocol, peer, local, client, identity,
                                             tlvs=svc.proxy_tlvs, unique_id=outcome.conn_id))
         try:
-            await relay_session(svc, client, backend, outcome)
+            relay = await relay_session(svc, client, backend, outcome)
         finally:
             if svc.client and isinstance(backend, TLSStream):
                 keep_session(rt, backend)
     except trio.BrokenResourceError as exc:
         outcome.end(str(exc))
     finally:
+        if ticket is not None:
+            ticket.release()
         if backend is not None:
-            await close_backend(backend, rt.service)
+            await close_backend(backend, rt.service,
+                                abort=relay is not None and relay.broken is not None)
         if client is not None:
             client.close()
         else:
@@ -203,9 +240,11 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
 
 
 async def relay_session(svc: Service, client: SocketStream, backend: SocketStream,
-                        outcome: Outcome) -> None:
-    """Relay until the connection ends; the bytes each way and why go into ``outcome``."""
-    relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close)
+                        outcome: Outcome) -> Relay:
+    """Relay until the connection ends; the bytes each way and why go into ``outcome``.
+    TIMEOUTbusy ends a side that stops taking data; a side that breaks resets the other
+    (``reset = yes``, stunnel's default)."""
+    relay = Relay(client, backend, svc.timeout_idle, svc.timeout_close, svc.timeout_busy)
     try:
         await relay.run()
     finally:
@@ -216,15 +255,44 @@ async def relay_session(svc: Service, client: SocketStream, backend: SocketStrea
     if svc.reset and relay.broken == "client" and not isinstance(backend, ExecStream):
         backend.abort()  # the client reset: so does the backend connection
     elif svc.reset and relay.broken == "backend":
-        client.abort()  # and the other way round (stunnel's reset = yes)
+        client.abort()  # and the other way round
+    return relay
 
 
-async def close_backend(backend: SocketStream, svc: Service) -> None:
-    """Close the backend connection, or let an exec'd program finish (up to TIMEOUTclose)."""
+async def close_backend(backend: SocketStream, svc: Service, abort: bool = False) -> None:
+    """Close the backend connection, or let an exec'd program finish (up to TIMEOUTclose;
+    ``abort``: the connection broke, so it is stopped at once)."""
     if isinstance(backend, ExecStream):
-        await backend.finish(svc.timeout_close)
+        await backend.finish(svc.timeout_close, abort=abort)
     else:
         backend.close()
+
+
+def admit(limiter: Limiter, rt: ServiceRuntime, peer: object,
+          outcome: Outcome) -> Ticket | None:
+    """The limits (``limits.Limiter``): a ticket the connection holds to its end, or None
+    when it is refused. Checked before the access check, the ``accepted`` line and any TLS
+    work, so that a flood costs no lookup and no crypto; a refusal writes one line (at most
+    one a second per service and reason, with the count of those held back) instead of the
+    connection's own lines."""
+    svc = rt.service
+    now = trio.current_time()
+    got = limiter.admit(rt.name, client_key(peer_host(peer), svc.client_ipv6_prefix),
+                        rt.limits, now)
+    if isinstance(got, Ticket):
+        return got
+    outcome.refused = got
+    outcome.quiet = True
+    outcome.end(f"refused: {got}")
+    held = limiter.throttle.allow((rt.name, got), now)
+    if held is not None:
+        value = {limits.MAX_CONNECTIONS: svc.max_connections,
+                 limits.MAX_HANDSHAKES: rt.limits.max_handshakes,
+                 limits.MAX_CLIENT_CONNECTIONS: svc.max_client_connections,
+                 limits.MAX_CLIENT_RATE: svc.max_client_rate}.get(got)
+        more = f" ({held} more refused for this reason since the last such line)" if held else ""
+        log.warning("%s refused before TLS: %s = %s reached%s", outcome.who, got, value, more)
+    return None
 
 
 async def check_access(rt: ServiceRuntime, sock: socket.socket, peer: object,
@@ -451,7 +519,10 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     """The PROXY header (``proxyProtocol = v1 | v2``) that tells the backend who the client
     is: its address and port and ours; v2 adds what the TLS handshake settled (the PP2_TYPE_SSL
     TLV with PP2_CLIENT_SSL, version and cipher; the SNI name as PP2_TYPE_AUTHORITY; the ALPN
-    protocol). A client on a unix socket is sent as an unknown address.
+    protocol). A client on a unix socket is sent as an unknown address. The certificate's
+    Common Name (PP2_SUBTYPE_SSL_CN) goes only with a verified certificate: Dovecot takes it as
+    the user name without looking at the verify field, so an unverified one (``verify = 0``)
+    must not put a name there.
 
     With STARTTLS the header goes out before TLS (``client`` None): v2 then carries
     PP2_TYPE_SSL with PP2_CLIENT_SSL alone when ``tls_promised`` (the backend will see nothing
@@ -477,7 +548,9 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
     if identity is not None:
         cert_flag = (proxyproto.PP2_CLIENT_CERT_SESS if session_reused(conn)
                      else proxyproto.PP2_CLIENT_CERT_CONN)
-    verified = identity is not None and identity.verified == "SUCCESS"
+    # the CN only of a verified certificate: dovecot takes it as the user name without
+    # looking at the verify field (with verify = 0 a self-made certificate would name anyone)
+    verified = identity if identity is not None and identity.verified == "SUCCESS" else None
     sent: list[proxyproto.TLV] = []
     if "ssl" in tlvs:
         sig_alg, key_alg = _certificate_algorithms(conn)
@@ -485,7 +558,7 @@ def proxy_header(version: str, peer: object, local: object, client: TLSStream | 
             client=proxyproto.PP2_CLIENT_SSL | cert_flag, verify=0 if verified else 1,
             version=conn.get_protocol_version_name(), cipher=conn.get_cipher_name(),
             sig_alg=sig_alg, key_alg=key_alg,
-            cn=identity.cn if identity and "cn" in tlvs else None).to_tlv())
+            cn=verified.cn if verified and "cn" in tlvs else None).to_tlv())
     sni = conn.get_servername()
     if sni and "authority" in tlvs:
         sent.append((proxyproto.PP2_TYPE_AUTHORITY, sni))

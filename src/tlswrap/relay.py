@@ -19,6 +19,11 @@ General theory of operation:
 - A failed read or write (a reset, mostly) means that side is gone: the whole relay ends, and
   ``broken`` names the side, so that the caller can reset the other one too. Only EOF is a
   half-close; a reset is not.
+- TIMEOUTbusy (stunnel's "time to wait for expected data"): a destination that takes no byte
+  for that long while a batch waits for it counts as broken too (``push_watched``). Without
+  it, a peer that stops reading would hold the connection until TIMEOUTidle, and the other
+  side's reset would go unnoticed (the pump that would see it is parked writing): an exec'd
+  program that never reads its stdin would outlive its client by hours.
 The relay sees both sides only through ``RelaySide``; it never asks which kind of stream it has.
 """
 
@@ -61,6 +66,13 @@ class RelaySide(Protocol):
         """Write all of ``data``, parking while the peer is slow; True if it had to park.
         Raises BrokenResourceError when the peer is gone. Never a checkpoint by itself."""
 
+    def send_now(self, data: bytes | memoryview) -> int | None:
+        """Send what can be sent now without parking: the count, or None when nothing could
+        be (then ``await wait_send()``). Raises BrokenResourceError when the peer is gone."""
+
+    async def wait_send(self) -> None:
+        """Park until the ``send_now`` that returned None can make progress."""
+
     async def send_eof(self) -> None:
         """Half-close: FIN (plaintext) or close_notify (TLS); reading goes on."""
 
@@ -71,6 +83,39 @@ class SideError(Exception):
     def __init__(self, side: str, exc: BaseException):
         super().__init__(f"{side}: {exc}")
         self.side = side
+
+
+class Stalled(Exception):
+    """A destination that took nothing for TIMEOUTbusy while data waited for it."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"stalled: read nothing for {seconds:g}s (TIMEOUTbusy) while data "
+                         "waited")
+
+
+async def push_watched(dst: RelaySide, data: bytes, busy: float) -> bool:
+    """``dst.push(data)`` under TIMEOUTbusy: Stalled when ``dst`` takes no byte for ``busy``
+    seconds while some of ``data`` waits; each byte taken moves that deadline on, so a slow
+    reader is never taken for a stalled one. The same sends and waits as ``push`` (the
+    unsent tail again after a wait, as OpenSSL asks of a retried write); no cancel scope
+    unless the first send leaves something behind."""
+    total = len(data)
+    n = dst.send_now(data)
+    if n == total:
+        return False
+    view = memoryview(data)
+    sent = 0
+    with trio.CancelScope(deadline=current_time() + busy) as scope:
+        while True:
+            if n is None:
+                await dst.wait_send()
+            else:
+                sent += n
+                if sent >= total:
+                    return True
+                scope.deadline = current_time() + busy
+            n = dst.send_now(view[sent:])
+    raise Stalled(busy)
 
 
 class Pump:
@@ -89,15 +134,16 @@ class Pump:
 class Relay:
     """Moves bytes both ways; afterwards ``to_backend``, ``to_client`` and ``reason`` tell how."""
 
-    __slots__ = ("_client_done", "_down", "_refreshed", "_scope", "_up", "broken",
+    __slots__ = ("_client_done", "_down", "_refreshed", "_scope", "_up", "broken", "busy",
                  "close_timeout", "idle", "reason")
 
     def __init__(self, client: RelaySide, backend: RelaySide, idle: float,
-                 close_timeout: float):
+                 close_timeout: float, busy: float | None = None):
         self._up = Pump(client, backend, "client", "backend", TLS_GATHER)
         self._down = Pump(backend, client, "backend", "client", PLAIN_READ_MAX)
         self.idle = idle
         self.close_timeout = close_timeout
+        self.busy = busy  # TIMEOUTbusy; None: a destination may stall as long as TIMEOUTidle
         self.reason = ""
         self.broken: str | None = None  # "client" or "backend": the side that failed
         self._client_done = False
@@ -131,6 +177,7 @@ class Relay:
     async def _flow(self, pump: Pump) -> None:
         """Move batches from the pump's source to its destination until the source ends."""
         src, dst, limit = pump.src, pump.dst, pump.limit
+        busy = self.busy
         drained = False
         rounds = 0
         while True:
@@ -147,7 +194,12 @@ class Relay:
                 return
             drained = src.drained
             try:
-                parked = await dst.push(data) or drained
+                if busy is None:
+                    parked = await dst.push(data) or drained
+                else:
+                    parked = await push_watched(dst, data, busy) or drained
+            except Stalled as exc:
+                raise SideError(pump.dst_name, exc) from None
             except trio.BrokenResourceError as exc:
                 raise SideError(pump.dst_name, exc) from exc
             pump.moved += len(data)

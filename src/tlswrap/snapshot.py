@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from .backend import Dialer, Target
 from .config import Address, Config, Service
+from .fileid import FileId, file_ids
+from .limits import NO_LIMITS, LimitSettings
 
 if TYPE_CHECKING:
     from OpenSSL import SSL
@@ -43,6 +45,8 @@ class ServiceRuntime:
     sessions: dict[str, SSL.Session] = field(default_factory=dict, compare=False)
     # a digest of the files the contexts were made from (see ``kept_across_reload``)
     inputs: bytes = b""
+    limits: LimitSettings = NO_LIMITS
+    files: tuple[FileId, ...] = ()  # the cert/key/CAfile identities before they were read
 
     @property
     def name(self) -> str:
@@ -100,16 +104,19 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
                                           child_env)
     services = {}
     for svc in config.services:
+        files = file_ids(svc)  # before reading: a change while reading is seen later
         # a unix socket client has no address to match: libwrap does not apply there (as in
         # stunnel); the socket file's permissions decide who connects
         unix = svc.accept is not None and svc.accept.is_unix
         rule = access if svc.libwrap and not unix else None
+        limits = LimitSettings(svc.max_connections, svc.max_client_connections,
+                               svc.max_client_rate, config.globals.max_handshakes)
         if svc.client:
             rt = ServiceRuntime(svc, client_context(config, svc), make_dialer(config, svc),
                                 rule)
         else:
             rt = _server_runtime(config, svc, rule)
-        rt = replace(rt, child_env=child_env)
+        rt = replace(rt, child_env=child_env, limits=limits, files=files)
         try:
             services[svc.name] = replace(rt, inputs=_inputs(svc))
         except (OSError, ValueError):  # changed since the contexts read them: not kept
@@ -124,7 +131,7 @@ def kept_across_reload(old: ServiceRuntime, fresh: ServiceRuntime) -> ServiceRun
     worker: the contexts made before the fork stay shared)."""
     if old.inputs and old.inputs == fresh.inputs and old.service == fresh.service:
         return replace(old, access=fresh.access, dialer=fresh.dialer,
-                       child_env=fresh.child_env)
+                       child_env=fresh.child_env, limits=fresh.limits, files=fresh.files)
     return fresh
 
 
@@ -134,7 +141,7 @@ def _inputs(svc: Service) -> bytes:
     import hashlib
 
     from .regularfile import read_regular
-    from .tlscontext import PEM_MAX_BYTES
+    from .tlssettings import PEM_MAX_BYTES
 
     digest = hashlib.sha256()
     for section in (svc, *svc.sni_sections):

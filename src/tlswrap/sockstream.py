@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from .errors import broken_reason
 from .sockopts import Kind, SocketOption
 
 DEFAULT_RECEIVE_SIZE = 65536
@@ -28,11 +29,6 @@ _READING, _WRITING = 1, 2
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
-
-# Errors that mean the peer went away: routine, not a bug.
-_BROKEN_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT,
-                  errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOTCONN}
-
 
 class _Busy:
     """Raises BusyResourceError when two tasks use one direction of a stream at once."""
@@ -303,5 +299,4 @@ def set_socket_options(sock: socket.socket, options: tuple[SocketOption, ...],
 
 
 def broken(exc: OSError) -> trio.BrokenResourceError:
-    kind = "peer reset or vanished" if exc.errno in _BROKEN_ERRNOS else "socket error"
-    return trio.BrokenResourceError(f"{kind}: {exc.strerror or exc}")
+    return trio.BrokenResourceError(broken_reason(exc))

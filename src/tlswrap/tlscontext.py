@@ -33,19 +33,20 @@ from . import ssloptions
 from .config import Config, Service, version_problem
 from .errors import ConfigError
 from .regularfile import read_regular
+from .tlssettings import (
+    BASE_MODES,
+    BASE_OPTIONS,
+    DEFAULT_CIPHERS,
+    MIN_KEY_BITS,
+    PEM_MAX_BYTES,
+    session_id_context,
+)
 
 # with PSKsecrets, TLS 1.2 clients may also use a pre-shared key: with ECDHE (forward secrecy)
 # and an AEAD cipher, the one such suite OpenSSL has. TLS 1.3 PSK uses its own suites.
 PSK_CIPHERS = "ECDHE-PSK-CHACHA20-POLY1305"
-# TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD).
-DEFAULT_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-)
+
 _VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}  # config.TLS_SERVED
-_SESSION_ID_CONTEXT_MAX = 32
-PEM_MAX_BYTES = 16 << 20  # a certificate, key or CA file larger than 16 MiB is a mistake
 
 
 class _Steps:
@@ -188,7 +189,7 @@ def _set_session(steps: _Steps, ctx: SSL.Context) -> None:
     service = steps.service
     with steps.step("sessionCacheTimeout", f"sessionCacheTimeout = {service.session_timeout:g}: "
                                            "OpenSSL refuses the session settings"):
-        ctx.set_session_id(service.name.encode()[:_SESSION_ID_CONTEXT_MAX] or b"tlswrap")
+        ctx.set_session_id(session_id_context(service.name))
         if service.session_resume:
             ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         else:  # sessionResume = no: no cache, no tickets (TLS 1.2 and 1.3)
@@ -220,9 +221,10 @@ def _base_context(steps: _Steps, method: int) -> SSL.Context | None:
         # IGNORE_UNEXPECTED_EOF: a client that half-closes TCP without close_notify (common in
         # mail clients) would otherwise make OpenSSL 3+ fail the whole connection, losing the
         # reply still on its way; the relay tells the two kinds of EOF apart for the log.
-        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
-                        | SSL.OP_IGNORE_UNEXPECTED_EOF)
-        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        for name in BASE_OPTIONS:  # NO_COMPRESSION, NO_RENEGOTIATION, IGNORE_UNEXPECTED_EOF
+            ctx.set_options(getattr(SSL, f"OP_{name}"))
+        for name in BASE_MODES:  # RELEASE_BUFFERS
+            ctx.set_mode(getattr(SSL, f"MODE_{name}"))
     if service.ssl_options:
         with step("options", f"options = {', '.join(service.ssl_options)}: OpenSSL refuses "
                              "them"):
@@ -474,7 +476,7 @@ def _weakness(pkey: object) -> str | None:
     """Why a key is too weak to serve with, or None."""
     from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
-    if isinstance(pkey, (rsa.RSAPrivateKey, dsa.DSAPrivateKey)) and pkey.key_size < 2048:
+    if isinstance(pkey, (rsa.RSAPrivateKey, dsa.DSAPrivateKey)) and pkey.key_size < MIN_KEY_BITS:
         return f"a {pkey.key_size}-bit key is too weak: use RSA 2048 or more, or EC P-256"
     return None
 

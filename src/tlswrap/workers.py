@@ -26,7 +26,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .metricsserver import WorkerMetrics
 
 log = logging.getLogger("tlswrap.workers")
 
@@ -38,46 +41,63 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # After TIMEOUTdrain a worker still closes what it cut (exec children get a bounded finish);
 # one that has not ended this long after that is stuck, and is killed.
 STOP_GRACE = 5.0
-_WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
-              serve: Callable[[list[tuple[socket.socket, T]]], None],
+              serve: Callable[[list[tuple[socket.socket, T]], socket.socket | None], None],
               notify: Callable[[str], None] = lambda message: None,
-              reload: Callable[[], None] = lambda: None,
-              drain: Callable[[], float] = lambda: 10.0) -> int:
+              reload: Callable[[], Sequence[Sequence[tuple[socket.socket, T]]] | None]
+              = lambda: None,
+              drain: Callable[[], float] = lambda: 10.0,
+              metrics: WorkerMetrics | None = None,
+              helper: Callable[[], None] | None = None,
+              reopen: Callable[[], None] = lambda: None) -> int:
     """Fork one worker per listener set and supervise them until a stop signal.
 
     Sets may share sockets (systemd's ``Accept=no`` sockets are inherited by every worker):
     a worker closes only the sockets that are not in its own set. ``notify`` receives the
     systemd notifications (READY=1, RELOADING=1, STOPPING=1), sent from this, the main,
     process. On SIGHUP ``reload()`` runs here first (so that ``serve``, which a replacement
-    worker runs, starts from the reloaded configuration), then every worker reloads. After
+    worker runs, starts from the reloaded configuration), then every worker reloads -- or,
+    when ``reload()`` returns new listener sets (the services' addresses or the number of
+    workers changed), new workers start on those and the old ones retire: they get SIGTERM
+    and drain as on a stop, bounded the same way, and are not restarted. After
     SIGTERM/SIGINT a worker gets ``drain()`` seconds (TIMEOUTdrain) plus STOP_GRACE to end,
-    then SIGKILL.
+    then SIGKILL. ``metrics``: each worker gets a channel (its end is the second argument of
+    ``serve``, None without) on which the supervisor asks for its metrics; ``helper`` runs
+    once the signals are blocked (so that a thread it starts inherits the mask). SIGUSR1:
+    ``reopen()`` here (the log file), then every worker is sent it.
 
     General theory of operation: the watched signals are blocked and taken one at a time
     with sigtimedwait, so a reload, a restart and a stop never interrupt one another; a
     worker unblocks them right after the fork."""
     children: dict[int, int] = {}
+    retiring: dict[int, float] = {}  # replaced workers draining -> when they are killed
+    sets = [list(pairs) for pairs in worker_sets]
     supervisor = os.getpid()
 
     def start(index: int) -> None:
+        mine, theirs = metrics.pair() if metrics is not None else (None, None)
         pid = os.fork()
         if pid == 0:  # the worker
+            if metrics is not None and mine is not None:
+                mine.close()
+                metrics.forget_in_child()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's own handler
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             end_with_parent(supervisor)
             code = 0
             try:
-                own = {id(sock) for sock, _ in worker_sets[index]}
-                for listeners in worker_sets:
+                own = {id(sock) for sock, _ in sets[index]}
+                for listeners in sets:
                     for sock, _ in listeners:
                         if id(sock) not in own:
                             sock.close()
-                serve(list(worker_sets[index]))
+                serve(list(sets[index]), theirs)
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -85,17 +105,22 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 logging.shutdown()
                 os._exit(code)
         children[pid] = index
+        if metrics is not None and mine is not None and theirs is not None:
+            theirs.close()
+            metrics.add(pid, mine)
 
     def forward(signum: int) -> None:
-        for pid in list(children):
+        for pid in [*children, *retiring]:
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    if helper is not None:
+        helper()
     try:
-        for index in range(len(worker_sets)):
+        for index in range(len(sets)):
             start(index)
         log.info("%d workers started: %s", len(children), " ".join(map(str, children)))
         notify("READY=1")
@@ -103,19 +128,24 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
         last_restart = 0.0
         kill_at = None  # once stopping: when the workers left are killed
         bound = 0.0
-        while children:
+        while children or retiring:
             now = time.monotonic()
+            for pid in [pid for pid, at in retiring.items() if now >= at]:
+                log.error("replaced worker pid %d still running %gs after the reload; "
+                          "killing it", pid, drain() + STOP_GRACE)
+                _kill(pid)
+                retiring[pid] = float("inf")
             if kill_at is not None and now >= kill_at:
-                for pid in children:
+                for pid in [*children, *retiring]:
                     log.error("worker pid %d still running %gs after the stop; killing it",
                               pid, bound)
-                    os.kill(pid, signal.SIGKILL)
+                    _kill(pid)
                 kill_at = float("inf")
             elif waiting and kill_at is None and now >= last_restart + RESTART_INTERVAL:
                 last_restart = now
                 start(waiting.pop(0))
                 continue
-            wake = min(kill_at if kill_at is not None else float("inf"),
+            wake = min(kill_at if kill_at is not None else float("inf"), *retiring.values(),
                        last_restart + RESTART_INTERVAL if waiting and kill_at is None
                        else float("inf"))
             timeout = min(max(wake - now, 0.001), 3600.0)
@@ -124,16 +154,36 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
                 continue
             if info.si_signo == signal.SIGCHLD:
                 for pid, status in _reap():
+                    if metrics is not None:
+                        metrics.ended(pid)
+                    if retiring.pop(pid, None) is not None:
+                        log.info("replaced worker pid %d ended (%s)", pid, _describe(status))
+                        continue
                     index = children.pop(pid, -1)
                     if index >= 0 and kill_at is None:
                         log.error("worker %d (pid %d) ended unexpectedly (%s); restarting it",
                                   index, pid, _describe(status))
                         waiting.append(index)
+            elif info.si_signo == signal.SIGUSR1:
+                reopen()
+                forward(signal.SIGUSR1)
             elif info.si_signo == signal.SIGHUP and kill_at is None:
                 notify("RELOADING=1")
-                reload()
-                forward(signal.SIGHUP)
-                notify("READY=1")  # each worker reloads on its own; a bad config keeps its old one
+                replaced = reload()
+                if replaced is None:
+                    forward(signal.SIGHUP)  # each reloads on its own; a bad config keeps its old
+                else:
+                    at = time.monotonic() + drain() + STOP_GRACE
+                    for pid in list(children):
+                        _kill(pid, signal.SIGTERM)
+                        retiring[pid] = at
+                    children.clear()
+                    waiting.clear()
+                    sets = [list(pairs) for pairs in replaced]
+                    for index in range(len(sets)):
+                        start(index)
+                    log.info("workers replaced: %s", " ".join(map(str, children)))
+                notify("READY=1")
             elif info.si_signo != signal.SIGHUP and kill_at is None:  # SIGTERM, SIGINT
                 notify("STOPPING=1")
                 forward(info.si_signo)
@@ -142,6 +192,13 @@ def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return 0
+
+
+def _kill(pid: int, signum: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # ended already; reaped at its SIGCHLD
 
 
 def _reap() -> list[tuple[int, int]]:

@@ -37,9 +37,19 @@ def context(ca_file: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
 
 
-def imaplib_fetch(port: int, ca_file: Path, user: str, password: str) -> bytes:
+def imap_connect(port: int, ca_file: Path, starttls: bool = False) -> imaplib.IMAP4:
+    """An imaplib session over TLS: implicit (IMAP4_SSL), or STARTTLS first."""
+    if not starttls:
+        return imaplib.IMAP4_SSL(HOST, port, ssl_context=context(ca_file), timeout=20)
+    m = imaplib.IMAP4(HOST, port, timeout=20)
+    assert m.starttls(ssl_context=context(ca_file))[0] == "OK"
+    return m
+
+
+def imaplib_fetch(port: int, ca_file: Path, user: str, password: str,
+                  starttls: bool = False) -> bytes:
     """LOGIN, SELECT INBOX, FETCH 1 BODY.PEEK[], LOGOUT with Python's imaplib."""
-    with imaplib.IMAP4_SSL(HOST, port, ssl_context=context(ca_file), timeout=20) as m:
+    with imap_connect(port, ca_file, starttls) as m:
         assert m.login(user, password)[0] == "OK"
         typ, data = m.select("INBOX")
         assert typ == "OK", data
@@ -49,9 +59,15 @@ def imaplib_fetch(port: int, ca_file: Path, user: str, password: str) -> bytes:
     return data[0][1]
 
 
-def poplib_fetch(port: int, ca_file: Path, user: str, password: str) -> bytes:
-    """USER, PASS, RETR 1, QUIT with Python's poplib (lines joined with CRLF again)."""
-    p = poplib.POP3_SSL(HOST, port, context=context(ca_file), timeout=20)
+def poplib_fetch(port: int, ca_file: Path, user: str, password: str,
+                 starttls: bool = False) -> bytes:
+    """USER, PASS, RETR 1, QUIT with Python's poplib (lines joined with CRLF again), over
+    implicit TLS or after STLS."""
+    if starttls:
+        p = poplib.POP3(HOST, port, timeout=20)
+        p.stls(context=context(ca_file))
+    else:
+        p = poplib.POP3_SSL(HOST, port, context=context(ca_file), timeout=20)
     try:
         p.user(user)
         p.pass_(password)
@@ -68,18 +84,21 @@ def curl(url: str, ca_file: Path, *extra: str) -> bytes:
 
 
 def fetchmail(proto: str, port: int, ca_file: Path, user: str, password: str,
-              home: Path) -> list[bytes]:
+              home: Path, starttls: bool = False) -> list[bytes]:
     """fetchmail one-shot (no daemon), --sslcertck against the test CA, every message handed
     to an MDA that writes it to a file of its own; ``keep`` leaves them on the server.
+    ``starttls``: ``sslproto 'tls1.2+'`` without ``ssl``, fetchmail's mode that requires
+    STARTTLS (STLS) and refuses to go on in plaintext.
     ``invisible`` stops fetchmail adding its Received line, so what the MDA gets is the
     message as the server sent it (with LF line ends: fetchmail hands MDAs Unix text)."""
     home.mkdir(exist_ok=True)
     out_dir = home / "delivered"
     out_dir.mkdir(exist_ok=True)
     rc = home / "fetchmailrc"
+    tls = "sslproto 'tls1.2+'" if starttls else "ssl"
     rc.write_text(f'set invisible\npoll {HOST} proto {proto} port {port}\n'
                   f'  user "{user}" there with password "{password}" is root here\n'
-                  f'  options keep ssl sslcertck sslcertfile "{ca_file}"\n'
+                  f'  options keep {tls} sslcertck sslcertfile "{ca_file}"\n'
                   f'  mda "/bin/sh -c \'cat > {out_dir}/$$.msg\'"\n')
     rc.chmod(0o600)
     env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home)}
@@ -89,10 +108,17 @@ def fetchmail(proto: str, port: int, ca_file: Path, user: str, password: str,
 
 
 def smtplib_send(port: int, ca_file: Path, sender: str, rcpt: str, message: bytes,
-                 source: str | None = None) -> None:
-    """SMTP over implicit TLS with Python's smtplib, optionally from a given source address."""
-    s = smtplib.SMTP_SSL(HOST, port, context=context(ca_file), timeout=20,
-                         source_address=(source, 0) if source else None)
+                 source: str | None = None, starttls: bool = False) -> None:
+    """SMTP over implicit TLS, or STARTTLS, with Python's smtplib, optionally from a given
+    source address."""
+    address = (source, 0) if source else None
+    if starttls:
+        s = smtplib.SMTP(HOST, port, timeout=20, source_address=address)
+        s.ehlo("client.example.test")
+        assert s.starttls(context=context(ca_file))[0] == 220
+    else:
+        s = smtplib.SMTP_SSL(HOST, port, context=context(ca_file), timeout=20,
+                             source_address=address)
     try:
         s.ehlo("client.example.test")
         refused = s.sendmail(sender, [rcpt], message)
@@ -101,8 +127,11 @@ def smtplib_send(port: int, ca_file: Path, sender: str, rcpt: str, message: byte
         s.quit()
 
 
-def swaks_send(port: int, ca_file: Path, sender: str, rcpt: str, message_file: Path) -> str:
-    out = run(["swaks", "--server", HOST, "--port", str(port), "--tls-on-connect",
+def swaks_send(port: int, ca_file: Path, sender: str, rcpt: str, message_file: Path,
+               starttls: bool = False) -> str:
+    """swaks with --tls-on-connect, or --tls (STARTTLS, required)."""
+    out = run(["swaks", "--server", HOST, "--port", str(port),
+               "--tls" if starttls else "--tls-on-connect",
                "--tls-verify", "--tls-ca-path", str(ca_file),
                "--from", sender, "--to", rcpt, "--data", f"@{message_file}",
                "--helo", "client.example.test", "--timeout", "20"])
@@ -130,6 +159,32 @@ class BoundPOP3SSL(poplib.POP3_SSL):
         return self.context.wrap_socket(sock, server_hostname=self.host)
 
 
+class BoundIMAP4(imaplib.IMAP4):
+    """imaplib's plaintext IMAP4 (for STARTTLS) from a chosen source address."""
+
+    source = "127.0.0.1"
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+
+
+class BoundPOP3(poplib.POP3):
+    """poplib's plaintext POP3 (for STLS) from a chosen source address."""
+
+    source = "127.0.0.1"
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, (self.source, 0))
+
+
+def imap_starttls_from(source: str) -> type[BoundIMAP4]:
+    return type("IMAP4From", (BoundIMAP4,), {"source": source})
+
+
+def pop3_stls_from(source: str) -> type[BoundPOP3]:
+    return type("POP3From", (BoundPOP3,), {"source": source})
+
+
 def imap_from(source: str) -> type[BoundIMAP4SSL]:
     return type("IMAP4SSLFrom", (BoundIMAP4SSL,), {"source": source})
 
@@ -138,16 +193,19 @@ def pop3_from(source: str) -> type[BoundPOP3SSL]:
     return type("POP3SSLFrom", (BoundPOP3SSL,), {"source": source})
 
 
-def muttrc(home: Path, ca_file: Path, user: str, password: str, extra: str = "") -> Path:
+def muttrc(home: Path, ca_file: Path, user: str, password: str, extra: str = "",
+           starttls: bool = False) -> Path:
     """A muttrc that trusts the test CA, logs in with USER/PASSWORD, never waits for a key and
-    caches nothing."""
+    caches nothing; with ``starttls`` it must start TLS on imap://, pop:// and smtp:// URLs."""
     home.mkdir(exist_ok=True)
     rc = home / "muttrc"
     rc.write_text(f'set ssl_ca_certificates_file="{ca_file}"\n'
                   f'set imap_user="{user}"\nset imap_pass="{password}"\n'
                   f'set pop_user="{user}"\nset pop_pass="{password}"\n'
                   'set wait_key=no\nset quit=yes\nset pipe_decode=no\nset header_cache=""\n'
-                  'set message_cachedir=""\nset mail_check_stats=no\nset ssl_starttls=no\n'
+                  'set message_cachedir=""\nset mail_check_stats=no\n'
+                  + ('set ssl_starttls=yes\nset ssl_force_tls=yes\n' if starttls
+                     else 'set ssl_starttls=no\n') +
                   'set move=no\nset delete=no\nset record=""\n'
                   f'set folder="{home}"\n'  # an existing folder: no "create ~/Mail?" prompt
                   + extra)
@@ -155,11 +213,12 @@ def muttrc(home: Path, ca_file: Path, user: str, password: str, extra: str = "")
     return rc
 
 
-def mutt_read(url: str, ca_file: Path, user: str, password: str, home: Path) -> bytes:
+def mutt_read(url: str, ca_file: Path, user: str, password: str, home: Path,
+              starttls: bool = False) -> bytes:
     """mutt opens the mailbox at URL and pipes the first message, raw, to a file. mutt reads
     mail only with its full-screen interface, so it runs on a pseudo-terminal (``script``)
     with the keys pushed from the command line; it quits by itself."""
-    rc = muttrc(home, ca_file, user, password)
+    rc = muttrc(home, ca_file, user, password, starttls=starttls)
     out = home / "piped.eml"
     keys = f"<pipe-message>cat > {out}<enter><quit>"
     command = f"stty rows 24 cols 80; exec mutt -n -F {rc} -f '{url}' -e 'push \"{keys}\"'"
@@ -169,11 +228,12 @@ def mutt_read(url: str, ca_file: Path, user: str, password: str, home: Path) -> 
     return out.read_bytes()
 
 
-def mutt_send(smtps_url: str, ca_file: Path, sender: str, rcpt: str, subject: str,
-              body: bytes, home: Path) -> None:
-    """mutt in batch mode (no terminal, body on stdin) sending through SMTPS."""
-    rc = muttrc(home, ca_file, "", "", f'set smtp_url="{smtps_url}"\nset from="{sender}"\n'
-                'set use_from=yes\nset send_charset="utf-8"\n')
+def mutt_send(smtp_url: str, ca_file: Path, sender: str, rcpt: str, subject: str,
+              body: bytes, home: Path, starttls: bool = False) -> None:
+    """mutt in batch mode (no terminal, body on stdin) sending through SMTPS, or smtp:// with
+    STARTTLS."""
+    rc = muttrc(home, ca_file, "", "", f'set smtp_url="{smtp_url}"\nset from="{sender}"\n'
+                'set use_from=yes\nset send_charset="utf-8"\n', starttls=starttls)
     done = run(["mutt", "-n", "-F", str(rc), "-s", subject, "--", rcpt], input=body,
                env={**os.environ, "HOME": str(home)})
     assert done.returncode == 0, (done.stdout + done.stderr).decode(errors="replace")

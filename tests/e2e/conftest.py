@@ -19,9 +19,13 @@ from .servers import PASSWORD, Cyrus, Dovecot, Postfix, adapt, cyrus_imapd, make
 
 TLSWRAP = str(Path(sys.executable).parent / "tlswrap")
 
-# How tlswrap fronts a plaintext server. STARTTLS ("starttls", protocol = imap|pop3|smtp)
-# joins this list when it lands; the tests parametrised over MODES then cover it too.
-MODES = ["daemon", "inetd"]
+# How tlswrap fronts a plaintext server: implicit TLS from the daemon and from inetd, and
+# STARTTLS (the daemon with protocol = imap | pop3 | smtp, from the examples' *-starttls and
+# submission files). The tests parametrised over MODES run each client in each of them.
+MODES = ["daemon", "inetd", "starttls"]
+
+# A STARTTLS service's name in the examples -> the implicit-TLS one's.
+IMPLICIT = {"imap": "imaps", "pop3": "pop3s", "submission": "submissions"}
 
 
 def need(*programs: str) -> None:
@@ -125,10 +129,17 @@ class Front:
     """tlswrap in front of a server, started from an examples/ file: ``ports`` maps each of
     the example's service names to the loopback port a client connects to."""
 
-    def __init__(self, ports: dict[str, int], log, process: Tlswrap | None):
+    def __init__(self, ports: dict[str, int], log, process: Tlswrap | None,
+                 starttls: bool = False):
         self.ports = ports
         self.log = log
         self.process = process  # the daemon, for descriptor counts (None in inetd mode)
+        self.starttls = starttls  # the client must send STARTTLS (STLS) first
+
+    def port(self, service: str) -> int:
+        """The port of ``service`` ("imap", "pop3" or "submission"), or of its implicit-TLS
+        twin ("imaps", ...) when this front is implicit TLS."""
+        return self.ports[service if self.starttls else IMPLICIT[service]]
 
 
 def daemon_config(example: str, backends: dict[int, int], certs,
@@ -200,16 +211,17 @@ def inetd_lines(services: list[str], backends: dict[int, int], certs) -> tuple[l
 
 @pytest.fixture
 def front(certs, tmp_path) -> Iterator:
-    """``front(mode, example, backends)`` starts tlswrap in MODE from examples/EXAMPLE (daemon)
-    or the matching inetd/inetd.conf lines (inetd), with the example's backend ports mapped to
-    the real server's: backends = {143: dovecot_imap_port, ...}."""
+    """``front(mode, example, backends)`` starts tlswrap in MODE from examples/EXAMPLE (daemon,
+    and starttls, whose examples set ``protocol``) or the matching inetd/inetd.conf lines
+    (inetd), with the example's backend ports mapped to the real server's: backends = {143:
+    dovecot_imap_port, ...}."""
     from test_e2e_inetd import INETD, Inetd
 
     stop = []
 
     def start(mode: str, example: str, backends: dict[int, int],
               subs: list[tuple[str, str]] | None = None) -> Front:
-        if mode == "daemon":
+        if mode in ("daemon", "starttls"):
             text, ports = daemon_config(example, backends, certs, subs or [])
             proc = Tlswrap(tmp_path, text, None, name=f"tlswrap{len(stop)}.conf")
             stop.append(proc.stop)
@@ -217,7 +229,7 @@ def front(certs, tmp_path) -> Iterator:
                 wait_for(lambda port=port: port_open(port) or proc.proc.poll() is not None,
                          15, f"tlswrap listening on {port}")
             assert proc.proc.poll() is None, f"tlswrap exited:\n{proc.log()}"
-            return Front(ports, proc.log, proc)
+            return Front(ports, proc.log, proc, starttls="\nprotocol = " in text)
         if mode == "inetd":
             need(INETD)
             sections = [line.strip("[] \n") for line in (EXAMPLES / example).read_text()

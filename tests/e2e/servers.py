@@ -118,7 +118,9 @@ class Dovecot:
     """Dovecot with passwd-file users and maildirs, plaintext IMAP/POP3 listeners (plain and
     ``haproxy = yes``) from examples/server-side/dovecot-listeners.conf."""
 
-    def __init__(self, root: Path, users: Iterable[str] = ("alice",)):
+    def __init__(self, root: Path, users: Iterable[str] = ("alice",), extra: str = ""):
+        """``extra``: configuration put after everything else (e.g. a server-side snippet
+        from examples/, with the test's values put in)."""
         self.root = root
         self.ports = {"imap": free_port(), "imap_proxy": free_port(),
                       "pop3": free_port(), "pop3_proxy": free_port()}
@@ -159,7 +161,7 @@ userdb {{
 }}
 mail_location = maildir:{self.mail}/%u
 !include {root}/listeners.conf
-""")
+""" + extra)
         self.server = ProcessGroup([dovecot_binary(), "-F", "-c", str(self.config)],
                                    root / "dovecot.out")
         wait_ports(self.server, [("127.0.0.1", p) for p in self.ports.values()], "dovecot",

@@ -1,5 +1,6 @@
-"""Cyrus IMAP behind tlswrap (implicit TLS, daemon and inetd): login, append, fetch with
-imaplib and curl, the message byte for byte; a wrong password is refused by Cyrus."""
+"""Cyrus IMAP behind tlswrap (implicit TLS from the daemon and inetd, STARTTLS from the
+daemon): login, append, fetch with imaplib and curl, the message byte for byte; a wrong
+password is refused by Cyrus."""
 
 from __future__ import annotations
 
@@ -24,26 +25,30 @@ MESSAGE = (b"From: Bob <bob@example.test>\r\n"
 
 @pytest.fixture(params=MODES)
 def served(request, cyrus, front, certs):
-    """tlswrap (examples/cyrus.conf) in front of Cyrus, and one message APPENDed through it."""
-    tls = front(request.param, "cyrus.conf", {143: cyrus.port})
-    port = tls.ports["imaps"]
-    with imaplib.IMAP4_SSL(clients.HOST, port, ssl_context=certs.client_context(),
-                           timeout=20) as m:
+    """tlswrap (examples/cyrus.conf, or cyrus-starttls.conf) in front of Cyrus, and one
+    message APPENDed through it."""
+    example = "cyrus-starttls.conf" if request.param == "starttls" else "cyrus.conf"
+    tls = front(request.param, example, {143: cyrus.port})
+    with clients.imap_connect(tls.port("imap"), certs.ca_file, tls.starttls) as m:
         assert m.login("alice", PASSWORD)[0] == "OK"
         typ, data = m.append("INBOX", None, None, MESSAGE)
         assert typ == "OK", data
         m.logout()
-    return port
+    return tls
 
 
 def test_imaplib_reads_back_what_it_appended(served, certs):
-    assert clients.imaplib_fetch(served, certs.ca_file, "alice", PASSWORD) == MESSAGE
+    got = clients.imaplib_fetch(served.port("imap"), certs.ca_file, "alice", PASSWORD,
+                                starttls=served.starttls)
+    assert got == MESSAGE
 
 
 def test_curl_imaps_reads_the_message(served, certs):
+    """imaps://, or imap:// with --ssl-reqd."""
     need("curl")
-    url = f"imaps://{clients.HOST}:{served}/INBOX;UID=1"
-    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
+    scheme, opts = ("imap", ["--ssl-reqd"]) if served.starttls else ("imaps", [])
+    url = f"{scheme}://{clients.HOST}:{served.port('imap')}/INBOX;UID=1"
+    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}", *opts) == MESSAGE
 
 
 def test_a_wrong_password_is_refused(cyrus, front, certs):

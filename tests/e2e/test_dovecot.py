@@ -1,6 +1,6 @@
-"""Dovecot behind tlswrap: IMAPS and POP3S with real clients, in every mode tlswrap fronts a
-server (the daemon, inetd), and the PROXY v2 header that tells Dovecot who the client is and
-that it spoke TLS."""
+"""Dovecot behind tlswrap: IMAP and POP3 with real clients, in every mode tlswrap fronts a
+server (implicit TLS from the daemon and from inetd, STARTTLS on 143/110-style ports), and the
+PROXY v2 header that tells Dovecot who the client is and that it spoke TLS."""
 
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ MESSAGE = (
 
 
 def backends(dovecot) -> dict[int, int]:
-    """examples/dovecot.conf's backend ports -> this Dovecot's."""
+    """examples/dovecot.conf's (and dovecot-starttls.conf's) backend ports -> this Dovecot's."""
     return {143: dovecot.ports["imap"], 110: dovecot.ports["pop3"]}
+
+
+EXAMPLE = {"daemon": "dovecot.conf", "inetd": "dovecot.conf", "starttls": "dovecot-starttls.conf"}
 
 
 @pytest.fixture(params=MODES)
@@ -48,47 +51,61 @@ def mode(request) -> str:
 def served(dovecot, front, mode):
     """Dovecot with one message for alice, and tlswrap in front of it in ``mode``."""
     dovecot.deliver(MESSAGE)
-    return front(mode, "dovecot.conf", backends(dovecot))
+    return front(mode, EXAMPLE[mode], backends(dovecot))
 
 
 def test_imaplib_reads_the_message_byte_for_byte(served, certs, dovecot):
-    got = clients.imaplib_fetch(served.ports["imaps"], certs.ca_file, "alice", PASSWORD)
+    got = clients.imaplib_fetch(served.port("imap"), certs.ca_file, "alice", PASSWORD,
+                                starttls=served.starttls)
     assert got == MESSAGE
     [login] = dovecot.logins()
     assert login["user"] == "alice" and login["rip"] == "127.0.0.1"
 
 
+def curl_tls(served) -> tuple[str, list[str]]:
+    """curl's URL scheme suffix and options: imaps:// for implicit TLS, imap:// with
+    --ssl-reqd (STARTTLS, and fail if the server does not offer it) otherwise."""
+    return ("", ["--ssl-reqd"]) if served.starttls else ("s", [])
+
+
 def test_curl_imaps_reads_the_message_byte_for_byte(served, certs):
     need("curl")
-    url = f"imaps://{clients.HOST}:{served.ports['imaps']}/INBOX;UID=1"
-    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
+    s, opts = curl_tls(served)
+    url = f"imap{s}://{clients.HOST}:{served.port('imap')}/INBOX;UID=1"
+    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}", *opts) == MESSAGE
 
 
 def test_poplib_reads_the_message_byte_for_byte(served, certs):
-    got = clients.poplib_fetch(served.ports["pop3s"], certs.ca_file, "alice", PASSWORD)
+    got = clients.poplib_fetch(served.port("pop3"), certs.ca_file, "alice", PASSWORD,
+                               starttls=served.starttls)
     assert got == MESSAGE
 
 
 def test_curl_pop3s_reads_the_message_byte_for_byte(served, certs):
     need("curl")
-    url = f"pop3s://{clients.HOST}:{served.ports['pop3s']}/1"
-    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}") == MESSAGE
+    s, opts = curl_tls(served)
+    url = f"pop3{s}://{clients.HOST}:{served.port('pop3')}/1"
+    assert clients.curl(url, certs.ca_file, "-u", f"alice:{PASSWORD}", *opts) == MESSAGE
 
 
 @pytest.mark.parametrize("proto", ["IMAP", "POP3"])
 def test_fetchmail_delivers_the_message_to_its_mda(served, certs, tmp_path, proto):
     need("fetchmail")
-    port = served.ports["imaps" if proto == "IMAP" else "pop3s"]
-    got = clients.fetchmail(proto, port, certs.ca_file, "alice", PASSWORD, tmp_path / "fm")
+    port = served.port("imap" if proto == "IMAP" else "pop3")
+    got = clients.fetchmail(proto, port, certs.ca_file, "alice", PASSWORD, tmp_path / "fm",
+                            starttls=served.starttls)
     assert got == [MESSAGE.replace(b"\r\n", b"\n")]
 
 
-@pytest.mark.parametrize("scheme", ["imaps", "pops"])
+@pytest.mark.parametrize("scheme", ["imap", "pop"])
 def test_mutt_reads_the_message(served, certs, tmp_path, scheme):
+    """imaps:// and pops://, or imap:// and pop:// with ssl_starttls and ssl_force_tls."""
     need("mutt", "script")
-    port = served.ports["imaps" if scheme == "imaps" else "pop3s"]
-    url = f"{scheme}://{clients.HOST}:{port}/" + ("INBOX" if scheme == "imaps" else "")
-    got = clients.mutt_read(url, certs.ca_file, "alice", PASSWORD, tmp_path / "mutt")
+    port = served.port("imap" if scheme == "imap" else "pop3")
+    s = "" if served.starttls else "s"
+    url = f"{scheme}{s}://{clients.HOST}:{port}/" + ("INBOX" if scheme == "imap" else "")
+    got = clients.mutt_read(url, certs.ca_file, "alice", PASSWORD, tmp_path / "mutt",
+                            starttls=served.starttls)
     assert got == MESSAGE.replace(b"\r\n", b"\n")
 
 
@@ -156,3 +173,74 @@ def test_proxy_v2_pop3_logs_the_client(proxied, certs, dovecot):
         p.quit()
     [login] = dovecot.logins()
     assert login["rip"] == CLIENT and "secured" in login["flags"].split(", "), login.group(0)
+
+
+# STARTTLS with PROXY v2 (examples/dovecot-starttls-proxy.conf) to the same haproxy listeners.
+# The header goes to Dovecot when the client connects, before any TLS: tlswrap speaks the
+# plaintext part of the session itself, and the header's PP2_TYPE_SSL TLV holds PP2_CLIENT_SSL
+# alone (no version, cipher or certificate: there is no handshake yet), a promise tlswrap keeps
+# by refusing LOGIN, AUTHENTICATE, USER and PASS until TLS is up. Dovecot 2.3 takes
+# PP2_CLIENT_SSL as "the client uses TLS" (master-service-haproxy.c sets proxy.ssl; the login
+# process then marks the client secured and proxied_ssl): it counts the whole connection as
+# secured from its first byte, offers LOGIN without LOGINDISABLED once the client has done
+# STARTTLS with tlswrap, and logs "secured". With a v1 header (no TLV) the same session is an
+# insecure one from 127.0.0.2 to 127.0.0.1 to Dovecot, which then refuses the cleartext LOGIN
+# even though the client did STARTTLS: the TLV is what counts.
+
+
+@pytest.fixture
+def starttls_proxied(dovecot, front):
+    """``starttls_proxied(version)``: tlswrap from examples/dovecot-starttls-proxy.conf."""
+    dovecot.deliver(MESSAGE)
+    ports = {10143: dovecot.ports["imap_proxy"], 10110: dovecot.ports["pop3_proxy"]}
+
+    def start(version: str):
+        subs = [] if version == "v2" else [("proxyProtocol = v2", f"proxyProtocol = {version}")]
+        return front("starttls", "dovecot-starttls-proxy.conf", ports, subs)
+    return start
+
+
+def test_starttls_proxy_v2_dovecot_logs_the_client_and_counts_the_promise_as_secured(
+        starttls_proxied, certs, dovecot):
+    served = starttls_proxied("v2")
+    with clients.imap_starttls_from(CLIENT)(clients.HOST, served.port("imap"),
+                                            timeout=20) as m:
+        assert "LOGINDISABLED" in m.capabilities  # tlswrap's answer before TLS
+        m.starttls(ssl_context=certs.client_context())
+        assert "LOGINDISABLED" not in m.capabilities, m.capabilities  # Dovecot's, after TLS
+        assert m.login("alice", PASSWORD)[0] == "OK"
+        m.select("INBOX")
+        assert m.fetch("1", "(BODY.PEEK[])")[1][0][1] == MESSAGE
+        m.logout()
+    [login] = dovecot.logins()
+    assert login["rip"] == CLIENT and login["lip"] == "127.0.0.1", login.group(0)
+    assert "secured" in login["flags"].split(", "), login.group(0)
+
+
+def test_starttls_proxy_v2_pop3_logs_the_client(starttls_proxied, certs, dovecot):
+    served = starttls_proxied("v2")
+    p = clients.pop3_stls_from(CLIENT)(clients.HOST, served.port("pop3"), timeout=20)
+    try:
+        p.stls(context=certs.client_context())
+        p.user("alice")
+        p.pass_(PASSWORD)
+        assert p.retr(1)[1][0] == MESSAGE.split(b"\r\n")[0]
+    finally:
+        p.quit()
+    [login] = dovecot.logins()
+    assert login["rip"] == CLIENT and "secured" in login["flags"].split(", "), login.group(0)
+
+
+def test_starttls_proxy_v1_without_the_tlv_leaves_login_refused_after_starttls(
+        starttls_proxied, certs, dovecot):
+    served = starttls_proxied("v1")
+    with clients.imap_starttls_from(CLIENT)(clients.HOST, served.port("imap"),
+                                            timeout=20) as m:
+        m.starttls(ssl_context=certs.client_context())
+        assert "LOGINDISABLED" in m.capabilities  # now Dovecot's own answer
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            m.login("alice", PASSWORD)
+        m.logout()
+    wait_for(lambda: f"rip={CLIENT}, lip=127.0.0.1" in dovecot.log(), 10,
+             "dovecot's line for the refused client")
+    assert not dovecot_logins(dovecot.log())

@@ -1,6 +1,6 @@
-"""Postfix behind tlswrap: a message submitted over implicit TLS (465-style) by real clients is
-delivered to a maildir and read back through Dovecot over IMAPS, unchanged; with PROXY v2
-Postfix's log names the client, not tlswrap."""
+"""Postfix behind tlswrap: a message submitted by real clients over implicit TLS (465-style)
+or STARTTLS (587-style, protocol = smtp) is delivered to a maildir and read back through
+Dovecot over IMAPS, unchanged; with PROXY v2 Postfix's log names the client, not tlswrap."""
 
 from __future__ import annotations
 
@@ -44,14 +44,16 @@ def mode(request) -> str:
 @pytest.fixture
 def mailhost(dovecot, postfix, front, mode):
     """Postfix's submission port and Dovecot's IMAP behind tlswrap, in ``mode``: returns
-    (smtps_port, imaps_port)."""
+    (the submission front, imaps_port)."""
     if mode == "daemon":
-        smtps = front(mode, "postfix-smtps.conf", {587: postfix.ports["submission"]})
+        smtp = front(mode, "postfix-smtps.conf", {587: postfix.ports["submission"]})
+    elif mode == "starttls":
+        smtp = front(mode, "postfix-submission.conf", {587: postfix.ports["submission"]})
     else:  # inetd/inetd.conf's submissions line relays to port 25
-        smtps = front(mode, "postfix-smtps.conf", {25: postfix.ports["submission"]})
+        smtp = front(mode, "postfix-smtps.conf", {25: postfix.ports["submission"]})
     imaps = front("daemon", "dovecot.conf", {143: dovecot.ports["imap"],
                                              110: dovecot.ports["pop3"]})
-    return smtps.ports["submissions"], imaps.ports["imaps"]
+    return smtp, imaps.ports["imaps"]
 
 
 def read_back(postfix, imaps: int, ca_file) -> bytes:
@@ -68,30 +70,34 @@ def assert_delivered_unchanged(got: bytes, sent: bytes) -> None:
 
 
 def test_smtplib_over_smtps_then_imaps_byte_for_byte(mailhost, postfix, certs):
-    smtps, imaps = mailhost
+    smtp, imaps = mailhost
     sent = message("smtplib")
-    clients.smtplib_send(smtps, certs.ca_file, SENDER, RCPT, sent)
+    clients.smtplib_send(smtp.port("submission"), certs.ca_file, SENDER, RCPT, sent,
+                         starttls=smtp.starttls)
     assert_delivered_unchanged(read_back(postfix, imaps, certs.ca_file), sent)
 
 
 def test_swaks_tls_on_connect_then_imaps_byte_for_byte(mailhost, postfix, certs, tmp_path):
     need("swaks")
-    smtps, imaps = mailhost
+    smtp, imaps = mailhost
     sent = message("swaks")
     draft = tmp_path / "message.eml"
     draft.write_bytes(sent + b".\r\n")  # swaks: a final "." line marks the end as is
-    clients.swaks_send(smtps, certs.ca_file, SENDER, RCPT, draft)
+    clients.swaks_send(smtp.port("submission"), certs.ca_file, SENDER, RCPT, draft,
+                       starttls=smtp.starttls)
     assert_delivered_unchanged(read_back(postfix, imaps, certs.ca_file), sent)
 
 
 def test_curl_smtps_then_imaps_byte_for_byte(mailhost, postfix, certs, tmp_path):
+    """smtps://, or smtp:// with --ssl-reqd (STARTTLS)."""
     need("curl")
-    smtps, imaps = mailhost
+    smtp, imaps = mailhost
     sent = message("curl")
     draft = tmp_path / "message.eml"
     draft.write_bytes(sent)
-    clients.curl(f"smtps://{clients.HOST}:{smtps}", certs.ca_file, "--mail-from", SENDER,
-                 "--mail-rcpt", RCPT, "-T", str(draft))
+    scheme, opts = ("smtp", ["--ssl-reqd"]) if smtp.starttls else ("smtps", [])
+    clients.curl(f"{scheme}://{clients.HOST}:{smtp.port('submission')}", certs.ca_file,
+                 "--mail-from", SENDER, "--mail-rcpt", RCPT, "-T", str(draft), *opts)
     assert_delivered_unchanged(read_back(postfix, imaps, certs.ca_file), sent)
 
 
@@ -99,10 +105,12 @@ def test_mutt_batch_send_over_smtps_then_imaps(mailhost, postfix, certs, tmp_pat
     """mutt writes its own headers; the body and the From, To and Subject it was given must
     arrive unchanged."""
     need("mutt")
-    smtps, imaps = mailhost
+    smtp, imaps = mailhost
     body = b"Sent by mutt in batch mode.\n.A dot line.\nLast line.\n"
-    clients.mutt_send(f"smtps://{clients.HOST}:{smtps}/", certs.ca_file, SENDER, RCPT,
-                      "mutt through tlswrap", body, tmp_path / "mutt")
+    scheme = "smtp" if smtp.starttls else "smtps"
+    clients.mutt_send(f"{scheme}://{clients.HOST}:{smtp.port('submission')}/", certs.ca_file,
+                      SENDER, RCPT, "mutt through tlswrap", body, tmp_path / "mutt",
+                      starttls=smtp.starttls)
     got = read_back(postfix, imaps, certs.ca_file)
     head, _, got_body = got.partition(b"\r\n\r\n")
     assert got_body == body.replace(b"\n", b"\r\n")
@@ -112,10 +120,13 @@ def test_mutt_batch_send_over_smtps_then_imaps(mailhost, postfix, certs, tmp_pat
     assert b"Subject: mutt through tlswrap" in headers, headers
 
 
-def test_proxy_v2_postfix_logs_the_client(postfix, front, certs):
+@pytest.mark.parametrize("service", ["submissions", "submission"])
+def test_proxy_v2_postfix_logs_the_client(postfix, front, certs, service):
+    """Implicit TLS, and STARTTLS (the header sent before TLS), from 127.0.0.2."""
     served = front("daemon", "postfix-proxy.conf", {10587: postfix.ports["submission_proxy"]})
-    clients.smtplib_send(served.ports["submissions"], certs.ca_file, SENDER, RCPT,
-                         message("proxy"), source="127.0.0.2")
+    clients.smtplib_send(served.ports[service], certs.ca_file, SENDER, RCPT,
+                         message("proxy"), source="127.0.0.2",
+                         starttls=service == "submission")
     wait_for(lambda: "status=sent" in postfix.log(), 20, "postfix to deliver")
     log = postfix.log()
     connects = re.findall(r"submission-proxy/smtpd\[\d+\]: connect from (\S+)", log)

@@ -1,0 +1,483 @@
+"""One relay contract, two inetd paths: every test runs on the fast path and the full one.
+
+The connection is handed over as inetd ``nowait`` does it (the accepted socket on fd 0 and 1,
+a fresh process per connection), by a small loopback spawner here so that each scenario
+controls its client and backend exactly; ``test_e2e_inetd.py`` runs the same entry scripts
+under the real openbsd-inetd and systemd-socket-activate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from OpenSSL import SSL
+
+from conftest import free_port, greet_echo, make_inetd_entry, served_by, wait_for
+from test_e2e_relay import pyopenssl_client, read_to_close_notify
+
+STDIO_IMAPD = str(Path(__file__).parent / "data" / "stdio_imapd.py")
+
+
+class OneShot:
+    """Listens on loopback; each accepted connection runs ``argv`` with it as fd 0 and 1."""
+
+    def __init__(self, argv: list[str], log: Path):
+        self.argv = argv
+        self.log = log
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._stderr = open(log.with_suffix(".stderr"), "ab")  # noqa: SIM115 - close()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.procs.append(subprocess.Popen(
+                    self.argv, stdin=conn.fileno(), stdout=conn.fileno(), stderr=self._stderr,
+                    start_new_session=True))
+
+    def wait_done(self, count: int = 1, timeout: float = 20) -> None:
+        wait_for(lambda: len(self.procs) >= count
+                 and all(p.poll() is not None for p in self.procs), timeout,
+                 "the inetd processes to exit")
+
+    def text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        except OSError:
+            pass
+        self._thread.join(5)
+        self.sock.close()
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+        self._stderr.close()
+
+
+@pytest.fixture
+def one_shot(inetd_entry, tmp_path, certs):
+    entry, kind = inetd_entry
+    started: list[OneShot] = []
+
+    def start(extra: str, service: str = "imaps") -> OneShot:
+        log = tmp_path / f"{service}-{len(started)}.log"
+        cfg = tmp_path / f"{service}-{len(started)}.conf"
+        cfg.write_text(f"debug = debug\noutput = {log}\nsyslog = no\nhostsAllow = "
+                       f"{tmp_path / 'none.allow'}\nhostsDeny = {tmp_path / 'none.deny'}\n"
+                       f"[{service}]\ncert = {certs.cert_file}\nkey = {certs.key_file}\n"
+                       f"{extra}\n")
+        s = OneShot([entry, str(cfg)], log)
+        started.append(s)
+        return s
+
+    start.kind = kind  # type: ignore[attr-defined]
+    yield start
+    for s in started:
+        s.close()
+
+
+def tls(certs, port: int) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    return certs.client_context().wrap_socket(raw, server_hostname="localhost")
+
+
+def closing_line(text: str) -> str:
+    return next(line for line in text.splitlines() if " closed: " in line)
+
+
+def test_greeting_and_echo_through_the_path_under_test(certs, thread_server, one_shot):
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+        c.sendall(b"ping\r\n")
+        assert c.recv(100) == b"ping\r\n"
+    s.wait_done()
+    assert served_by(s.text(), one_shot.kind)
+
+
+def test_client_close_notify_then_backend_reply(certs, thread_server, one_shot):
+    def backend(conn: socket.socket) -> None:
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        conn.sendall(b"saw %d bytes then EOF: %s\r\n" % (len(data), data.strip()))
+
+    srv = thread_server(backend)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    conn, sock = pyopenssl_client(certs, s.port)
+    try:
+        conn.sendall(b"a1 HELLO\r\n")
+        conn.shutdown()  # close_notify: our write side is done, the read side stays open
+        reply = read_to_close_notify(conn)
+    finally:
+        sock.close()
+    assert reply == b"saw 10 bytes then EOF: a1 HELLO\r\n"
+    s.wait_done()
+    assert closing_line(s.text()).endswith(", closed")
+
+
+def test_backend_fin_becomes_close_notify_after_the_data(certs, thread_server, one_shot):
+    payload = os.urandom(3_000_000)
+
+    def backend(conn: socket.socket) -> None:
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)
+
+    srv = thread_server(backend)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    conn, sock = pyopenssl_client(certs, s.port)
+    try:
+        assert read_to_close_notify(conn) == payload  # ends in ZeroReturnError: a clean close
+        conn.shutdown()
+    finally:
+        sock.close()
+    s.wait_done()
+    line = closing_line(s.text())
+    assert f"0 bytes to backend, {len(payload)} bytes to client" in line
+    assert line.endswith(", backend closed")
+
+
+def test_both_ways_at_once_arrive_intact(certs, thread_server, one_shot):
+    size = 8_000_000
+    up = os.urandom(size)
+    down = os.urandom(size)
+    got: dict[str, bytes] = {}
+
+    def backend(conn: socket.socket) -> None:
+        def send() -> None:
+            conn.sendall(down)
+        t = threading.Thread(target=send)
+        t.start()
+        data = b""
+        while len(data) < size and (chunk := conn.recv(1 << 20)):
+            data += chunk
+        got["backend"] = data
+        t.join()
+
+    srv = thread_server(backend)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with tls(certs, s.port) as c:
+        sender = threading.Thread(target=c.sendall, args=(up,))
+        sender.start()
+        data = b""
+        while len(data) < size and (chunk := c.recv(1 << 20)):
+            data += chunk
+        sender.join(60)
+    assert data == down
+    wait_for(lambda: "backend" in got, 20, "the backend to have it all")
+    assert got["backend"] == up
+
+
+def test_timeouts_longer_than_poll_can_say(certs, thread_server, one_shot):
+    """40 days does not fit poll()'s milliseconds: the waits are sliced, nothing fails."""
+    srv = thread_server(greet_echo)
+    days40 = 40 * 86400
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\nTIMEOUTidle = {days40}\n"
+                 f"TIMEOUTbusy = {days40}\nTIMEOUTconnect = {days40}\nTIMEOUTclose = {days40}")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+        c.sendall(b"ping\r\n")
+        assert c.recv(100) == b"ping\r\n"
+    s.wait_done()
+    assert "internal error" not in s.text()
+
+
+def test_handshake_under_timeout_busy(certs, one_shot):
+    s = one_shot("connect = 127.0.0.1:9\nTIMEOUTbusy = 1")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:
+        assert c.recv(100) == b""  # closed by tlswrap, no byte sent
+    s.wait_done()
+    assert closing_line(s.text()).endswith("TLS handshake timed out after 1s")
+
+
+def test_idle_timeout_ends_a_quiet_connection(certs, thread_server, one_shot):
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\nTIMEOUTidle = 1")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+        try:
+            assert c.recv(100) == b""
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+    s.wait_done()
+    assert closing_line(s.text()).endswith(", idle timeout")
+
+
+def test_timeout_close_after_the_backend_finished(certs, thread_server, one_shot):
+    def backend(conn: socket.socket) -> None:
+        conn.sendall(b"* BYE\r\n")  # and the backend is done; the client never closes
+
+    srv = thread_server(backend)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\nTIMEOUTclose = 1")
+    conn, sock = pyopenssl_client(certs, s.port)
+    try:
+        assert read_to_close_notify(conn) == b"* BYE\r\n"
+        s.wait_done()  # without our close_notify: TIMEOUTclose ended it
+    finally:
+        sock.close()
+    assert closing_line(s.text()).endswith(", backend closed")
+
+
+def test_backend_unavailable_is_logged_and_the_client_closed(certs, one_shot):
+    dead = free_port()
+    s = one_shot(f"connect = 127.0.0.1:{dead}")
+    with tls(certs, s.port) as c:
+        try:
+            assert c.recv(100) == b""
+        except ssl.SSLEOFError:  # pragma: no cover - depends on timing
+            pass
+    s.wait_done()
+    assert (f"backend unavailable: 127.0.0.1:{dead}: Connection refused"
+            in closing_line(s.text()))
+
+
+def test_failover_to_the_second_connect_and_unix_sockets(certs, tmp_path, one_shot):
+    path = str(tmp_path / "imapd.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            greet_echo(conn)
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        s = one_shot(f"connect = 127.0.0.1:{free_port()}\nconnect = {path}")
+        with tls(certs, s.port) as c:
+            assert c.recv(100) == b"* OK echo ready\r\n"
+    finally:
+        srv.close()
+        t.join(5)
+
+
+def test_client_reset_resets_the_backend(certs, thread_server, one_shot):
+    seen: dict[str, str] = {}
+
+    def backend(conn: socket.socket) -> None:
+        conn.sendall(b"* OK\r\n")
+        try:
+            while conn.recv(65536):
+                pass
+            seen["end"] = "eof"
+        except ConnectionResetError:
+            seen["end"] = "reset"
+
+    srv = thread_server(backend)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    c = tls(certs, s.port)
+    assert c.recv(100) == b"* OK\r\n"
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()
+    wait_for(lambda: "end" in seen, 20, "the backend to see the end")
+    assert seen["end"] == "reset"
+    s.wait_done()
+    assert "client: peer reset or vanished" in closing_line(s.text())
+
+
+def test_exec_program_early_exit_stderr_and_status(certs, one_shot):
+    s = one_shot(f"exec = {STDIO_IMAPD}\nexecArgs = imapd")
+    with tls(certs, s.port) as c:
+        assert c.recv(100).startswith(b"* OK stdio imapd ready")
+        c.sendall(b"a0 STDERR\r\n")
+        assert c.recv(100) == b"a0 OK done\r\n"
+        c.sendall(b"a1 EXIT\r\n")
+        assert c.recv(100) == b""  # a clean close_notify, not a hang
+    s.wait_done()
+    text = s.text()
+    assert re.search(r"\[imaps\] imapd pid \d+: a line on stderr", text)
+    assert re.search(r"\[imaps\] imapd pid \d+ exited with status 3", text)
+
+
+def test_plaintext_client_fails_the_handshake_alike(certs, one_shot):
+    s = one_shot("connect = 127.0.0.1:9")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n" * 4)
+        try:
+            c.recv(100)
+        except ConnectionResetError:
+            pass
+    s.wait_done()
+    assert "TLS handshake failed: TLS error: " in closing_line(s.text())
+
+
+def normalised(text: str) -> list[str]:
+    """The log lines without what differs between two runs: time, ports, pids, durations,
+    and the fast path's own debug line."""
+    lines = []
+    for line in text.splitlines():
+        line = re.sub(r"^\S+ \S+ ", "", line)  # the timestamp
+        line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
+        line = re.sub(r"pid \d+", "pid N", line)
+        line = re.sub(r"\d+\.\d+s,", "Ns,", line)
+        if "inetd fast path" not in line:
+            lines.append(line)
+    return lines
+
+
+def test_log_lines_are_the_same_on_both_paths(certs, thread_server, tmp_path):
+    """Word for word, at every level: one scenario through each entry, logs compared."""
+    srv = thread_server(greet_echo)
+    logs = {}
+    for kind in ("fast", "full"):
+        log = tmp_path / f"{kind}.log"
+        cfg = tmp_path / f"{kind}.conf"
+        cfg.write_text(f"debug = debug\noutput = {log}\nsyslog = no\n"
+                       f"hostsAllow = {tmp_path / 'none'}\nhostsDeny = {tmp_path / 'none'}\n"
+                       f"[imaps]\ncert = {certs.cert_file}\nkey = {certs.key_file}\n"
+                       f"connect = 127.0.0.1:{srv.port}\n")
+        s = OneShot([make_inetd_entry(tmp_path, kind), str(cfg)], log)
+        try:
+            conn, sock = pyopenssl_client(certs, s.port)
+            try:
+                assert conn.recv(100) == b"* OK echo ready\r\n"
+                conn.sendall(b"ping\r\n")
+                assert conn.recv(100) == b"ping\r\n"
+                conn.shutdown()
+                assert read_to_close_notify(conn) == b""
+            finally:
+                sock.close()
+            s.wait_done()
+        finally:
+            s.close()
+        logs[kind] = normalised(s.text())
+        assert served_by(s.text(), kind)
+    assert logs["fast"] == logs["full"]
+    assert logs["fast"][0] == "NOTICE [imaps] 127.0.0.1:PORT accepted connection"
+    assert "6 bytes to backend, 23 bytes to client" in logs["fast"][1]
+
+
+def test_features_beyond_the_fast_path_go_the_full_way(certs, thread_server, one_shot):
+    """acceptProxy is one: the full path serves it (and says so in no debug line)."""
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\nacceptProxy = v1\nproxyTrusted = 10.0.0.0/8")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:
+        assert c.recv(100) == b""  # 127.0.0.1 is not a trusted balancer: refused
+    s.wait_done()
+    assert "PROXY header refused" in s.text()
+    assert served_by(s.text(), "full")
+
+
+def test_a_config_mistake_is_reported_as_today(certs, tmp_path, inetd_entry):
+    entry, _kind = inetd_entry
+    cfg = tmp_path / "bad.conf"
+    cfg.write_text(f"cert = {certs.cert_file}\nconnect = 127.0.0.1:99999\n")
+    a, b = socket.socketpair()
+    try:
+        r = subprocess.run([entry, str(cfg)], stdin=b, capture_output=True,
+                           timeout=60)
+    finally:
+        a.close()
+        b.close()
+    assert r.returncode == 1
+    assert r.stderr.decode() == (f"tlswrap: {cfg}:2: connect = 127.0.0.1:99999: port out of "
+                                 "range: '99999'\n")
+
+
+def tls12_handshake(certs, port: int, ciphers: bytes) -> str:
+    """A TLS 1.2 client offering only ``ciphers``: the suite agreed on."""
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.load_verify_locations(str(certs.ca_file))
+    ctx.set_verify(SSL.VERIFY_PEER, None)
+    ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_cipher_list(ciphers)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sock.settimeout(None)  # pyOpenSSL wants a blocking socket; the kernel bounds each wait
+    for opt in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+        sock.setsockopt(socket.SOL_SOCKET, opt, struct.pack("ll", 20, 0))
+    conn = SSL.Connection(ctx, sock)
+    conn.set_tlsext_host_name(b"localhost")
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+        return str(conn.get_cipher_name())
+    finally:
+        sock.close()
+
+
+def test_the_same_tls_settings(certs, thread_server, one_shot):
+    """tlscontext's suites on both paths: ECDHE + AEAD served, plain RSA key exchange not."""
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\nsslVersionMax = TLSv1.2")
+    assert tls12_handshake(certs, s.port, b"ECDHE-ECDSA-CHACHA20-POLY1305") == \
+        "ECDHE-ECDSA-CHACHA20-POLY1305"
+    with pytest.raises(SSL.Error):
+        tls12_handshake(certs, s.port, b"AES128-GCM-SHA256")
+    s.wait_done(2)
+    assert "TLS handshake failed: TLS error: no shared cipher" in s.text()
+
+
+def test_a_program_that_outlives_its_client_is_stopped(certs, one_shot):
+    """The client half-closes and goes; TIMEOUTidle ends the relay, the program gets
+    TIMEOUTclose, then SIGTERM; the status is logged."""
+    s = one_shot(f"exec = {STDIO_IMAPD}\nexecArgs = imapd\nTIMEOUTclose = 1\nTIMEOUTidle = 1")
+    with tls(certs, s.port) as c:
+        assert c.recv(100).startswith(b"* OK stdio imapd ready")
+        c.sendall(b"a1 SLEEP\r\n")
+        assert c.recv(100) == b"a1 OK sleeping\r\n"
+    s.wait_done()
+    text = s.text()
+    assert re.search(r"\[imaps\] imapd pid \d+ still running 1s after its client left; "
+                     r"terminating", text)
+    assert re.search(r"\[imaps\] imapd pid \d+ killed by signal 15", text)
+
+
+def test_hosts_files_without_rules_keep_the_fast_path(certs, thread_server, one_shot, tmp_path):
+    """Comments and blank lines are no rules: tcpd grants, and the fast path serves."""
+    (tmp_path / "none.allow").write_text("# hosts.allow\n\n \t\n#   ALL: LOCAL\n")
+    (tmp_path / "none.deny").write_text("# ALL: ALL would be a rule\n")
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+    s.wait_done()
+    assert served_by(s.text(), one_shot.kind)
+
+
+@pytest.mark.parametrize("feature", [
+    "proxyProtocol = v1", "CAfile = {ca}", "socket = a:TCP_NODELAY=1", "sslVersionMin = TLSv1",
+])
+def test_each_feature_beyond_the_fast_path_is_served_the_full_way(certs, thread_server,
+                                                                  one_shot, feature):
+    seen: dict[str, bytes] = {}
+
+    def backend(conn: socket.socket) -> None:
+        conn.sendall(b"* OK\r\n")
+        seen["first"] = conn.recv(200)
+
+    srv = thread_server(backend)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}\n{feature.format(ca=certs.ca_file)}")
+    with tls(certs, s.port) as c:
+        assert c.recv(100) == b"* OK\r\n"
+        c.sendall(b"a1 LOGOUT\r\n")
+        wait_for(lambda: "first" in seen, 20, "the backend to read")
+    s.wait_done()
+    assert served_by(s.text(), "full")
+    if feature.startswith("proxyProtocol"):
+        assert seen["first"].startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")
+    else:
+        assert seen["first"] == b"a1 LOGOUT\r\n"
