@@ -6,11 +6,14 @@ import shutil
 import socket
 import ssl
 import subprocess
+from pathlib import Path
 
 import pytest
 from OpenSSL import SSL
 
 from conftest import free_port, greet_echo, service_config
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
@@ -134,3 +137,44 @@ def test_the_client_chooses_among_the_aead_suites(proxy_port, tls13, tls12, expe
     conn, sock = _pyopenssl_connect(ctx, proxy_port)
     with sock:
         assert conn.get_cipher_name() == expected
+
+
+@pytest.fixture(scope="module")
+def keyupdate_client(tmp_path_factory) -> str:
+    """tests/data/keyupdate_client.c, built against the system OpenSSL."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc or not Path("/usr/include/openssl/ssl.h").exists():
+        pytest.skip("gcc and libssl-dev are needed to build the KeyUpdate client")
+    out = tmp_path_factory.mktemp("kuc") / "keyupdate_client"
+    subprocess.run([gcc, "-O2", "-o", str(out), str(DATA / "keyupdate_client.c"), "-lssl",
+                    "-lcrypto"], check=True, capture_output=True, timeout=120)
+    return str(out)
+
+
+@pytest.mark.xfail(reason="SSL_read writes the KeyUpdate reply while an SSL_write waits for its "
+                   "retry (one SSL* driven by two tasks)", strict=True)
+def test_keyupdates_during_a_download_keep_the_connection(certs, thread_server, tlswrap,
+                                                          keyupdate_client):
+    """A client asks for a KeyUpdate every 256 KiB while the server's writes are backed up:
+    the server's KeyUpdate reply (written from SSL_read) must wait for the pending write, or
+    OpenSSL fails the connection ("bad length" / "bad write retry")."""
+    size = 6 * 1024 * 1024
+
+    def download(conn: socket.socket) -> None:
+        chunk = bytes(range(256)) * 256
+        sent = 0
+        while sent < size:
+            conn.sendall(chunk)
+            sent += len(chunk)
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+
+    srv = thread_server(download)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}"), [port])
+    for _ in range(8):
+        out = subprocess.run([keyupdate_client, str(port), str(size), str(256 * 1024)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == f"ok {size}", (out.stdout, proc.log()[-2000:])
+    assert "TLS error" not in proc.log()
