@@ -6,14 +6,11 @@ import shutil
 import socket
 import ssl
 import subprocess
-from pathlib import Path
 
 import pytest
 from OpenSSL import SSL
 
 from conftest import free_port, greet_echo, service_config
-
-DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture
@@ -139,20 +136,6 @@ def test_the_client_chooses_among_the_aead_suites(proxy_port, tls13, tls12, expe
         assert conn.get_cipher_name() == expected
 
 
-@pytest.fixture(scope="module")
-def keyupdate_client(tmp_path_factory) -> str:
-    """tests/data/keyupdate_client.c, built against the system OpenSSL."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if not gcc or not Path("/usr/include/openssl/ssl.h").exists():
-        pytest.skip("gcc and libssl-dev are needed to build the KeyUpdate client")
-    out = tmp_path_factory.mktemp("kuc") / "keyupdate_client"
-    subprocess.run([gcc, "-O2", "-o", str(out), str(DATA / "keyupdate_client.c"), "-lssl",
-                    "-lcrypto"], check=True, capture_output=True, timeout=120)
-    return str(out)
-
-
-@pytest.mark.xfail(reason="SSL_read writes the KeyUpdate reply while an SSL_write waits for its "
-                   "retry (one SSL* driven by two tasks)", strict=True)
 def test_keyupdates_during_a_download_keep_the_connection(certs, thread_server, tlswrap,
                                                           keyupdate_client):
     """A client asks for a KeyUpdate every 256 KiB while the server's writes are backed up:

@@ -94,6 +94,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
         """Park until the socket is writable (or until another task's wait on it ends)."""
         await self._wait_fd(_WRITING, _wait_writable)
 
+    def waits_writable(self) -> bool:
+        """A task of this stream is parked until the socket is writable."""
+        return bool(self._waiting & _WRITING)
+
     async def _wait_fd(self, flag: int, wait: Callable[[int], Awaitable[None]]) -> None:
         # trio lets one task at a time wait for each direction of a descriptor. TLS can need
         # a read while writing (and a write while reading), so both pumps of a connection may
