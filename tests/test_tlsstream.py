@@ -65,10 +65,10 @@ async def tls_pair(certs, ragged_eof_ok: bool = False) -> tuple[TLSStream, TLSSt
 
 
 async def clogged_tls_pair(certs) -> tuple[TLSStream, TLSStream]:
-    """One-byte records each way until OpenSSL reports WANT_WRITE: the next send blocks until
-    the other side reads. The last record stays pending in OpenSSL and goes out with the next
-    write (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); the suite's clogged cases check blocking,
-    wake-ups and conflicts, not the bytes."""
+    """One-byte records each way until the socket stops taking them: the next send blocks
+    until the other side reads. What the socket did not take waits in the stream's queue and
+    goes out first with the next write; the suite's clogged cases check blocking, wake-ups
+    and conflicts, not the bytes."""
     s, c = await tls_pair(certs)
     for sock in (s.socket, c.socket):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

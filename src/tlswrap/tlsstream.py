@@ -52,7 +52,7 @@ from .tlscontext import ssl_reason
 _SSL_read, _SSL_write, _ffi_buffer = lib.SSL_read, lib.SSL_write, ffi.buffer
 _BIO_read, _BIO_write = lib.BIO_read, lib.BIO_write
 _SSL_get_error = lib.SSL_get_error
-_WANT_READ, _WANT_WRITE = lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_WANT_WRITE
+_WANT_READ = lib.SSL_ERROR_WANT_READ
 _ZERO_RETURN, _SYSCALL = lib.SSL_ERROR_ZERO_RETURN, lib.SSL_ERROR_SYSCALL
 # OpenSSL's error queue is per thread and shared by every connection: SSL_get_error() is only
 # reliable when it was empty before the call (SSL_get_error(3)). A stale entry left by another
@@ -60,8 +60,9 @@ _ZERO_RETURN, _SYSCALL = lib.SSL_ERROR_ZERO_RETURN, lib.SSL_ERROR_SYSCALL
 # with a clean queue.
 _ERR_clear_error = lib.ERR_clear_error
 RECORD = 16384  # one TLS record's plaintext at most
-PULL = 4 * (RECORD + 256)  # one socket read into the read BIO: the relay's batch of records
 WIRE = RECORD + 512  # one record's ciphertext at most, with room to spare
+PULL = 2 * WIRE  # one socket read into the read BIO: two records (what waits there is bounded)
+RENEW_ABOVE = 2048  # a BIO that carried more since it was made is replaced once empty
 # Shared by every connection: each is filled and emptied again before control returns to trio.
 _READ_BUF = ffi.new("char[]", RECORD)  # SSL_read's plaintext, copied out at once
 _PULL_BUF = ffi.new("char[]", PULL)  # the socket's ciphertext on its way into the read BIO
@@ -108,8 +109,8 @@ class TLSStream(SocketStream):
         self._recv_into = sock.recv_into
         self._out = b""  # ciphertext taken from the write BIO that the socket did not take yet
         self._out_error: trio.BrokenResourceError | None = None  # a reader's failed flush
-        self._pulled = False  # the read BIO carried data since it was last renewed
-        self._written = False  # the same for the write BIO
+        self._pulled = 0  # bytes the read BIO carried since it was made
+        self._written = 0  # the same for the write BIO
         self._eof_read = False  # the socket said EOF (the read BIO says so to OpenSSL)
         self._key = 0  # pointer_key(self._ssl) once the info callback is attached
         self._deferred: trio.BrokenResourceError | None = None  # a read error behind data
@@ -130,7 +131,7 @@ class TLSStream(SocketStream):
             raise broken(exc) from exc
         if n:
             _BIO_write(self._rbio, _PULL_BUF, n)
-            self._pulled = True
+            self._pulled += n
             return True
         self._eof_read = True
         lib.BIO_set_mem_eof_return(self._rbio, 0)  # empty now reads as EOF, not "retry"
@@ -152,7 +153,7 @@ class TLSStream(SocketStream):
                 n = _BIO_read(self._wbio, _OUT_BUF, WIRE)
                 if n <= 0:
                     return True
-                self._written = True
+                self._written += n
                 sent = send(_OUT_VIEW[:n])
                 if sent < n:
                     self._out = _OUT_VIEW[sent:n].tobytes()
@@ -178,15 +179,20 @@ class TLSStream(SocketStream):
         pending: int = lib.BIO_get_mem_data(self._rbio, ffi.NULL)
         return pending
 
-    def _renew_bios(self) -> None:
-        """Replace each empty BIO that has carried data by a fresh one (a memory BIO keeps
-        its largest buffer)."""
-        if self._pulled and not self._eof_read and not self._rbio_pending():
-            self._pulled = False
+    def _wbio_pending(self) -> int:
+        """Bytes the write BIO holds (behind ``_out``)."""
+        pending: int = lib.BIO_get_mem_data(self._wbio, ffi.NULL)
+        return pending
+
+    def _renew_bios(self, above: int = RENEW_ABOVE) -> None:
+        """Replace each empty BIO that has carried more than ``above`` bytes by a fresh one
+        (a memory BIO keeps its largest buffer)."""
+        if self._pulled > above and not self._eof_read and not self._rbio_pending():
+            self._pulled = 0
             self._rbio = _new_bio()
             lib.SSL_set_bio(self._ssl, self._rbio, self._wbio)  # frees the old read BIO
-        if self._written and not self._out:
-            self._written = False
+        if self._written > above and not self._wbio_pending():
+            self._written = 0
             self._wbio = _new_bio()
             lib.SSL_set_bio(self._ssl, self._rbio, self._wbio)  # frees the old write BIO
 
@@ -242,6 +248,7 @@ class TLSStream(SocketStream):
         while True:
             n = self.send_now(view[sent:] if sent else data)
             if n is None:
+                self._renew_bios()  # a client that stops reading: keep only ``_out``
                 await self.wait_writable()
                 parked = True
                 continue
@@ -249,10 +256,11 @@ class TLSStream(SocketStream):
             if sent >= total:
                 break
         while not self.flush_now():
+            self._renew_bios()
             await self.wait_writable()
             parked = True
-        if self._written and total > RECORD:
-            self._renew_bios()  # a bulk write leaves the write BIO's buffer large
+        if self._written > RENEW_ABOVE:
+            self._renew_bios()
         return parked
 
     async def wait_recv(self) -> None:
@@ -393,7 +401,7 @@ class TLSStream(SocketStream):
         self._key = pointer_key(ssl)
         _close_notify_read.discard(self._key)  # a key left by a freed connection at this address
         lib.SSL_set_info_callback(ssl, _INFO_CALLBACK)
-        self._renew_bios()
+        self._renew_bios(0)
         await trio.lowlevel.checkpoint()
 
     async def send_eof(self) -> None:
