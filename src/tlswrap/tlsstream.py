@@ -40,6 +40,7 @@ The stream honours trio's Stream contract, with one explicit policy for ragged E
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -270,18 +271,20 @@ class TLSStream(SocketStream):
             self._renew_bios()
             await self.wait_readable()
             return
+        failed: list[trio.ClosedResourceError] = []  # raised out here, not in a group
         async with trio.open_nursery() as nursery:
-            async def writable() -> None:
-                await self.wait_writable()
-                self._flush_for_reader()
+            async def first(wait: Callable[[], Awaitable[None]]) -> None:
+                try:
+                    await wait()
+                except trio.ClosedResourceError as exc:  # closed under us
+                    failed.append(exc)
                 nursery.cancel_scope.cancel()
 
-            async def readable() -> None:
-                await self.wait_readable()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(writable)
-            nursery.start_soon(readable)
+            nursery.start_soon(first, self.wait_writable)
+            nursery.start_soon(first, self.wait_readable)
+        self._flush_for_reader()
+        if failed:
+            raise failed[0]
 
     def recv_batch(self, limit: int) -> bytes | None:
         """For the relay: the records already readable, gathered up to ``limit`` bytes.
@@ -381,7 +384,8 @@ class TLSStream(SocketStream):
                 elif err == _WANT_READ:
                     if self._pull() is None:
                         await self.wait_readable()
-                elif err == _ZERO_RETURN:  # EOF before the handshake finished
+                elif err in (_ZERO_RETURN, _SYSCALL):  # EOF before the handshake finished
+                    # (with memory BIOs SYSCALL is the socket's EOF, and errno means nothing)
                     raise trio.BrokenResourceError(
                         "TLS handshake failed: peer closed the connection without close_notify")
                 else:
