@@ -59,7 +59,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
     when it would block, after noting what to wait for in ``wait_recv``/``wait_send``); the
     Stream contract's methods are built on them. The relay, which owns each direction alone,
     uses the first layer directly and skips the per-call checkpoints and conflict detection.
-    Subclasses (TLS) replace only ``recv_now`` and ``send_now``.
+    Subclasses (TLS) replace the first layer and the relay's methods (``recv_batch``,
+    ``wait_recv``, ``push``).
     """
 
     # Slots: thousands of idle connections each hold two of these.

@@ -1,8 +1,9 @@
 """A trio Stream over an OpenSSL connection on a non-blocking socket, with one write queue.
 
-General theory of operation: OpenSSL works between two memory BIOs; the stream moves the bytes
-between them and the socket. Reads: ``recv_into`` a shared buffer, fed to the read BIO, then
-SSL_read until OpenSSL wants more (one recv for several records). Writes: every SSL_* call
+General theory of operation: OpenSSL works between two memory BIOs (the cffi binding has no
+socket BIO to pair with one); the stream moves the bytes between them and the socket. Reads:
+``recv_into`` a shared buffer, fed to the read BIO, then SSL_read until OpenSSL wants more (one
+recv for up to two records). Writes: every SSL_* call
 leaves its output in the write BIO and is followed by a flush (``flush_now``): what the socket
 takes goes out now, the rest waits in ``_out``, in order. The flush never parks, so two tasks
 can never interleave output, and OpenSSL never sees WANT_WRITE: a TLS 1.3 KeyUpdate that
@@ -14,10 +15,12 @@ Who waits for the socket to drain: the sender (``push`` returns once its output 
 socket); a reader whose own output (a KeyUpdate reply) could not go out waits for readable or
 writable, whichever comes first, unless the sender already waits: a reader never parks behind
 output only, so two peers that both send and read at once cannot deadlock. Memory BIOs keep
-their largest buffer, so whenever one is empty and has carried data it is replaced by a fresh
-one (``SSL_MODE_RELEASE_BUFFERS`` does the same for OpenSSL's record buffers): an idle
-connection holds no buffer. The hot path calls OpenSSL through the cffi binding
-(``opensslffi``), skipping pyOpenSSL's per-call error checks and exception objects.
+their largest buffer, so where the connection waits (a read that finds nothing, a write that
+parks or ends) an empty BIO that has carried data is replaced by a fresh one
+(``SSL_MODE_RELEASE_BUFFERS`` does the same for OpenSSL's record buffers): an idle connection
+holds no buffer, a client that stops reading one record. The hot path calls OpenSSL through
+the cffi binding (``opensslffi``), skipping pyOpenSSL's per-call error checks and exception
+objects.
 
 The stream honours trio's Stream contract, with one explicit policy for ragged EOF:
 
