@@ -16,7 +16,7 @@ socket); a reader whose own output (a KeyUpdate reply) could not go out waits fo
 writable, whichever comes first, unless the sender already waits: a reader never parks behind
 output only, so two peers that both send and read at once cannot deadlock. Memory BIOs keep
 their largest buffer, so where the connection waits (a read that finds nothing, a write that
-parks or ends) an empty BIO that has carried data is replaced by a fresh one
+parks or ends a burst) an empty BIO that has carried data is replaced by a fresh one
 (``SSL_MODE_RELEASE_BUFFERS`` does the same for OpenSSL's record buffers): an idle connection
 holds no buffer, a client that stops reading one record. The hot path calls OpenSSL through
 the cffi binding (``opensslffi``), skipping pyOpenSSL's per-call error checks and exception
@@ -162,6 +162,8 @@ class TLSStream(SocketStream):
                 if sent < n:
                     self._out = _OUT_VIEW[sent:n].tobytes()
                     return False
+                if n < WIRE:  # the BIO gave less than asked: it is empty
+                    return True
         except BlockingIOError:
             if not self._out:  # the socket took none of the block just read
                 self._out = _OUT_VIEW[:n].tobytes()
@@ -228,7 +230,8 @@ class TLSStream(SocketStream):
         the count taken, or None (then ``await wait_send()``)."""
         if self._out_error is not None:
             raise self._out_error
-        if not self.flush_now():
+        # (the write BIO is empty unless ``_out`` waits: every SSL_* call is followed by a flush)
+        if self._out and not self.flush_now():
             self._send_wait = SocketStream.wait_writable
             return None
         _ERR_clear_error()
@@ -263,7 +266,9 @@ class TLSStream(SocketStream):
             self._renew_bios()
             await self.wait_writable()
             parked = True
-        if self._written > RENEW_ABOVE:
+        if total < RECORD and self._written > RENEW_ABOVE:
+            # less than a record: the source had no more, the end of a burst (renewing after
+            # every block of a bulk transfer cost measurably more CPU per GB)
             self._renew_bios()
         return parked
 
