@@ -234,11 +234,14 @@ class TLSStream(SocketStream):
         if self._out and not self.flush_now():
             self._send_wait = SocketStream.wait_writable
             return None
+        if not data:
+            return 0
         _ERR_clear_error()
         with ffi.from_buffer(data) as buf:
             n: int = _SSL_write(self._ssl, buf, min(len(buf), RECORD))
-        if n <= 0:
-            self._failed(n, _SSL_get_error(self._ssl, n))  # raises: memory BIOs never wait
+        if n <= 0:  # an error: memory BIOs never make a write wait
+            self._failed(n, _SSL_get_error(self._ssl, n))
+            raise trio.BrokenResourceError("TLS write failed")
         self.flush_now()
         return n
 
