@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -123,6 +124,20 @@ class ThreadServer:
         self._stop = True
         self._thread.join(2)
         self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def keyupdate_client(tmp_path_factory) -> str:
+    """tests/data/keyupdate_client.c (a TLS 1.3 client that asks for KeyUpdates while data
+    flows), built against the system OpenSSL."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc or not Path("/usr/include/openssl/ssl.h").exists():
+        pytest.skip("gcc and libssl-dev are needed to build the KeyUpdate client")
+    out = tmp_path_factory.mktemp("kuc") / "keyupdate_client"
+    source = REPO / "tests" / "data" / "keyupdate_client.c"
+    subprocess.run([gcc, "-O2", "-o", str(out), str(source), "-lssl", "-lcrypto"], check=True,
+                   capture_output=True, timeout=120)
+    return str(out)
 
 
 @pytest.fixture

@@ -134,3 +134,30 @@ def test_the_client_chooses_among_the_aead_suites(proxy_port, tls13, tls12, expe
     conn, sock = _pyopenssl_connect(ctx, proxy_port)
     with sock:
         assert conn.get_cipher_name() == expected
+
+
+def test_keyupdates_during_a_download_keep_the_connection(certs, thread_server, tlswrap,
+                                                          keyupdate_client):
+    """A client asks for a KeyUpdate every 256 KiB while the server's writes are backed up:
+    the server's KeyUpdate reply (written from SSL_read) must wait for the pending write, or
+    OpenSSL fails the connection ("bad length" / "bad write retry")."""
+    size = 6 * 1024 * 1024
+
+    def download(conn: socket.socket) -> None:
+        chunk = bytes(range(256)) * 256
+        sent = 0
+        while sent < size:
+            conn.sendall(chunk)
+            sent += len(chunk)
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+
+    srv = thread_server(download)
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}"), [port])
+    for _ in range(8):
+        out = subprocess.run([keyupdate_client, str(port), str(size), str(256 * 1024)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == f"ok {size}", (out.stdout, proc.log()[-2000:])
+    assert "TLS error" not in proc.log()

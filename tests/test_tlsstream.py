@@ -4,6 +4,7 @@ socketpairs with the production server context (``tlscontext.server_context``)."
 from __future__ import annotations
 
 import socket
+import subprocess
 
 import pytest
 import trio
@@ -64,10 +65,10 @@ async def tls_pair(certs, ragged_eof_ok: bool = False) -> tuple[TLSStream, TLSSt
 
 
 async def clogged_tls_pair(certs) -> tuple[TLSStream, TLSStream]:
-    """One-byte records each way until OpenSSL reports WANT_WRITE: the next send blocks until
-    the other side reads. The last record stays pending in OpenSSL and goes out with the next
-    write (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER); the suite's clogged cases check blocking,
-    wake-ups and conflicts, not the bytes."""
+    """One-byte records each way until the socket stops taking them: the next send blocks
+    until the other side reads. What the socket did not take waits in the stream's queue and
+    goes out first with the next write; the suite's clogged cases check blocking, wake-ups
+    and conflicts, not the bytes."""
     s, c = await tls_pair(certs)
     for sock in (s.socket, c.socket):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -164,3 +165,55 @@ async def test_the_relay_reports_which_eof_the_client_sent(certs, clean):
         await x.aclose()
     backend.close()
     b_near.close()
+
+
+UPLOAD = 2 * 1024 * 1024
+KEY_UPDATE_EVERY = 256 * 1024
+
+
+async def test_keyupdate_replies_queue_behind_a_full_socket_and_reading_goes_on(
+        certs, keyupdate_client):
+    """The server fills its socket (the client reads nothing yet); then the client asks for a
+    KeyUpdate every 256 KiB of a 2 MiB upload. Each reply written by SSL_read must queue
+    behind the unsent output (written in between, OpenSSL fails the connection: "bad length"),
+    and the server must go on reading meanwhile: the client reads only after its upload, so
+    a reader that waited for its reply to go out first would wait forever."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # small fixed buffers (no
+            listener.setsockopt(socket.SOL_SOCKET, option, 16384)  # growth): the upload
+        listener.setblocking(False)  # outgrows them many times over
+        cmd = [keyupdate_client, str(listener.getsockname()[1]), str(UPLOAD),
+               str(KEY_UPDATE_EVERY), "up"]
+        result: list[subprocess.CompletedProcess[str]] = []
+
+        async def client() -> None:
+            result.append(await trio.to_thread.run_sync(lambda: subprocess.run(
+                cmd, capture_output=True, text=True, timeout=60)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client)
+            with trio.fail_after(60):
+                await trio.lowlevel.wait_readable(listener)
+                sock, _ = listener.accept()
+                server = TLSStream(sock, production_server_context(certs))
+                await server.do_handshake()
+                queued = 0
+                while True:  # fill until the kernel stops taking more: the client reads nothing
+                    while (n := server.send_now(b"d" * 16384)) is not None:
+                        queued += n
+                    with trio.move_on_after(0.5):  # (its receive queue may still take some)
+                        await server.wait_writable()
+                        continue
+                    break
+                received = 0
+                while received < UPLOAD:
+                    data = await server.receive_some(65536)
+                    assert data
+                    received += len(data)
+                await server.send_eof()
+                await server.aclose()
+    out = result[0]
+    ok, sent, got, _, replies = out.stdout.split()
+    assert (ok, int(sent), int(got)) == ("ok", UPLOAD, queued), out
+    # RFC 8446 4.6.3: requests received while silent may be answered with a single update
+    assert 1 <= int(replies) <= UPLOAD // KEY_UPDATE_EVERY, out

@@ -24,6 +24,8 @@ ffi: Any = _util.ffi
 # What the rest of tlswrap uses from ``lib``: checked by the shim's test.
 REQUIRED = ("SSL_read", "SSL_write", "SSL_do_handshake", "SSL_get_error", "SSL_get_shutdown",
             "SSL_set_info_callback", "SSL_CTX_set1_curves_list", "ERR_clear_error",
+            "SSL_set_bio", "BIO_new", "BIO_s_mem", "BIO_read", "BIO_write",
+            "BIO_set_mem_eof_return",
             "SSL_ERROR_WANT_READ", "SSL_ERROR_WANT_WRITE", "SSL_ERROR_ZERO_RETURN",
             "SSL_ERROR_SYSCALL", "SSL_CB_READ_ALERT", "SSL_RECEIVED_SHUTDOWN",
             # tlshooks: ALPN, SNI, certificate checks, OCSP stapling, client-side names
@@ -43,6 +45,16 @@ REQUIRED = ("SSL_read", "SSL_write", "SSL_do_handshake", "SSL_get_error", "SSL_g
 def ssl_pointer(conn: SSL.Connection) -> Any:
     """The ``SSL *`` of a pyOpenSSL connection."""
     return conn._ssl
+
+
+def take_memory_bios(conn: SSL.Connection) -> tuple[Any, Any]:
+    """The read and write memory BIOs of a connection made without a socket, taken over by
+    the caller: pyOpenSSL forgets them (its ``bio_read``/``bio_write`` then refuse), so that
+    the caller may replace them (``SSL_set_bio``) without leaving pyOpenSSL a freed pointer.
+    The ``SSL *`` still owns whichever BIOs it holds and frees them with itself."""
+    bios = conn._into_ssl, conn._from_ssl
+    conn._into_ssl = conn._from_ssl = None
+    return bios
 
 
 def context_pointer(ctx: SSL.Context) -> Any:

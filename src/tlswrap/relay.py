@@ -57,10 +57,8 @@ class RelaySide(Protocol):
         Raises BrokenResourceError when the source failed."""
 
     async def wait_recv(self) -> None:
-        """Park until the ``recv_batch`` that returned None can make progress."""
-
-    async def wait_readable(self) -> None:
-        """Park until the underlying socket is readable."""
+        """Park until a ``recv_batch`` can make progress, after one that returned None or
+        drained the source."""
 
     async def push(self, data: bytes) -> bool:
         """Write all of ``data``, parking while the peer is slow; True if it had to park.
@@ -183,7 +181,7 @@ class Relay:
         while True:
             try:
                 if drained:
-                    await src.wait_readable()
+                    await src.wait_recv()
                 data = src.recv_batch(limit)
                 while data is None:
                     await src.wait_recv()

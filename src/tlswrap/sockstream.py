@@ -55,7 +55,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
     when it would block, after noting what to wait for in ``wait_recv``/``wait_send``); the
     Stream contract's methods are built on them. The relay, which owns each direction alone,
     uses the first layer directly and skips the per-call checkpoints and conflict detection.
-    Subclasses (TLS) replace only ``recv_now`` and ``send_now``.
+    Subclasses (TLS) replace the first layer and the relay's methods (``recv_batch``,
+    ``wait_recv``, ``push``).
     """
 
     # Slots: thousands of idle connections each hold two of these.
@@ -89,6 +90,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
     async def wait_writable(self) -> None:
         """Park until the socket is writable (or until another task's wait on it ends)."""
         await self._wait_fd(_WRITING, _wait_writable)
+
+    def waits_writable(self) -> bool:
+        """A task of this stream is parked until the socket is writable."""
+        return bool(self._waiting & _WRITING)
 
     async def _wait_fd(self, flag: int, wait: Callable[[int], Awaitable[None]]) -> None:
         # trio lets one task at a time wait for each direction of a descriptor. TLS can need

@@ -38,6 +38,7 @@ from .checks import config_notes, config_warnings, proxy_v2_size, version_proble
 from .model import (
     CONFIG_MAX_BYTES,
     PROXY_TLVS,
+    SYSLOG_FACILITIES,
     TLS_ORDER,
     TLS_SERVED,
     Address,
@@ -50,7 +51,8 @@ from .parse import load_config, parse_config, service_from_options
 from .values import parse_accept, parse_connect, parse_debug
 
 __all__ = [
-    "CONFIG_MAX_BYTES", "OPTIONS", "PROXY_TLVS", "TLS_ORDER", "TLS_SERVED", "Address",
+    "CONFIG_MAX_BYTES", "OPTIONS", "PROXY_TLVS", "SYSLOG_FACILITIES", "TLS_ORDER", "TLS_SERVED",
+    "Address",
     "Config", "GlobalOptions", "Option", "Service", "config_notes", "config_warnings",
     "load_config", "parse_accept", "parse_config", "parse_connect", "parse_debug",
     "proxy_v2_size", "service_from_options", "version_problem",
