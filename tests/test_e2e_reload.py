@@ -194,7 +194,7 @@ def test_reload_as_the_setuid_user_says_which_file_it_cannot_read(certs, thread_
             key = here / "server.key"
             hint = (f"{here}/t.conf:8: [imaps] key = {key}: user nobody cannot read it, so a "
                     "SIGHUP reload will not be able to re-read it: make it readable by group ")
-            assert proc.log().count(hint) == 1, proc.log()
+            wait_for(lambda: proc.log().count(hint) == 1, 10, "the start-up hint")
             proc.proc.send_signal(signal.SIGHUP)
             wait_for(lambda: "reload failed" in proc.log(), 10, "the failed reload")
             wait_for(lambda: proc.log().count(hint) == 2, 5, "the hint")

@@ -105,6 +105,13 @@ def _seconds(value: str) -> float:
     return float(value)
 
 
+def _session_seconds(value: str) -> float:
+    seconds = _seconds(value)
+    if seconds > 2**31 - 1:  # config.SESSION_TIMEOUT_MAX: the full path says why, at its line
+        raise Unsupported
+    return seconds
+
+
 def _text(value: str) -> str:
     if not value:
         raise Unsupported
@@ -214,7 +221,7 @@ OPTIONS = {
     "timeoutidle": ("service", "timeout_idle", _seconds, False),
     "libwrap": ("service", "libwrap", _bool, False),
     "options": ("service", "ssl_options", _ssl_option, True),
-    "sessioncachetimeout": ("service", "session_timeout", _seconds, False),
+    "sessioncachetimeout": ("service", "session_timeout", _session_seconds, False),
     "client": ("service", None, _only("no", "false", "off", "0"), False),
     "renegotiation": ("service", None, _only("no", "false", "off", "0"), False),
     "delay": ("service", None, _only("no", "false", "off", "0"), False),
