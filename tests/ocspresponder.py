@@ -61,6 +61,18 @@ class CAFiles:
             f.write(f"V\t{expiry}\t\t{cert.serial_number:X}\tunknown\t/CN={name}\n")
         return cert_file, key_file, cert
 
+    def revoke(self, cert: x509.Certificate) -> None:
+        """Mark ``cert`` revoked (now, keyCompromise) in the index the responder reads."""
+        serial = f"{cert.serial_number:X}"
+        when = datetime.datetime.now(datetime.UTC).strftime("%y%m%d%H%M%SZ")
+        lines = []
+        for line in self.index.read_text().splitlines():
+            fields = line.split("\t")
+            if fields[3] == serial:
+                fields[0], fields[2] = "R", f"{when},keyCompromise"
+            lines.append("\t".join(fields))
+        self.index.write_text("".join(f"{line}\n" for line in lines))
+
     def responder(self, minutes: int = 5):  # type: ignore[no-untyped-def]
         """A ThreadServer handler: one HTTP POST of a DER request, answered by openssl."""
         count = [0]

@@ -1,5 +1,7 @@
-"""Automatic OCSP stapling: the response is fetched from the certificate's responder (its AIA
-OCSP address, ``OCSPaia = yes``, or ``OCSP = URL``), checked, cached and refreshed.
+"""Automatic OCSP stapling (``OCSPstaple = auto``, the default, as stunnel): the response is
+fetched from the responder the certificate's Authority Information Access names, checked,
+cached and refreshed. The pure helpers also serve the checks of a peer's certificates
+(``ocspcheck``).
 
 General theory of operation: a handshake never waits for the responder. The status callback
 asks ``Stapler.response()``, which returns the cached response if it is still good (and
@@ -38,23 +40,30 @@ RETRY_SECONDS = 60.0  # after a failed fetch
 MIN_REFRESH = datetime.timedelta(minutes=1)  # never ask more often than this
 
 
-def responder_url(cert: x509.Certificate) -> str | None:
-    """The first http:// OCSP address of the certificate's Authority Information Access."""
+def responder_urls(cert: x509.Certificate) -> list[str]:
+    """The OCSP addresses of the certificate's Authority Information Access, in its order."""
     try:
         aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except x509.ExtensionNotFound:
-        return None
-    for desc in aia:
-        if desc.access_method == AuthorityInformationAccessOID.OCSP:
-            url = desc.access_location.value
-            if isinstance(url, str) and url.lower().startswith("http://"):
-                return url
-    return None
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return [desc.access_location.value for desc in aia
+            if desc.access_method == AuthorityInformationAccessOID.OCSP
+            and isinstance(desc.access_location.value, str)]
 
 
-def request_der(leaf: x509.Certificate, issuer: x509.Certificate) -> bytes:
-    """The DER OCSP request for ``leaf`` (SHA-1 CertID, what every responder understands)."""
+def responder_url(cert: x509.Certificate) -> str | None:
+    """The first http:// OCSP address of the certificate's Authority Information Access."""
+    return next((url for url in responder_urls(cert) if url.lower().startswith("http://")),
+                None)
+
+
+def request_der(leaf: x509.Certificate, issuer: x509.Certificate,
+                nonce: bytes | None = None) -> bytes:
+    """The DER OCSP request for ``leaf`` (SHA-1 CertID, what every responder understands),
+    with a nonce extension if one is given."""
     builder = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1())
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     return builder.build().public_bytes(serialization.Encoding.DER)
 
 
@@ -74,13 +83,16 @@ def _signed_by(key: object, signature: bytes, data: bytes,
     return True
 
 
-def _responder_ok(resp: ocsp.OCSPResponse, issuer: x509.Certificate) -> bool:
-    """The response is signed by the issuer, or by a certificate the issuer signed with the
-    OCSP signing purpose (RFC 6960 section 4.2.2.2)."""
+def responder_ok(resp: ocsp.OCSPResponse, issuer: x509.Certificate, *,
+                 by_issuer: bool = True, delegated: bool = True) -> bool:
+    """The response is signed by the issuer (``by_issuer``), or (``delegated``) by a
+    certificate in the response that the issuer signed with the OCSP signing purpose (RFC 6960
+    section 4.2.2.2). A responder certificate must be signed by the issuer directly, so there
+    is no responder chain to build."""
     data, sig, alg = resp.tbs_response_bytes, resp.signature, resp.signature_hash_algorithm
-    if _signed_by(issuer.public_key(), sig, data, alg):
+    if by_issuer and _signed_by(issuer.public_key(), sig, data, alg):
         return True
-    for cert in resp.certificates:
+    for cert in resp.certificates if delegated else ():
         if cert.issuer != issuer.subject or not _signed_by(
                 issuer.public_key(), cert.signature, cert.tbs_certificate_bytes,
                 cert.signature_hash_algorithm):
@@ -111,7 +123,7 @@ def check_response(der: bytes, leaf: x509.Certificate, issuer: x509.Certificate,
     if (resp.issuer_key_hash != want.issuer_key_hash
             or resp.issuer_name_hash != want.issuer_name_hash):
         return "the response is for another issuer's certificate"
-    if not _responder_ok(resp, issuer):
+    if not responder_ok(resp, issuer):
         return "the response's signature does not verify against the issuer"
     if resp.this_update_utc > now + datetime.timedelta(minutes=5):  # a little clock skew
         return "the response is not yet valid"
@@ -135,15 +147,20 @@ class _Held:
     refresh: datetime.datetime
 
 
-def http_post(url: str, body: bytes) -> bytes:
-    """POST an OCSP request (RFC 6960 appendix A.1); the response body, bounded."""
+def http_post(url: str, body: bytes, timeout: float = FETCH_TIMEOUT) -> bytes:
+    """POST an OCSP request (RFC 6960 appendix A.1); the response body, bounded. ``timeout``
+    bounds the connect and each read."""
+    import http.client
     import urllib.request
 
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/ocsp-request",
                                           "Accept": "application/ocsp-response"})
-    with urllib.request.urlopen(req, timeout=FETCH_TIMEOUT) as reply:
-        data: bytes = reply.read(RESPONSE_MAX + 1)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as reply:
+            data: bytes = reply.read(RESPONSE_MAX + 1)
+    except http.client.HTTPException as exc:  # a reply that is not HTTP
+        raise ValueError(f"not an HTTP reply ({type(exc).__name__})") from None
     if len(data) > RESPONSE_MAX:
         raise ValueError(f"a response of more than {RESPONSE_MAX} bytes")
     return data
@@ -161,6 +178,7 @@ class Stapler:
         self._held: _Held | None = None
         self.next_try = self._now()  # no fetch before this (after a failed one)
         self._running = False
+        self._failing = False  # the last fetch failed
         self._lock = threading.Lock()
 
     def response(self) -> bytes | None:
@@ -195,6 +213,7 @@ class Stapler:
                 return
             assert got.next_update_utc is not None  # check_response says so
             self._held = _Held(der, got.next_update_utc, refresh_time(got, now))
+            self._failing = False
             log.info("%s OCSP response from %s: %s, next update %s", self.label, self.url,
                      got.certificate_status.name.lower(), f"{got.next_update_utc:%H:%M:%S}")
         finally:
@@ -202,5 +221,10 @@ class Stapler:
                 self._running = False
 
     def _failed(self, why: str) -> None:
+        """Retry later; a warning for the first failure in a row, then info (a host that
+        cannot reach the responder is told once, not every minute)."""
         self.next_try = self._now() + datetime.timedelta(seconds=RETRY_SECONDS)
-        log.warning("%s OCSP fetch failed, retrying in %gs: %s", self.label, RETRY_SECONDS, why)
+        level = logging.INFO if self._failing else logging.WARNING
+        self._failing = True
+        log.log(level, "%s OCSP fetch failed, retrying in %gs: %s", self.label, RETRY_SECONDS,
+                why)

@@ -35,6 +35,8 @@ REQUIRED = ("SSL_read", "SSL_write", "SSL_do_handshake", "SSL_get_error", "SSL_g
             "X509_STORE_CTX_get_current_cert", "X509_up_ref", "SSL_get_verify_result",
             "X509_verify_cert_error_string", "SSL_CTX_set_tlsext_status_cb",
             "SSL_set_tlsext_status_ocsp_resp", "OPENSSL_malloc", "SSL_get0_param",
+            "SSL_set_tlsext_status_type", "SSL_get_tlsext_status_ocsp_resp",
+            "TLSEXT_STATUSTYPE_ocsp",
             "X509_VERIFY_PARAM_set1_host", "X509_VERIFY_PARAM_set1_ip",
             "X509_VERIFY_PARAM_set_hostflags", "SSL_set_tlsext_host_name",
             "SSL_TLSEXT_ERR_OK", "SSL_TLSEXT_ERR_NOACK", "SSL_TLSEXT_ERR_ALERT_FATAL",

@@ -192,6 +192,13 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
             outcome.tls = tls.describe()
             rt, identity = served_by(rt, tls, outcome)
             svc = rt.service
+            refusal = await ocsp_refusal(svc, tls, outcome.who)
+            if refusal is not None:
+                if not rt.redirect:
+                    outcome.end(f"refused: {refusal}")
+                    return outcome
+                assert identity is not None  # a verified chain is the client's
+                identity = replace(identity, verified=f"FAILED:{refusal}")
         if verdict is not None and verdict.banner:
             await client.send_all(verdict.banner)
             if not verdict.decision.granted and verdict.twist is None:
@@ -350,6 +357,22 @@ def served_by(rt: ServiceRuntime, tls: TLSStream,
     return served, identity
 
 
+async def ocsp_refusal(svc: Service, tls: TLSStream, who: str,
+                       stapled: bytes | None = None) -> str | None:
+    """The OCSP checks of the peer's verified chain (``OCSPaia``, ``OCSP = URL``): None when
+    it passes or nothing is to be checked, else why it is refused. A resumed session carries
+    no chain, so it is not checked again (as in stunnel)."""
+    if not (svc.ocsp_checks and svc.verification.chain):
+        return None
+    from .ocspcheck import check_chain
+    from .tlshooks import verified_chain
+
+    chain = verified_chain(tls.conn)
+    if len(chain) < 2:
+        return None
+    return await check_chain(svc, chain, stapled, who)
+
+
 def verification_failed(rt: ServiceRuntime, identity: PeerIdentity | None) -> bool:
     """Whether a client is sent to ``redirect`` (it failed the certificate policy)."""
     policy = rt.service.verification
@@ -365,7 +388,13 @@ async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
     resumed. OSError (the connection is logged as refused) when the handshake fails."""
     import ipaddress
 
-    from .tlshooks import expect_server, peer_identity, session_reused
+    from .tlshooks import (
+        ask_for_staple,
+        expect_server,
+        peer_identity,
+        session_reused,
+        stapled_response,
+    )
 
     svc = rt.service
     tls = TLSStream(backend.detach(), rt.context, server_side=False)
@@ -378,6 +407,8 @@ async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
         except ValueError:
             host = name
     expect_server(tls.conn, None if ip else name, host, ip)
+    if svc.ocsp_checks and svc.verification.chain:
+        ask_for_staple(tls.conn)
     session = rt.sessions.get("backend")
     if session is not None:
         tls.conn.set_session(session)
@@ -390,6 +421,10 @@ async def tls_to_backend(rt: ServiceRuntime, backend: SocketStream,
     if not tls.handshake_done:
         tls.close()
         raise OSError(f"TLS handshake timed out after {svc.timeout_busy:g}s")
+    refusal = await ocsp_refusal(svc, tls, outcome.who, stapled_response(tls.conn))
+    if refusal is not None:
+        tls.close()
+        raise OSError(f"refused the server: {refusal}")
     resumed = " (resumed)" if session_reused(tls.conn) else ""
     outcome.tls = f"to backend {tls.describe()}{resumed}"
     server = peer_identity(tls.conn)

@@ -22,6 +22,7 @@ given the bytes read, never the path, so what was checked is what is used.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,8 @@ from .tlssettings import (
     PEM_MAX_BYTES,
     session_id_context,
 )
+
+log = logging.getLogger("tlswrap.tlscontext")
 
 # with PSKsecrets, TLS 1.2 clients may also use a pre-shared key: with ECDHE (forward secrecy)
 # and an AEAD cipher, the one such suite OpenSSL has. TLS 1.3 PSK uses its own suites.
@@ -129,11 +132,12 @@ def server_contexts(config: Config, service: Service) -> list[tuple[tuple[str, .
             continue
         with steps.step("cert", f"cert = {cert}: OpenSSL refuses it"):
             _use_cert_and_key(steps, ctx, cert, key, line)
-        if service.ocsp_staple and line is None:
-            with steps.step("OCSPstaple", f"OCSPstaple = {service.ocsp_staple}: unusable"):
-                _staple_from_file(steps, ctx, service.ocsp_staple, leaf)
-        elif (service.ocsp_aia or service.ocsp_url) and line is None:
-            with steps.step("OCSPaia", "OCSP stapling: unusable"):
+        staple_file = service.ocsp_staple_file
+        if staple_file and line is None:
+            with steps.step("OCSPstaple", f"OCSPstaple = {staple_file}: unusable"):
+                _staple_from_file(steps, ctx, staple_file, leaf)
+        elif service.ocsp_staple == "auto" and line is None:
+            with steps.step("OCSPstaple", "OCSP stapling: unusable"):
                 _staple_from_responder(steps, ctx, chain)
     for _, ctx in groups:
         _set_verification(steps, ctx)
@@ -330,27 +334,26 @@ def _load_crls(steps: _Steps, path: str) -> list[x509.CertificateRevocationList]
 
 def _staple_from_responder(steps: _Steps, ctx: SSL.Context,
                            chain: list[x509.Certificate]) -> None:
-    """``OCSPaia = yes`` / ``OCSP = URL``: staple what the responder says, fetched in the
-    background (``ocspstaple.Stapler``); the issuer comes from the cert file's chain or
-    CAfile, to check the responses against."""
+    """``OCSPstaple = auto`` (the default, stunnel's way): when the certificate names an http://
+    OCSP responder (Authority Information Access), staple what it says, fetched in the
+    background (``ocspstaple.Stapler``); the issuer, to check the responses against, comes
+    from the cert file's chain or CAfile. Without either there is nothing to staple."""
     from .ocspstaple import Stapler, responder_url
     from .tlshooks import set_ocsp_staple
 
     service = steps.service
     leaf = chain[0]
-    option = "OCSP" if service.ocsp_url else "OCSPaia"
-    url = service.ocsp_url or responder_url(leaf)
+    url = responder_url(leaf)
     if url is None:
-        raise steps.fail(option, "OCSPaia = yes: the certificate names no http:// OCSP "
-                                 "responder (Authority Information Access): give OCSP = URL")
+        return
     candidates = chain[1:]
     if service.ca_file:
         candidates += _load_certificates(steps, "CAfile", service.ca_file)
     issuer = next((c for c in candidates if c.subject == leaf.issuer), None)
     if issuer is None:
-        raise steps.fail(option, f"{option}: the issuer of the certificate is neither in the "
-                                 "cert file after it nor in CAfile: it is needed to check the "
-                                 "responses")
+        log.info("[%s] no OCSP stapling: the certificate names the responder %s but its "
+                 "issuer is neither in the cert file after it nor in CAfile", service.name, url)
+        return
     stapler = Stapler(url, leaf, issuer, f"[{service.name}]")
     set_ocsp_staple(ctx, stapler.response)
 

@@ -214,6 +214,28 @@ def file_reader(path: str, limit: int) -> Callable[[], bytes | None]:
     return read
 
 
+def ask_for_staple(conn: SSL.Connection) -> None:
+    """Client side: ask the server to staple its OCSP response (status_request)."""
+    lib.SSL_set_tlsext_status_type(ssl_pointer(conn), lib.TLSEXT_STATUSTYPE_ocsp)
+
+
+def stapled_response(conn: SSL.Connection) -> bytes | None:
+    """Client side, after the handshake: the OCSP response the server stapled, or None."""
+    out = ffi.new("unsigned char **")
+    size = lib.SSL_get_tlsext_status_ocsp_resp(ssl_pointer(conn), out)
+    if size <= 0 or out[0] == ffi.NULL:
+        return None
+    return bytes(ffi.buffer(out[0], size))
+
+
+def verified_chain(conn: SSL.Connection) -> list[x509.Certificate]:
+    """The peer's chain as OpenSSL verified it (the peer's certificate first, the trust anchor
+    last); [] when it was not verified."""
+    if verify_error(conn) is not None:
+        return []
+    return conn.get_verified_chain(as_cryptography=True) or []
+
+
 def peer_identity(conn: SSL.Connection) -> PeerIdentity | None:
     """The peer's certificate with OpenSSL's verdict on it, or None if it sent none."""
     from .certnames import PeerIdentity

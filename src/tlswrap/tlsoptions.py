@@ -148,10 +148,12 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
             problems.append((f"{option} applies to a verified certificate: set verify = 2 (or "
                              "verifyChain = yes)", option))
     if client:
-        for option, attr in (("redirect", "redirect"), ("OCSPstaple", "ocsp_staple"),
-                             ("sniStrict", "sni_strict"), ("requireCert", "require_cert")):
+        for option, attr in (("redirect", "redirect"), ("sniStrict", "sni_strict"),
+                             ("requireCert", "require_cert")):
             if values.get(attr):
                 problems.append((f"{option} is for a server, not client = yes", option))
+        if values.get("ocsp_staple", "auto") not in ("auto", "no"):
+            problems.append(("OCSPstaple is for a server, not client = yes", "OCSPstaple"))
         if len(values.get("sni", ())) > 1:
             problems.append(("sni: a client sends one server name", "sni"))
         if values.get("exec"):
@@ -226,11 +228,10 @@ def tls_warnings(svc: Service) -> list[tuple[str, str]]:
         found.append((f"accept = {svc.accept}: add alpn = {name}, so that a client offering "
                       f"another protocol (a browser sent here by the ALPACA attack) is refused; "
                       "clients without ALPN are still served", "accept"))
-    if svc.client and (svc.ocsp_aia or svc.ocsp_url):  # stunnel's sample has OCSPaia here
-        found.append(("OCSPaia/OCSP with client = yes: tlswrap does not ask an OCSP responder "
-                      "about the server's certificate, as stunnel would (the chain, its CRLs "
-                      "and the host name are checked)",
-                      "OCSPaia" if svc.ocsp_aia else "OCSP"))
+    if svc.ocsp_checks and not svc.verification.chain:
+        found.append(("OCSPaia/OCSP: the peer's certificates are checked with OCSP only when "
+                      "their chain is verified (verifyChain = yes or verify >= 1, as in "
+                      "stunnel): this has no effect", "OCSPaia" if svc.ocsp_aia else "OCSP"))
     if svc.client and not svc.verification.chain:
         found.append(("client = yes without verifyChain: any server certificate is accepted, "
                       "so anyone on the path can read the traffic", "verifyChain"

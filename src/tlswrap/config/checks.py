@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from ..tlsoptions import tls_warnings
 from .model import SMTP_PORTS, TLS_ORDER, TLS_POLICY, TLS_SERVED, Config, Service
 from .options import OPTIONS
+from .values import ocsp_flag_note
 
 
 def version_problem(svc: Service) -> tuple[str, str | None] | None:
@@ -104,6 +105,12 @@ def config_notes(config: Config) -> list[ConfigError]:
             elif key == "pskidentity":
                 add(line, "PSKidentity: no effect in a server section (as in stunnel: it picks "
                           "the identity a client sends)", svc.name)
+        flag_lines = svc.value_lines.get("ocsp_flags", ())
+        for index, flag in enumerate(svc.ocsp_flags):
+            note = ocsp_flag_note(flag)
+            if note:
+                add(flag_lines[index] if index < len(flag_lines) else svc.line_of("OCSPflag"),
+                    note, svc.name)
         where = svc.value_lines.get("ssl_options", ())
         for index, option in enumerate(svc.ssl_options):
             note = ssloptions.note(option)

@@ -119,9 +119,15 @@ class Service:
     check_ip: tuple[str, ...] = ()
     redirect: tuple[Address, ...] = ()
     client: bool = False
-    ocsp_staple: str | None = None
-    ocsp_aia: bool = False  # staple what the certificate's AIA responder says
-    ocsp_url: str | None = None  # ... or what this responder says
+    # OCSPstaple: "auto" (what the certificate's AIA responder says, as stunnel), "no", a FILE
+    ocsp_staple: str = "auto"
+    # OCSP checks of the peer's certificates (stunnel's meaning; ocspcheck.py)
+    ocsp_aia: bool = False  # ask each certificate's AIA responders
+    ocsp_url: str | None = None  # ask this responder about the peer's own certificate
+    ocsp_flags: tuple[str, ...] = ()  # OCSPflag names, upper case
+    ocsp_nonce: bool = False
+    ocsp_require: bool = True  # no conclusive answer refuses the peer
+    timeout_ocsp: float = 5.0  # TIMEOUTocsp: to connect a responder
     security_level: int | None = None
     max_connections: int | None = None  # limits (tlswrap's own; see limits.py): None: none
     max_client_connections: int | None = None
@@ -151,6 +157,16 @@ class Service:
             chain = True  # secure by default, unlike stunnel
         return resolve_verify(self.verify, chain, self.verify_peer,
                               self.require_cert)
+
+    @property
+    def ocsp_staple_file(self) -> str | None:
+        """``OCSPstaple = FILE``: the file; None for ``auto`` and ``no``."""
+        return None if self.ocsp_staple in ("auto", "no") else self.ocsp_staple
+
+    @property
+    def ocsp_checks(self) -> bool:
+        """Whether the peer's certificates are checked with OCSP responders."""
+        return self.ocsp_aia or self.ocsp_url is not None
 
     @property
     def outbound(self) -> bool:

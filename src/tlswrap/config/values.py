@@ -301,6 +301,47 @@ def parse_http_url(value: str) -> str:
     return value
 
 
+# OCSPflag: OpenSSL's OCSP_basic_verify flags, the names stunnel takes
+OCSP_FLAGS = ("NOCERTS", "NOINTERN", "NOSIGS", "NOCHAIN", "NOVERIFY", "NOEXPLICIT",
+              "NOCASIGN", "NODELEGATED", "NOCHECKS", "TRUSTOTHER", "RESPID_KEY", "NOTIME")
+
+
+# OCSPflag names that loosen the checking of a responder's own chain: tlswrap builds none
+# (a responder certificate must be signed by the issuer itself), so they change nothing
+NO_CHAIN_FLAGS = ("NOVERIFY", "NOCHAIN", "NOEXPLICIT", "TRUSTOTHER", "NOTIME")
+SIGNING_FLAGS = ("NOCERTS", "RESPID_KEY")  # for making requests and responses only
+
+
+def ocsp_flag_note(flag: str) -> str | None:
+    """What ``OCSPflag = flag`` does not do here (for ``tlswrap check``), or None."""
+    if flag in NO_CHAIN_FLAGS:
+        return (f"OCSPflag = {flag}: no effect: a responder certificate is accepted only when "
+                "the issuer signed it directly, so there is no responder chain to loosen")
+    if flag == "NOCHECKS":
+        return ("OCSPflag = NOCHECKS: no effect: the response must still be signed by the "
+                "issuer or by its delegated responder (RFC 6960), never by another trusted "
+                "certificate")
+    if flag in SIGNING_FLAGS:
+        return (f"OCSPflag = {flag}: no effect: it concerns signing OCSP requests and "
+                "responses, which tlswrap does not do")
+    return None
+
+
+def parse_ocsp_flag(value: str) -> str:
+    name = value.upper()
+    if name not in OCSP_FLAGS:
+        raise ValueError(f"unknown OCSP flag: expected one of {', '.join(OCSP_FLAGS)}")
+    return name
+
+
+def parse_ocsp_staple(value: str) -> str:
+    """``OCSPstaple = auto | no | FILE`` (tlswrap's own): a FILE is a path; write ./auto for
+    a file called auto."""
+    if not value:
+        raise ValueError("empty value: expected auto, no or a file")
+    return value.lower() if value.lower() in ("auto", "no") else value
+
+
 def parse_check_host(value: str) -> str:
     check_host_name(value)
     return value
