@@ -1,13 +1,15 @@
 """Certificates reload themselves: the files a service's TLS context was built from are watched.
 
 General theory of operation: when a snapshot is compiled (``snapshot.prepare``) the identity of
-each ``cert``, ``key`` and ``CAfile`` -- device, inode, size, modification and change times, as
-``stat`` gives them, symlinks followed -- is taken *before* the file is read and kept in the
-service's runtime. ``watch`` compares those identities with the files every
-``CHECK_INTERVAL`` seconds (a few ``stat`` calls, off the event loop; no busy polling). A
-service whose files differ gets a new TLS context, built as at start-up; when that works the
-service's runtime is replaced in a new snapshot, swapped in at once (new connections get the
-new certificate; live ones keep theirs), and the log names the certificate now served
+each file a service's TLS contexts are made from (``fileid.watched``: every ``cert`` and
+``key``, its ``sni`` sections' too, ``CAfile``, ``CRLfile``, the ``CApath`` and ``CRLpath``
+directories) -- device, inode, size, modification and change times, as ``stat`` gives them,
+symlinks followed -- is taken *before* the file is read and kept in the service's runtime.
+``watch`` compares those identities with the files every ``CHECK_INTERVAL`` seconds (a few
+``stat`` calls, off the event loop; no busy polling). A service whose files differ gets new TLS
+contexts (a client's, or a server's with its SNI routes), built as at start-up; when that works
+the service's runtime is replaced in a new snapshot, swapped in at once (new connections get
+the new certificate; live ones keep theirs), and the log names the certificate now served
 (subject, serial, not-after). When it fails -- a file half written, a key that does not match
 the certificate, a file gone -- the old context stays, the log says why once for those
 identities, and the next change is tried again: a renewal that writes the certificate and then
@@ -19,7 +21,6 @@ difference and catches up within one interval.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from types import MappingProxyType
@@ -30,7 +31,7 @@ from .config import Config
 from .errors import ConfigError
 from .fileid import FileId, file_ids
 from .logsetup import NOTICE
-from .snapshot import ServiceRuntime, Snapshot
+from .snapshot import ServiceRuntime, Snapshot, rebuild_tls
 
 log = logging.getLogger("tlswrap.certwatch")
 
@@ -40,10 +41,7 @@ CHECK_INTERVAL = 3.0  # seconds between two looks at the files: a renewal is ser
 def reload_service(config: Config, rt: ServiceRuntime) -> ServiceRuntime:
     """``rt`` with a TLS context built again from its files (blocking); ConfigError (at the
     option's line) if they cannot be used."""
-    from .tlscontext import server_context
-
-    ids = file_ids(rt.service)  # before reading: a change while reading is seen next time
-    return dataclasses.replace(rt, context=server_context(config, rt.service), files=ids)
+    return rebuild_tls(config, rt)
 
 
 def certificate_summary(path: str) -> str:

@@ -24,8 +24,15 @@ def file_id(path: str) -> FileId:
 
 
 def watched(service: Service) -> tuple[str, ...]:
-    """The files ``service``'s TLS context is built from (cert, key, CAfile), each once."""
-    paths = (service.cert, service.key or service.cert, service.ca_file)
+    """The files ``service``'s TLS contexts are built from, each once: every cert and key
+    (its secondary ``sni`` sections' too), CAfile and CRLfile, and the CApath and CRLpath
+    directories (an entry added, removed or renamed over changes a directory's times)."""
+    paths: list[str | None] = []
+    for svc in (service, *service.sni_sections):
+        paths += [svc.cert, svc.key or svc.cert, svc.ca_file, svc.crl_file, svc.ca_path,
+                  svc.crl_path]
+        for cert, key, _ in svc.more_certs:
+            paths += [cert, key or cert]
     return tuple(dict.fromkeys(p for p in paths if p))
 
 

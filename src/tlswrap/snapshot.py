@@ -93,8 +93,6 @@ def child_environment(base: Mapping[str, str],
 
 def prepare(config: Config, path: str | None = None) -> Snapshot:
     """Compile every service of ``config``; ConfigError (FILE:LINE) on the first problem."""
-    from .tlscontext import client_context
-
     child_env = MappingProxyType(child_environment(os.environ, config.globals.set_env))
     access = None
     if any(svc.libwrap for svc in config.services):
@@ -111,17 +109,37 @@ def prepare(config: Config, path: str | None = None) -> Snapshot:
         rule = access if svc.libwrap and not unix else None
         limits = LimitSettings(svc.max_connections, svc.max_client_connections,
                                svc.max_client_rate, config.globals.max_handshakes)
-        if svc.client:
-            rt = ServiceRuntime(svc, client_context(config, svc), make_dialer(config, svc),
-                                rule)
-        else:
-            rt = _server_runtime(config, svc, rule)
+        rt = _runtime(config, svc, rule)
         rt = replace(rt, child_env=child_env, limits=limits, files=files)
-        try:
-            services[svc.name] = replace(rt, inputs=_inputs(svc))
-        except (OSError, ValueError):  # changed since the contexts read them: not kept
-            services[svc.name] = rt
+        services[svc.name] = replace(rt, inputs=_inputs_now(svc))
     return Snapshot(config, MappingProxyType(services), path)
+
+
+def rebuild_tls(config: Config, rt: ServiceRuntime) -> ServiceRuntime:
+    """``rt`` with its TLS contexts (and SNI routes, for a server) made again from its files,
+    as at start-up; everything else kept. ConfigError (FILE:LINE) if they cannot be used."""
+    files = file_ids(rt.service)  # before reading: a change while reading is seen later
+    fresh = _runtime(config, rt.service, rt.access)
+    return replace(rt, context=fresh.context, sni_routes=fresh.sni_routes, files=files,
+                   inputs=_inputs_now(rt.service), sessions={})  # (the old context's)
+
+
+def _runtime(config: Config, svc: Service, access: AccessControl | None) -> ServiceRuntime:
+    from .tlscontext import client_context
+
+    if svc.client:
+        return ServiceRuntime(svc, client_context(config, svc), make_dialer(config, svc),
+                              access)
+    return _server_runtime(config, svc, access)
+
+
+def _inputs_now(svc: Service) -> bytes:
+    """``_inputs``, or b"" (never equal: not kept across a reload) if the files changed
+    since the contexts read them."""
+    try:
+        return _inputs(svc)
+    except (OSError, ValueError):
+        return b""
 
 
 def kept_across_reload(old: ServiceRuntime, fresh: ServiceRuntime) -> ServiceRuntime:
