@@ -638,3 +638,10 @@ def test_include_mistakes_are_located_at_the_include_line(tmp_path):
         load_config(str(main))
     assert str(info.value) == (f"{main}:1: include = {tmp_path}/missing: cannot read the "
                                "directory: No such file or directory")
+
+
+def test_workers_auto_is_one_per_usable_cpu():
+    text = "workers = auto\n[imaps]\naccept = 993\nconnect = 143\ncert = /c.pem\n"
+    assert parse_config(text, "t.conf").globals.workers == len(os.sched_getaffinity(0))
+    with pytest.raises(ConfigError, match="positive whole number or auto"):
+        parse_config(text.replace("auto", "none"), "t.conf")

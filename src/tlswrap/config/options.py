@@ -52,6 +52,7 @@ from .values import (
     parse_text,
     parse_transparent,
     parse_version,
+    parse_workers,
 )
 
 
@@ -99,7 +100,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("hostsDeny", "global", "hosts_deny", parse_text),
     Option("setuid", "global", "setuid", parse_id("user")),
     Option("setgid", "global", "setgid", parse_id("group")),
-    Option("workers", "global", "workers", parse_positive_int),
+    Option("workers", "global", "workers", parse_workers),
     Option("TIMEOUTdrain", "global", "timeout_drain", parse_seconds),
     Option("maxHandshakes", "global", "max_handshakes", parse_positive_int),
     Option("metrics", "global", "metrics", parse_metrics_address),

@@ -57,6 +57,19 @@ def parse_positive_int(value: str) -> int:
     return int(value)
 
 
+def parse_workers(value: str) -> int:
+    """``workers = N | auto``: ``auto`` is one per CPU this process may run on (the one fact
+    of the machine the configuration reads)."""
+    if value.lower() == "auto":
+        import os
+
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        return parse_positive_int(value)
+    except ValueError:
+        raise ValueError(f"expected a positive whole number or auto, got {value!r}") from None
+
+
 def parse_port(value: str) -> int | str:
     if _is_number(value):
         port = int(value)
