@@ -165,3 +165,19 @@ def test_a_responder_that_is_down_never_stops_a_handshake(thread_server, tlswrap
     from tlsclients import wait_log
 
     assert "OCSP fetch failed, retrying in 60s" in wait_log(proxy, "OCSP fetch failed")
+
+
+def test_the_stapled_responses_next_update_is_a_metric(certs, thread_server, tlswrap, tmp_path):
+    from test_e2e_metrics import scrape
+
+    srv = thread_server(greet_echo)
+    port, mport = free_port(), free_port()
+    staple = tmp_path / "ocsp.der"
+    next_update = (NOW + datetime.timedelta(days=3)).replace(microsecond=0)
+    staple.write_bytes(ocsp_response(certs, certs.cert_file.read_bytes(), next_update))
+    tlswrap(f"metrics = 127.0.0.1:{mport}\n"
+            + service_config(certs, port, f"127.0.0.1:{srv.port}",
+                             extra=f"OCSPstaple = {staple}"), [port, mport])
+    got = scrape(mport)
+    assert got[("tlswrap_ocsp_next_update_seconds", (("service", "imaps"),))] == \
+        next_update.timestamp()

@@ -122,12 +122,14 @@ def test_status_table():
                       to_backend=9, to_client=26))
     record(m, outcome(refused="rules"))
     m.set("tlswrap_certificate_not_after_seconds", ("imaps",), 1893456000)  # 2030-01-01
+    m.set("tlswrap_ocsp_next_update_seconds", ("imaps",), 1800000000)  # 2027-01-15
     m.count("tlswrap_reloads_total", ("config", "ok"))
     table = status_table(render(m.state()))
     head, row = table.splitlines()[:2]
     assert head.split() == ["service", "accepted", "refused", "tls", "failed", "backend",
                             "failed", "served", "live", "bytes", "in", "bytes", "out", "cert",
-                            "expires"]
-    assert row.split() == ["imaps", "2", "1", "0", "0", "1", "0", "9", "26", "2030-01-01"]
+                            "expires", "OCSP", "until"]
+    assert row.split() == ["imaps", "2", "1", "0", "0", "1", "0", "9", "26", "2030-01-01",
+                           "2027-01-15"]
     assert "  [imaps] refused: rules: 1\n" in table
     assert "  reloads of the config: ok: 1\n" in table

@@ -98,7 +98,8 @@ def fetch_metrics(config_path: str) -> str:
 
 def status_table(text: str) -> str:
     """The samples of ``text`` as a table for a person: a row per service, then refusals
-    and failures by reason, reloads and certificate expiry."""
+    and failures by reason, reloads, certificate expiry and the stapled OCSP response's
+    nextUpdate."""
     import datetime
 
     from .metrics import parse
@@ -110,13 +111,15 @@ def status_table(text: str) -> str:
         return sum(value for name, labels, value in samples if name == family
                    and all(labels.get(k) == v for k, v in match.items()))
 
-    rows = [["service", *(header for header, _ in _COLUMNS), "cert expires"]]
-    for svc in services:
-        expires = total("tlswrap_certificate_not_after_seconds", service=svc)
-        when = (datetime.datetime.fromtimestamp(expires, datetime.UTC).strftime("%Y-%m-%d")
-                if expires else "-")
-        rows.append([svc, *(f"{total(family, service=svc):g}" for _, family in _COLUMNS),
-                     when])
+    def day(family: str, svc: str) -> str:
+        when = total(family, service=svc)
+        return (datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%d")
+                if when else "-")
+
+    rows = [["service", *(header for header, _ in _COLUMNS), "cert expires", "OCSP until"]]
+    rows += [[svc, *(f"{total(family, service=svc):g}" for _, family in _COLUMNS),
+              day("tlswrap_certificate_not_after_seconds", svc),
+              day("tlswrap_ocsp_next_update_seconds", svc)] for svc in services]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]

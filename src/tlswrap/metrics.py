@@ -76,6 +76,9 @@ FAMILIES = {f.name: f for f in [
     Family("tlswrap_certificate_not_after_seconds", "gauge",
            "When the certificate served expires (Unix time), by service.", ("service",),
            merge="max"),
+    Family("tlswrap_ocsp_next_update_seconds", "gauge",
+           "The nextUpdate of the OCSP response stapled (Unix time), by service; absent "
+           "while nothing is stapled.", ("service",), merge="max"),
 ]}
 
 

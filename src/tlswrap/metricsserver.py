@@ -61,10 +61,12 @@ def bind_metrics(config: Config) -> socket.socket | None:
 
 
 class CertificateDates:
-    """Each served certificate's not-after, read once per file identity."""
+    """Each served certificate's not-after, read once per file identity, and each stapled
+    OCSP response's nextUpdate."""
 
     def __init__(self) -> None:
         self._known: dict[tuple[str, tuple[FileId, ...]], float | None] = {}
+        self._staples: dict[bytes, float | None] = {}  # OCSP response -> its nextUpdate
 
     def not_after(self, path: str, files: tuple[FileId, ...]) -> float | None:
         key = (path, files)
@@ -83,6 +85,21 @@ class CertificateDates:
         return self._known[key]
 
 
+    def next_update(self, der: bytes) -> float | None:
+        """The nextUpdate of the DER OCSP response ``der`` (read once per response)."""
+        if der not in self._staples:
+            from cryptography.x509 import ocsp
+
+            try:
+                when = ocsp.load_der_ocsp_response(der).next_update_utc
+            except ValueError:
+                when = None
+            if len(self._staples) > 256:  # old responses: forget them
+                self._staples.clear()
+            self._staples[der] = when.timestamp() if when else None
+        return self._staples[der]
+
+
 def process_state(metrics: Metrics, limiter: Limiter, snapshot: Snapshot,
                   dates: CertificateDates) -> dict[str, Any]:
     """This process's state with the gauges of the moment (blocking: may read a cert)."""
@@ -97,6 +114,16 @@ def process_state(metrics: Metrics, limiter: Limiter, snapshot: Snapshot,
         if when is not None:
             expiry.append([[rt.name], when])
     values["tlswrap_certificate_not_after_seconds"] = expiry
+    from .tlshooks import staple_source
+
+    stapled = []
+    for rt in snapshot:
+        source = staple_source(rt.context)
+        der = source() if source is not None else None
+        when = dates.next_update(der) if der else None
+        if when is not None:
+            stapled.append([[rt.name], when])
+    values["tlswrap_ocsp_next_update_seconds"] = stapled
     return state
 
 

@@ -38,6 +38,9 @@ X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS = 0x4
 X509_V_OK = 0
 
 _KEEP: weakref.WeakKeyDictionary[SSL.Context, list[Any]] = weakref.WeakKeyDictionary()
+# each context's source of OCSP staples, for the metrics (``staple_source``)
+_STAPLES: weakref.WeakKeyDictionary[SSL.Context, Callable[[], bytes | None]] = \
+    weakref.WeakKeyDictionary()
 # the verify mode and callback a context gives connections switched to it by SNI
 _VERIFY: weakref.WeakKeyDictionary[SSL.Context, tuple[int, Any]] = weakref.WeakKeyDictionary()
 
@@ -167,6 +170,12 @@ def set_ocsp_staple(ctx: SSL.Context, response: Callable[[], bytes | None]) -> N
     cb = _keep(ctx, ffi.callback(ffi.typeof(lib.SSL_CTX_set_tlsext_status_cb).args[1], status,
                                  onerror=lambda *exc: int(noack)))
     lib.SSL_CTX_set_tlsext_status_cb(context_pointer(ctx), cb)
+    _STAPLES[ctx] = response
+
+
+def staple_source(ctx: SSL.Context) -> Callable[[], bytes | None] | None:
+    """What ``ctx`` staples (see ``set_ocsp_staple``), or None if it staples nothing."""
+    return _STAPLES.get(ctx)
 
 
 def expect_server(conn: SSL.Connection, sni: str | None, host: str | None,
