@@ -640,8 +640,11 @@ def test_include_mistakes_are_located_at_the_include_line(tmp_path):
                                "directory: No such file or directory")
 
 
-def test_workers_auto_is_one_per_usable_cpu():
+def test_workers_auto_is_one_per_usable_cpu(tmp_path):
     text = "workers = auto\n[imaps]\naccept = 993\nconnect = 143\ncert = /c.pem\n"
-    assert parse_config(text, "t.conf").globals.workers == len(os.sched_getaffinity(0))
+    assert parse_config(text, "t.conf").globals.workers == 0  # resolved when loaded
+    path = tmp_path / "t.conf"
+    path.write_text(text)
+    assert load_config(str(path)).globals.workers == len(os.sched_getaffinity(0))
     with pytest.raises(ConfigError, match="positive whole number or auto"):
         parse_config(text.replace("auto", "none"), "t.conf")

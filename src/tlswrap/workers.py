@@ -44,6 +44,11 @@ STOP_GRACE = 5.0
 _WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (``workers = auto``)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
 def supervise(worker_sets: Sequence[Sequence[tuple[socket.socket, T]]],
               serve: Callable[[list[tuple[socket.socket, T]], socket.socket | None], None],
               notify: Callable[[str], None] = lambda message: None,

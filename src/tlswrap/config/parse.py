@@ -12,7 +12,7 @@ from ..tlsoptions import service_problems, sni_problems
 from .checks import version_problem
 from .model import CONFIG_MAX_BYTES, Config, GlobalOptions, Service
 from .options import OPTIONS, Option, setter
-from .values import parse_debug
+from .values import WORKERS_AUTO, parse_debug
 
 
 class _Section:
@@ -65,7 +65,13 @@ def load_config(path: str) -> Config:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 text: {exc.reason}") from None
-    return parse_config(text, path, lambda d: read_include_dir(d, CONFIG_MAX_BYTES))
+    config = parse_config(text, path, lambda d: read_include_dir(d, CONFIG_MAX_BYTES))
+    if config.globals.workers == WORKERS_AUTO:
+        from ..workers import usable_cpus
+
+        config = dataclasses.replace(
+            config, globals=dataclasses.replace(config.globals, workers=usable_cpus()))
+    return config
 
 
 # include = DIR: the directory's files, (path, text) in stunnel's order, read by the caller
@@ -154,9 +160,10 @@ def parse_config(text: str, filename: str = "<config>",
     if not errors and not services:
         errors.append(ConfigError(filename, None, "no [service] section: nothing to do"))
     outbound = [svc.name for svc in services if svc.outbound]
-    if outbound and globals_.workers > 1:
+    if outbound and globals_.workers != 1:
+        count = globals_.workers or "auto"
         errors.append(ConfigError(filename, globals_.lines.get("workers"),
-                                  f"workers = {globals_.workers}: a connect+exec service "
+                                  f"workers = {count}: a connect+exec service "
                                   f"([{outbound[0]}]) makes one connection, not one per worker"))
     first = ConfigError.of(sorted(errors, key=lambda e: read.get((e.filename, e.lineno or 0),
                                                                  -1)))

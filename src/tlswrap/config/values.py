@@ -57,13 +57,13 @@ def parse_positive_int(value: str) -> int:
     return int(value)
 
 
-def parse_workers(value: str) -> int:
-    """``workers = N | auto``: ``auto`` is one per CPU this process may run on (the one fact
-    of the machine the configuration reads)."""
-    if value.lower() == "auto":
-        import os
+WORKERS_AUTO = 0  # workers = auto: one per usable CPU, counted by load_config
 
-        return max(1, len(os.sched_getaffinity(0)))
+
+def parse_workers(value: str) -> int:
+    """``workers = N | auto`` (``WORKERS_AUTO``, resolved when the file is loaded)."""
+    if value.lower() == "auto":
+        return WORKERS_AUTO
     try:
         return parse_positive_int(value)
     except ValueError:
