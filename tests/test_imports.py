@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "tlswrap"
 TCPWRAPPERS = SRC / "tcpwrappers"
 # the rule engine: everything but the file and resolver shell and the CLI
 PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.py", "patterns.py",
-                    "request.py", "rules.py"]
+                    "record.py", "request.py", "rules.py"]
 STARTTLS = SRC / "starttls"
 CONFIG = SRC / "config"
 PURE = ["errors.py", "addresses.py", "outcome.py", "proxyproto.py", "sockopts.py",

@@ -6,7 +6,7 @@ their names is first used (PEP 562), so that the inetd fast path, which decides 
 engine alone, does not pay for them on every connection.
 """
 
-from tlswrap.tcpwrappers.decide import ACLEXEC_FAILED, Decision, OnOption, decide
+from tlswrap.tcpwrappers.decide import ACLEXEC_FAILED, Decision, decide
 from tlswrap.tcpwrappers.expand import expand_percent
 from tlswrap.tcpwrappers.options import Option, OptionSpec, Severity, parse_options
 from tlswrap.tcpwrappers.request import PARANOID, UNKNOWN, Request
@@ -14,6 +14,7 @@ from tlswrap.tcpwrappers.rules import Rule, Rules, parse_hosts
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy reads the names below
 if TYPE_CHECKING:
+    from tlswrap.tcpwrappers.decide import OnOption
     from tlswrap.tcpwrappers.files import (
         HostsFiles,
         banner_path_error,
