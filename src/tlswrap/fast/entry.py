@@ -79,9 +79,9 @@ def connection_fd() -> int | None:
 def no_rules(path: str) -> bool:
     """True when the hosts file ``path`` is missing or holds only what tcpd skips without a
     word: comments (``#`` in the first column) and blank lines (spaces, tabs, CR), each line
-    short and ended by a newline, no continuation. tcpd then grants everyone. Anything else
-    -- a rule, an indented ``#`` (a rule to tcpd), a line the full path would warn about --
-    is for the full path's rule engine (``tcpwrappers.rules.parse_hosts``)."""
+    short and ended by a newline, no continuation. tcpd then grants everyone, and the rule
+    engine need not even be imported. Anything else -- a rule, an indented ``#`` (a rule to
+    tcpd), a line the full path would warn about -- is for the rule engine (``access``)."""
     try:
         data = read_regular(path, HOSTS_MAX_BYTES)
     except FileNotFoundError:
