@@ -23,6 +23,7 @@ Every wait is bounded and every process started here is stopped here (also on Ct
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,13 @@ class Settings:
     max_rounds: int = 1
     inetd_seconds: float = 5.0
     inetd_rounds: int = 3
+    inetd_rules: bool = True    # also with a hosts.allow rule (root: it edits /etc/hosts.allow)
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(rounds=1, hs_seconds=0.5, rr_seconds=0.5, warm_seconds=0.2,
                    bulk_bytes=8_000_000, idle_conns=100, idle_rounds=1, max_cap=200,
-                   inetd_seconds=0.5, inetd_rounds=1)
+                   inetd_seconds=0.5, inetd_rounds=1, inetd_rules=False)
 
 
 # --------------------------------------------------------------------------- processes
@@ -314,7 +316,7 @@ def make_certs(workdir: Path, key_type: str) -> CertSet:
 # --------------------------------------------------------------------------- candidates
 
 def conf_text(port: int | None, backend_port: int, certs: CertSet, workers: int = 1,
-              section: bool = True, metrics: bool = False) -> str:
+              section: bool = True, metrics: bool = False, libwrap: bool = False) -> str:
     """The same stunnel-format file for stunnel and tlswrap (no accept: inetd mode).
 
     For inetd mode both get stunnel's form without a [section] (stunnel 5.68 refuses a section
@@ -327,6 +329,8 @@ def conf_text(port: int | None, backend_port: int, certs: CertSet, workers: int 
         lines.append(f"workers = {workers}")
     if metrics:  # tlswrap's metrics endpoint on (counted per connection; nobody scrapes)
         lines.append(f"metrics = 127.0.0.1:{free_port()}")
+    if libwrap:  # /etc/hosts.allow and hosts.deny: stunnel 5 applies them only when told to
+        lines.append("libwrap = yes")  # (tlswrap by default; they hold no rule otherwise)
     if section:
         lines += ["[bench]"]
     if port is not None:
@@ -350,23 +354,25 @@ class Candidate:
     inetd_cmd: list[str] | None = None  # the inetd line's command, when not base_cmd
     python: str | None = None     # tlswrap's interpreter: the floor is measured on it
 
-    def inetd_argv(self, backend_port: int, certs: CertSet, workdir: Path) -> list[str]:
+    def inetd_argv(self, backend_port: int, certs: CertSet, workdir: Path,
+                   libwrap: bool = False) -> list[str]:
         """The command an inetd line runs for this candidate (tlswrap: its entry script)."""
-        argv = self.argv(None, backend_port, certs, workdir)
+        argv = self.argv(None, backend_port, certs, workdir, libwrap)
         return [*self.inetd_cmd, *argv[len(self.base_cmd):]] if self.inetd_cmd else argv
 
-    def argv(self, port: int | None, backend_port: int, certs: CertSet, workdir: Path) -> list[str]:
+    def argv(self, port: int | None, backend_port: int, certs: CertSet, workdir: Path,
+             libwrap: bool = False) -> list[str]:
         if self.kind == "hitch":
             assert port is not None
             user = ["--user=nobody"] if os.geteuid() == 0 else []
             return [*self.base_cmd, f"--backend=[127.0.0.1]:{backend_port}",
                     f"--frontend=[127.0.0.1]:{port}", f"--workers={self.workers}",
                     "--daemon=off", "--backlog=4096", "--log-level=1", *user, str(certs.pem)]
-        tag = "inetd" if port is None else str(port)
+        tag = ("inetd" if port is None else str(port)) + ("-libwrap" if libwrap else "")
         path = workdir / f"{self.name}-{certs.key_type}-{tag}.conf"
         sectionless = port is None
         path.write_text(conf_text(port, backend_port, certs, self.workers, not sectionless,
-                                  self.metrics))
+                                  self.metrics, libwrap))
         return [*self.base_cmd, str(path)]
 
 
@@ -624,21 +630,59 @@ def floor_ms(python: str, flags: list[str], runs: int) -> dict[str, float]:
     return {"p50_ms": statistics.median(walls), "cpu_ms": cpu}
 
 
-def m_inetd(env: Env, cand: Candidate) -> dict[str, Any]:
+HOSTS_ALLOW = "/etc/hosts.allow"
+# What the rules measure puts in hosts.allow: rules that do not match first (a net/mask, a
+# daemon of its own, an option), then the one that grants the bench's client. hosts.deny is
+# left as it is: the grant comes first.
+BENCH_HOSTS_ALLOW = """\
+# written by tlswrap's bench/run.py (inetd with rules); the file it replaced is put back
+sshd: 10.0.0.0/255.0.0.0
+ALL: 192.0.2.0/255.255.255.0: DENY
+ALL: 127.0.0.1
+"""
+
+
+@contextlib.contextmanager
+def bench_hosts_allow() -> Iterator[None]:
+    """/etc/hosts.allow holds BENCH_HOSTS_ALLOW for the block, then what it held before
+    (stunnel's libwrap reads no other file). Root only."""
+    if os.geteuid() != 0 or not os.path.exists(INETD):
+        raise RuntimeError("needs root and openbsd-inetd: stunnel's libwrap reads only "
+                           f"{HOSTS_ALLOW}, which this edits for the measure")
+    path = Path(HOSTS_ALLOW)
+    before = path.read_bytes() if path.exists() else None
+    path.write_text(BENCH_HOSTS_ALLOW)
+    try:
+        yield
+    finally:
+        if before is None:
+            path.unlink()
+        else:
+            path.write_bytes(before)
+
+
+def m_inetd_rules(env: Env, cand: Candidate) -> dict[str, Any]:
+    """``m_inetd`` with ``libwrap = yes`` and a rule in hosts.allow granting the client: both
+    wrappers parse the rules and decide per connection."""
+    with bench_hosts_allow():
+        return m_inetd(env, cand, libwrap=True)
+
+
+def m_inetd(env: Env, cand: Candidate, libwrap: bool = False) -> dict[str, Any]:
     """Connect-to-greeting through a fresh wrapper process per connection, started by the
     real openbsd-inetd when it is installed and this runs as root (else inetd_emu.py); the
     CPU per connection is what the inetd's reaped children used over the window. For
     tlswrap, the interpreter's bare start (python -IS -c pass, and python -c pass) is
-    measured right after, in the same round."""
+    measured right after, in the same round (not with ``libwrap``: the same floor)."""
     s = env.settings
     inetd_entry(cand, env.workdir)
-    argv = cand.inetd_argv(env.backend_port, env.certs, env.workdir)
-    log = env.workdir / f"inetd-{cand.name}-{env.certs.key_type}.log"
+    argv = cand.inetd_argv(env.backend_port, env.certs, env.workdir, libwrap)
+    log = env.workdir / f"inetd-{cand.name}-{env.certs.key_type}{'-libwrap' * libwrap}.log"
     real = os.path.exists(INETD) and os.geteuid() == 0
     with open(log, "ab") as logf:
         if real:
             port = free_port()
-            conf = env.workdir / f"inetd-{cand.name}-{env.certs.key_type}.conf"
+            conf = log.with_suffix(".conf")
             # nowait.N: openbsd-inetd stops a service started more than 256 times a minute
             # (its default), which these rates pass; stunnel and tlswrap get the same bound
             conf.write_text(f"127.0.0.1:{port} stream tcp nowait.100000 root {argv[0]} "
@@ -668,7 +712,7 @@ def m_inetd(env: Env, cand: Candidate) -> dict[str, Any]:
          "errors": r["errors"], "client_cores": r["client_cpu_frac"],
          "cpu_ms": cpu * 1000 / (r["count"] + r["errors"]),
          "inetd": "openbsd-inetd" if real else "inetd_emu.py", "over_floor_ms": r["p50_ms"]}
-    if cand.kind == "tlswrap":
+    if cand.kind == "tlswrap" and not libwrap:
         runs = max(10, min(100, r["count"]))
         bare = floor_ms(cand.python or sys.executable, ["-IS"], runs)
         site = floor_ms(cand.python or sys.executable, [], runs)
@@ -780,6 +824,9 @@ ROWS = [
     Row("inetd", "floor_ms", "  floor: python -IS -c pass p50", "ms", ratio=False),
     Row("inetd", "floor_cpu_ms", "  floor: its CPU", "ms", ratio=False),
     Row("inetd", "floor_site_ms", "  floor: python -c pass p50", "ms", ratio=False),
+    Row("inetd_rules", "p50_ms", "  hosts.allow rules: p50", "ms", "<=", 3.0),
+    Row("inetd_rules", "p99_ms", "  hosts.allow rules: p99", "ms"),
+    Row("inetd_rules", "cpu_ms", "  hosts.allow rules: CPU per conn", "ms", "<=", 3.0),
     Row("hs_full", "rate", "7 workers=2: full handshakes/s", "/s", note="w2"),
     Row("hs_resumed", "rate", "  workers=2: resumed handshakes/s", "/s", note="w2"),
     Row("hs_resumed", "resumed_frac", "  workers=2: share actually resumed", "", note="w2"),
@@ -949,6 +996,9 @@ def main(argv: list[str] | None = None) -> int:
             inetd = [c for c in no_hitch if c.inetd]
             plans.append(Plan("inetd", inetd, settings.inetd_rounds, keys, m_inetd,
                               needs_proxy=False))
+            if settings.inetd_rules:
+                plans.append(Plan("inetd_rules", inetd, settings.inetd_rounds, keys,
+                                  m_inetd_rules, needs_proxy=False))
         for plan in plans:
             if plan.cands:
                 log(f"{plan.measure}: {', '.join(c.name for c in plan.cands)}, "

@@ -331,7 +331,7 @@ def normalised(text: str) -> list[str]:
     lines = []
     for line in text.splitlines():
         line = re.sub(r"^\S+ \S+ ", "", line)  # the timestamp
-        line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
+        line = re.sub(r"(127\.0\.0\.\d+):\d+", r"\1:PORT", line)
         line = re.sub(r"pid \d+", "pid N", line)
         line = re.sub(r"\d+\.\d+s,", "Ns,", line)
         if "inetd fast path" not in line:
@@ -481,3 +481,150 @@ def test_each_feature_beyond_the_fast_path_is_served_the_full_way(certs, thread_
         assert seen["first"].startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")
     else:
         assert seen["first"] == b"a1 LOGOUT\r\n"
+
+
+def tls_from(certs, source: str, port: int) -> ssl.SSLSocket:
+    """A TLS client on loopback whose address is ``source`` (any 127.0.0.x is local)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20, source_address=(source, 0))
+    return certs.client_context().wrap_socket(raw, server_hostname="localhost")
+
+
+def refused_from(source: str, port: int) -> bool:
+    """Closed with no byte back (FIN or reset) after a ClientHello from ``source``."""
+    from test_e2e_access import client_hello
+
+    with socket.create_connection(("127.0.0.1", port), timeout=20,
+                                  source_address=(source, 0)) as c:
+        try:
+            c.sendall(client_hello())
+            return c.recv(4096) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_rules_serve_one_client_and_refuse_another(certs, thread_server, one_shot, tmp_path):
+    """``ALL EXCEPT 127.0.0.1`` in hosts.deny: 127.0.0.1 is served, 127.0.0.2 refused before
+    any TLS byte; the path under test decides (the fast one no longer hands rules over)."""
+    (tmp_path / "none.deny").write_text("imaps: ALL EXCEPT 127.0.0.1\n")
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with tls_from(certs, "127.0.0.1", s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+    s.wait_done()
+    assert refused_from("127.0.0.2", s.port)
+    s.wait_done(2)
+    text = s.text()
+    assert f"WARNING [imaps] refused connect from 127.0.0.2 ({tmp_path / 'none.deny'} line 1)" \
+        in text
+    assert "refused connect from 127.0.0.1" not in text
+    assert "127.0.0.2:" in closing_line(text.split("refused connect")[1])
+    assert served_by(text, one_shot.kind)
+
+
+# Each client (source address) of one rule set, in order, and whether it is served.
+RULE_CLIENTS = [("127.0.0.1", True), ("127.0.0.2", False), ("127.0.0.3", False),
+                ("127.0.0.4", False), ("127.0.0.5", True)]
+HOSTS_ALLOW = "# comment\nimaps: 127.0.0.3: DENY\nimaps, other: 127.0.0.1\n"
+HOSTS_DENY = ("imaps: 127.0.0.5: allow\nimaps: 127.0.0.2: severity mail.err\n"
+              "imaps: ALL EXCEPT 127.0.0.1: keepalive: linger 0\n")
+
+
+def run_clients(certs, s: OneShot, clients: list[tuple[str, bool]]) -> None:
+    for n, (source, served) in enumerate(clients, 1):
+        if served:
+            with tls_from(certs, source, s.port) as c:
+                assert c.recv(100) == b"* OK echo ready\r\n"
+        else:
+            assert refused_from(source, s.port)
+        s.wait_done(n)  # one process at a time: the lines stay in order
+
+
+@pytest.mark.parametrize("rules", [
+    pytest.param((HOSTS_ALLOW, HOSTS_DENY, RULE_CLIENTS), id="addresses-and-options"),
+    pytest.param(("imaps: LOCAL\n", "imaps: ALL\n", [("127.0.0.1", True),
+                                                     ("127.0.0.2", False)]), id="LOCAL"),
+    pytest.param(("", "imaps: localhost KNOWN\n", [("127.0.0.1", False),
+                                                  ("127.0.0.2", True)]), id="names"),
+    pytest.param(("", "imaps: PARANOID\n", [("127.0.0.1", True), ("127.0.0.2", True)]),
+                 id="PARANOID"),  # a name that maps back, and none at all: neither is paranoid
+])
+def test_rules_log_the_same_lines_on_both_paths(certs, thread_server, tmp_path, rules):
+    """Verdicts and log lines, word for word, on the fast path and the full one: plain rules,
+    ``allow``/``deny`` options, ``severity``, ``keepalive``/``linger``, and patterns that
+    look the client's name up (127.0.0.1 is localhost in /etc/hosts, 127.0.0.2 has no name).
+    Both paths decide themselves: the fast path hands none of these over."""
+    allow_text, deny_text, clients = rules
+    srv = thread_server(greet_echo)
+    logs = {}
+    for kind in ("fast", "full"):
+        allow, deny = tmp_path / f"{kind}.allow", tmp_path / f"{kind}.deny"
+        allow.write_text(allow_text)
+        deny.write_text(deny_text)
+        log = tmp_path / f"{kind}.log"
+        cfg = tmp_path / f"{kind}.conf"
+        cfg.write_text(f"debug = debug\noutput = {log}\nsyslog = no\n"
+                       f"hostsAllow = {allow}\nhostsDeny = {deny}\n"
+                       f"[imaps]\ncert = {certs.cert_file}\nkey = {certs.key_file}\n"
+                       f"connect = 127.0.0.1:{srv.port}\n")
+        s = OneShot([make_inetd_entry(tmp_path, kind), str(cfg)], log)
+        try:
+            run_clients(certs, s, clients)
+        finally:
+            s.close()
+        text = s.text()
+        assert text.count("inetd fast path") == (len(clients) if kind == "fast" else 0)
+        logs[kind] = [line.replace(str(tmp_path / kind), "DIR/hosts")
+                      for line in normalised(text)]
+    assert logs["fast"] == logs["full"]
+    refusals = [line for line in logs["fast"] if "refused connect" in line]
+    assert len(refusals) == sum(not served for _, served in clients)
+    if clients is RULE_CLIENTS:
+        assert refusals == [
+            "ERROR [imaps] refused connect from 127.0.0.2 (DIR/hosts.deny line 2)",
+            "WARNING [imaps] refused connect from 127.0.0.3 (DIR/hosts.allow line 2)",
+            "WARNING [imaps] refused connect from 127.0.0.4 (DIR/hosts.deny line 3)"]
+    if deny_text.startswith("imaps: localhost"):
+        assert refusals == ["WARNING [imaps] refused connect from localhost "
+                            "(DIR/hosts.deny line 1)"]
+
+
+@pytest.mark.parametrize("option", [
+    "setenv FOO bar", "spawn /bin/true", "umask 022", "nice 1", "rfc931", "user root",
+    "banners {dir}",
+])
+def test_rules_with_options_the_fast_path_leaves_are_served_the_full_way(
+        certs, thread_server, one_shot, tmp_path, option):
+    """Decided per connection: the deciding rule carries an option only the full path
+    carries out, so the fast path hands the connection over untouched (nothing read, nothing
+    logged) and the full path serves it from the start."""
+    (tmp_path / "banners").mkdir()
+    (tmp_path / "none.allow").write_text(
+        f"imaps: 127.0.0.2\nimaps: 127.0.0.1: {option.format(dir=tmp_path / 'banners')}\n")
+    (tmp_path / "none.deny").write_text("imaps: ALL\n")
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with tls_from(certs, "127.0.0.1", s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+        c.sendall(b"ping\r\n")
+        assert c.recv(100) == b"ping\r\n"
+    s.wait_done()
+    with tls_from(certs, "127.0.0.2", s.port) as c:  # the same files, a plain rule: fast
+        assert c.recv(100) == b"* OK echo ready\r\n"
+    s.wait_done(2)
+    first, second = s.text().split(" closed: ", 1)
+    assert "inetd fast path" not in first
+    assert ("inetd fast path" in second) == (one_shot.kind == "fast")
+    assert "refused" not in s.text()
+
+
+def test_a_hosts_file_the_full_path_refuses_is_left_to_it(certs, thread_server, one_shot,
+                                                          tmp_path):
+    """A syntax error: the full path reports it at its line and serves no one; the fast path
+    hands over rather than deciding on a file the full path would not start with."""
+    (tmp_path / "none.allow").write_text("imaps 127.0.0.1\n")
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:
+        assert c.recv(100) == b""
+    s.wait_done()
+    assert "inetd fast path" not in s.text()

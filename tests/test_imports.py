@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "tlswrap"
 TCPWRAPPERS = SRC / "tcpwrappers"
 # the rule engine: everything but the file and resolver shell and the CLI
 PURE_TCPWRAPPERS = ["cstring.py", "decide.py", "expand.py", "lint.py", "options.py", "patterns.py",
-                    "request.py", "rules.py"]
+                    "record.py", "request.py", "rules.py"]
 STARTTLS = SRC / "starttls"
 CONFIG = SRC / "config"
 PURE = ["errors.py", "addresses.py", "outcome.py", "proxyproto.py", "sockopts.py",
@@ -102,10 +102,20 @@ FAST_PATH_ALLOWED = {
     "__future__", "errno", "_socket", "select", "_signal", "stat", "_stat", "time", "os",
     "posixpath", "genericpath", "_collections_abc", "encodings.utf_8_sig", "types",
 }
+# A service with hosts.allow/hosts.deny rules adds the rule engine (1.4 ms under python -IS)
+# and the fast path's shell around it; never the resolver shell (tcpwrappers.files: logging,
+# socket, ipaddress) nor threading, which only a rule that needs a host name loads.
+FAST_PATH_RULES = {
+    "tlswrap.fast.access", "tlswrap.tcpwrappers", "tlswrap.tcpwrappers.cstring",
+    "tlswrap.tcpwrappers.decide", "tlswrap.tcpwrappers.expand", "tlswrap.tcpwrappers.options",
+    "tlswrap.tcpwrappers.patterns", "tlswrap.tcpwrappers.record", "tlswrap.tcpwrappers.request",
+    "tlswrap.tcpwrappers.rules",
+}
 FAST_PATH_FORBIDDEN = {"trio", "OpenSSL", "cryptography.x509", "logging", "typing", "re",
                        "dataclasses", "socket", "subprocess", "enum", "inspect", "selectors",
                        "ipaddress", "collections", "tlswrap.config", "tlswrap.pipeline",
-                       "tlswrap.tcpwrappers"}
+                       "tlswrap.access", "tlswrap.tcpwrappers.files", "tlswrap.tcpwrappers.lint",
+                       "threading", "string"}
 
 
 def imported_at_start(argv: list[str], **kwargs) -> set[str]:  # type: ignore[no-untyped-def]
@@ -116,32 +126,54 @@ def imported_at_start(argv: list[str], **kwargs) -> set[str]:  # type: ignore[no
             if line.startswith("import time:") and "|" in line and "cumulative" not in line}
 
 
-def test_inetd_fast_path_imports_only_the_allowed_set(certs, thread_server, tmp_path):
-    """One real connection through the entry script: what it imported, all of it allowed."""
+@pytest.mark.parametrize("rules", [
+    pytest.param(None, id="no-rules"),
+    pytest.param(("imaps: 127.0.0.1 EXCEPT 127.0.0.2: severity info\n", "ALL: ALL: DENY\n",
+                  "127.0.0.1"), id="granted-by-a-rule"),
+    pytest.param(("", "imaps: 10.0.0.0/255.0.0.0, ALL EXCEPT 127.0.0.1: severity auth.err\n",
+                  "127.0.0.2"), id="refused-by-a-rule"),
+])
+def test_inetd_fast_path_imports_only_the_allowed_set(certs, thread_server, tmp_path, rules):
+    """One real connection through the entry script: what it imported, all of it allowed;
+    with rules, a connection decided by address rules adds the engine and nothing else."""
     from conftest import greet_echo, make_inetd_entry, served_by
-    from test_e2e_inetd_contract import OneShot, tls
+    from test_e2e_inetd_contract import OneShot, refused_from, tls_from
 
     srv = thread_server(greet_echo)
     entry = make_inetd_entry(tmp_path, "fast")
     log = tmp_path / "fast.log"
     cfg = tmp_path / "fast.conf"
+    allow = deny = tmp_path / "none"
+    source = "127.0.0.1"
+    if rules is not None:
+        allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+        allow.write_text(rules[0])
+        deny.write_text(rules[1])
+        source = rules[2]
     cfg.write_text(f"debug = debug\noutput = {log}\nsyslog = no\n"
-                   f"hostsAllow = {tmp_path / 'none'}\nhostsDeny = {tmp_path / 'none'}\n"
+                   f"hostsAllow = {allow}\nhostsDeny = {deny}\n"
                    f"[imaps]\ncert = {certs.cert_file}\nkey = {certs.key_file}\n"
                    f"connect = 127.0.0.1:{srv.port}\n")
     s = OneShot([sys.executable, "-IS", "-X", "importtime", entry, str(cfg)], log)
     try:
-        with tls(certs, s.port) as c:
-            assert c.recv(100) == b"* OK echo ready\r\n"
+        if source == "127.0.0.1":
+            with tls_from(certs, source, s.port) as c:
+                assert c.recv(100) == b"* OK echo ready\r\n"
+        else:
+            assert refused_from(source, s.port)
         s.wait_done()
     finally:
         s.close()
     assert served_by(log.read_text(), "fast")
+    assert ("refused connect from 127.0.0.2" in log.read_text()) == (source == "127.0.0.2")
     stderr = log.with_suffix(".stderr").read_text()
     loaded = {line.split("|")[2].strip() for line in stderr.splitlines()
               if line.startswith("import time:") and "cumulative" not in line}
     floor = imported_at_start(["-c", "pass"])
     extra = loaded - floor
-    assert "tlswrap.fast.relay" in extra  # it did serve, through the fast path's modules
+    if source == "127.0.0.1":
+        assert "tlswrap.fast.relay" in extra  # it did serve, through the fast path's modules
     assert not extra & FAST_PATH_FORBIDDEN, sorted(extra & FAST_PATH_FORBIDDEN)
-    assert extra <= FAST_PATH_ALLOWED, sorted(extra - FAST_PATH_ALLOWED)
+    allowed = FAST_PATH_ALLOWED if rules is None else FAST_PATH_ALLOWED | FAST_PATH_RULES
+    assert extra <= allowed, sorted(extra - allowed)
+    assert (rules is not None) == (extra >= FAST_PATH_RULES)  # the engine decided, or none

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from test_tcpwrappers_decide import allow_text
 from tlswrap.tcpwrappers import PARANOID, UNKNOWN, Request
 from tlswrap.tcpwrappers.request import known
@@ -34,6 +32,6 @@ def test_a_copy_does_not_share_looked_up_values():
     req = Request("imapd", client_name=lambda: "a.example")
     assert req.client_hostname() == "a.example"
     assert req.client().name_ready()
-    other = replace(req, client_name=lambda: "b.example")
+    other = req.replace(client_name=lambda: "b.example")
     assert not other.client().name_ready()
     assert other.client_hostname() == "b.example"

@@ -38,6 +38,7 @@ from typing import Any, cast
 import trio
 
 from .addresses import peer_host, peer_port
+from .logtext import TCPD_SEVERITY_LEVELS
 from .regularfile import read_regular_text
 from .tcpwrappers import (
     ACLEXEC_FAILED,
@@ -52,6 +53,7 @@ from .tcpwrappers import (
 )
 from .tcpwrappers.files import (
     HOSTS_MAX_BYTES,
+    LOOKUP_TIMEOUT,
     banner_path_error,
     check_option,
     hostname_for,
@@ -61,16 +63,12 @@ from .tcpwrappers.files import (
 
 log = logging.getLogger("tlswrap.access")
 
-LOOKUP_TIMEOUT = 5.0
 ACLEXEC_TIMEOUT = 5.0  # an aclexec command still running then is killed: it failed
 SPAWN_LIMIT = 32  # spawn commands running at once; tcpd has no bound (a connect flood forks)
 SPAWN_REPORT_INTERVAL = 10.0
 _SPAWN_POLL = 0.2  # how often a finished spawn's process group is checked for stragglers
 _SHELL = "/bin/sh"
 
-_SYSLOG_TO_PY = {"emerg": logging.CRITICAL, "alert": logging.CRITICAL, "crit": logging.CRITICAL,
-                 "err": logging.ERROR, "warning": logging.WARNING, "notice": 25,
-                 "info": logging.INFO, "debug": logging.DEBUG}
 
 
 class _NeedsThread(Exception):
@@ -376,7 +374,8 @@ class AccessControl:
         level = logging.WARNING
         sev = verdict.decision.option("severity")
         if sev is not None:
-            level = _SYSLOG_TO_PY.get(sev.arg.level, logging.WARNING)  # type: ignore[attr-defined]
+            level = TCPD_SEVERITY_LEVELS.get(sev.arg.level,  # type: ignore[attr-defined]
+                                             logging.WARNING)
         d = verdict.decision
         where = f" ({d.file} line {d.line})" if d.file else ""
         log.log(level, "%s refused connect from %s%s", label or f"[{daemon}]", verdict.client,

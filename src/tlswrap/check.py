@@ -155,8 +155,8 @@ def check_verdicts(config: Config, allow_path: str, deny_path: str, report: Repo
 
     allow, deny = hostsfiles.read_hosts(allow_path), hostsfiles.read_hosts(deny_path)
     # hosts.allow with every rule open to every client: grants a service iff a rule names it
-    naming = Rules(allow.filename, tuple(replace(r, clients=("ALL",), options=(),
-                                                 option_error=None) for r in allow.rules))
+    naming = Rules(allow.filename, tuple(r.replace(clients=("ALL",), options=(),
+                                                option_error=None) for r in allow.rules))
     for svc in config.services:
         if not svc.libwrap or (svc.accept is not None and svc.accept.is_unix):
             continue

@@ -12,6 +12,9 @@ NOTICE = 25  # stunnel's default level, between Python's INFO and WARNING
 STUNNEL_LEVELS = {0: 50, 1: 50, 2: 50, 3: 40, 4: 30, 5: NOTICE, 6: 20, 7: 10}
 LEVEL_NAMES = {50: "CRITICAL", 40: "ERROR", 30: "WARNING", NOTICE: "NOTICE", 20: "INFO",
                10: "DEBUG"}
+# a tcp_wrappers rule's ``severity`` level (hosts_options(5)) as the refusal line's level
+TCPD_SEVERITY_LEVELS = {"emerg": 50, "alert": 50, "crit": 50, "err": 40, "warning": 30,
+                        "notice": NOTICE, "info": 20, "debug": 10}
 
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 

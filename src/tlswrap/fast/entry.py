@@ -2,9 +2,11 @@
 
 ``serve_inetd(args)`` first decides, changing nothing, whether this start is one it serves:
 a connected socket was handed over, the config (or command line) is one the fast path reads
-(``spec``), the hosts files hold no rule, and ``opensslraw`` builds the TLS context. If not,
-it returns None and ``cli`` runs the full path, which reads the same input and serves (or
-says what is wrong) as it always has. Otherwise it serves the connection as
+(``spec``), ``opensslraw`` builds the TLS context, and the hosts files hold no rule or the
+deciding rule's options are ones the fast path honours (``access``; decided here, per
+connection, before anything is read from the connection or logged). If not, it returns None
+and ``cli`` runs the full path in this process, on the same descriptor, which reads the same
+input and serves (or says what is wrong) as it always has. Otherwise it serves the connection as
 ``inetd.serve_connection`` and ``pipeline.serve_one`` do, step for step and line for line,
 and returns the exit status.
 """
@@ -15,12 +17,20 @@ import os
 import stat
 import sys
 import time
-from _socket import AF_UNIX, IPPROTO_TCP, SO_ACCEPTCONN, SO_LINGER, SOL_SOCKET, TCP_NODELAY
+from _socket import (
+    AF_UNIX,
+    IPPROTO_TCP,
+    SO_ACCEPTCONN,
+    SO_KEEPALIVE,
+    SO_LINGER,
+    SOL_SOCKET,
+    TCP_NODELAY,
+)
 from _socket import socket as raw_socket
 
 from ..addresses import format_peer
 from ..execenv import exec_environment
-from ..logtext import NOTICE
+from ..logtext import NOTICE, TCPD_SEVERITY_LEVELS
 from ..opensslraw import READ, Connection, RawTLSError, TLSFailure, server_context
 from ..outcome import Outcome
 from ..regularfile import read_regular
@@ -29,6 +39,10 @@ from .backend import BackendFailure, Program, open_backend
 from .log import DEBUG, ERROR, WARNING, Log
 from .relay import Relay
 from .waits import POLLIN, POLLOUT, wait_fd
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from .access import Verdict
 
 HOSTS_MAX_BYTES = 1 << 20  # tcpwrappers.files.HOSTS_MAX_BYTES
 SHORT_LINE = 1000  # well below tcpd's line buffer (tcpwrappers.rules.BUFLEN)
@@ -65,9 +79,9 @@ def connection_fd() -> int | None:
 def no_rules(path: str) -> bool:
     """True when the hosts file ``path`` is missing or holds only what tcpd skips without a
     word: comments (``#`` in the first column) and blank lines (spaces, tabs, CR), each line
-    short and ended by a newline, no continuation. tcpd then grants everyone. Anything else
-    -- a rule, an indented ``#`` (a rule to tcpd), a line the full path would warn about --
-    is for the full path's rule engine (``tcpwrappers.rules.parse_hosts``)."""
+    short and ended by a newline, no continuation. tcpd then grants everyone, and the rule
+    engine need not even be imported. Anything else -- a rule, an indented ``#`` (a rule to
+    tcpd), a line the full path would warn about -- is for the rule engine (``access``)."""
     try:
         data = read_regular(path, HOSTS_MAX_BYTES)
     except FileNotFoundError:
@@ -110,8 +124,6 @@ def serve_inetd(args: list[str]) -> int | None:
         spec = read_spec(args)
     except specs.Unsupported:
         return None
-    if spec.libwrap and not (no_rules(spec.hosts_allow) and no_rules(spec.hosts_deny)):
-        return None
     low, high = spec.tls_range
     try:
         ctx = server_context(name=spec.name, cert=spec.cert or "", key=spec.key,
@@ -126,6 +138,14 @@ def serve_inetd(args: list[str]) -> int | None:
             os.close(os.open(spec.output, os.O_WRONLY | os.O_APPEND | os.O_CREAT
                              | os.O_CLOEXEC, 0o640))
         except OSError:
+            return None
+    verdict = None
+    if spec.libwrap and not (no_rules(spec.hosts_allow) and no_rules(spec.hosts_deny)):
+        from .access import HandOver
+
+        try:
+            verdict = check_access(spec, fd)
+        except HandOver:
             return None
     for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):  # systemd.forget_activation_env
         os.environ.pop(var, None)
@@ -148,7 +168,7 @@ def serve_inetd(args: list[str]) -> int | None:
         return 0
     outcome = Outcome(spec.name, format_peer(peer))
     try:
-        serve_one(spec, ctx, conn, peer, outcome, log)
+        serve_one(spec, ctx, conn, peer, outcome, log, verdict)
     except Exception as exc:  # noqa: BLE001 - as pipeline.serve_guarded: logged, never a crash
         outcome.end(f"internal error: {exc!r}")
         import traceback
@@ -162,10 +182,55 @@ def serve_inetd(args: list[str]) -> int | None:
     return 0
 
 
+def check_access(spec: specs.Spec, fd: int) -> Verdict | None:
+    """hosts.allow/hosts.deny for the connection on ``fd`` (``access.check``); None when it
+    is already gone (the caller says so, as the full path does). HandOver: the full path's."""
+    probe = raw_socket(fileno=os.dup(fd))
+    try:
+        peer, local = probe.getpeername(), probe.getsockname()
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    from .access import check
+
+    return check(spec.name, spec.hosts_allow, spec.hosts_deny, peer, local, f"[{spec.name}]")
+
+
+def refused(verdict: Verdict | None, conn: raw_socket, outcome: Outcome, log: Log) -> bool:
+    """``pipeline``'s access step on a verdict made before: the resolver's warnings, the
+    rule's keepalive and linger (``access.apply_socket_options``), and for a refusal its line
+    (``AccessControl.log_refusal``, at the rule's ``severity``); True when refused."""
+    if verdict is None:
+        return False
+    for warning in verdict.warnings:
+        log(WARNING, warning)
+    decision = verdict.decision
+    if decision.option("keepalive") is not None:
+        conn.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1)
+    linger = decision.option("linger")
+    if linger is not None:
+        seconds = int(linger.arg)  # type: ignore[call-overload]
+        conn.setsockopt(SOL_SOCKET, SO_LINGER,  # struct linger {1, seconds}
+                        (1).to_bytes(4, sys.byteorder) + seconds.to_bytes(4, sys.byteorder))
+    if decision.granted:
+        return False
+    level = WARNING
+    severity = decision.option("severity")
+    if severity is not None:
+        level = TCPD_SEVERITY_LEVELS.get(severity.arg.level, WARNING)  # type: ignore[attr-defined]
+    where = f" ({decision.file} line {decision.line})" if decision.file else ""
+    log(level, f"{outcome.tag} refused connect from {verdict.client}{where}")
+    outcome.end("refused by tcp_wrappers")
+    outcome.refused = "rules"
+    return True
+
+
 def serve_one(spec: specs.Spec, ctx: object, conn: raw_socket, peer: object,
-              outcome: Outcome, log: Log) -> None:
-    """``pipeline.serve_one`` for a service without access rules: handshake under
-    TIMEOUTbusy, backend or program, relay, close."""
+              outcome: Outcome, log: Log, verdict: Verdict | None = None) -> None:
+    """``pipeline.serve_one`` for a service whose rules (if any) the fast path honours:
+    access step on ``verdict``, handshake under TIMEOUTbusy, backend or program, relay,
+    close."""
     client: Connection | None = None
     backend: raw_socket | None = None
     program: Program | None = None
@@ -176,6 +241,8 @@ def serve_one(spec: specs.Spec, ctx: object, conn: raw_socket, peer: object,
             conn.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
         local = conn.getsockname()
         log(NOTICE, f"{outcome.who} accepted connection")
+        if refused(verdict, conn, outcome, log):
+            return  # closed before any TLS byte
         client = Connection(ctx, fd)
         deadline = time.monotonic() + spec.timeout_busy
         try:

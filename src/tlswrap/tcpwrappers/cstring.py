@@ -7,15 +7,11 @@ the parser, the matcher and the checker see the same thing.
 
 from __future__ import annotations
 
-import re
-import string
-
-__all__ = ["SPACE", "atoi", "equal", "fold", "scan_int", "split_at"]
+__all__ = ["SPACE", "atoi", "equal", "fold", "leading_int", "scan_int", "split_at"]
 
 SPACE = " \t\n\v\f\r"  # isspace()
 
-_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?\d+)")
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def fold(s: str) -> str:
@@ -28,16 +24,32 @@ def equal(a: str, b: str) -> bool:
     return fold(a) == fold(b)
 
 
+def leading_int(s: str) -> tuple[str, str, str] | None:
+    """What strtol() reads: blanks, then ``(sign, digits, rest)``; None without digits.
+
+    ``sign`` is "", "+" or "-"; ``digits`` the decimal digits that follow (``str.isdecimal``,
+    as the engine has always read them), ``rest`` what comes after.
+    """
+    i, n = 0, len(s)
+    while i < n and s[i] in SPACE:
+        i += 1
+    sign = s[i] if i < n and s[i] in "+-" else ""
+    start = j = i + len(sign)
+    while j < n and s[j].isdecimal():
+        j += 1
+    return (sign, s[start:j], s[j:]) if j > start else None
+
+
 def atoi(s: str) -> int:
     """atoi(): leading blanks, an optional sign and digits; 0 when there are none."""
-    m = _ATOI.match(s)
-    return int(m.group(1)) if m else 0
+    found = leading_int(s)
+    return int(found[0] + found[1]) if found else 0
 
 
 def scan_int(value: str) -> int | None:
     """``sscanf(value, "%d%c") == 1``: an optionally signed decimal and nothing after it."""
-    m = _ATOI.fullmatch(value)
-    return int(m.group(1)) if m else None
+    found = leading_int(value)
+    return int(found[0] + found[1]) if found and not found[2] else None
 
 
 def split_at(s: str, delim: str) -> tuple[str, str | None]:

@@ -27,26 +27,30 @@ General theory of operation (tcpd's hosts_access.c, options.c):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from tlswrap.tcpwrappers.cstring import SPACE
 from tlswrap.tcpwrappers.expand import expand_percent
-from tlswrap.tcpwrappers.options import Option
-from tlswrap.tcpwrappers.patterns import Hooks, ReadPatterns, client_match, list_match, server_match
-from tlswrap.tcpwrappers.request import Request
-from tlswrap.tcpwrappers.rules import Note, Rule, Rules
+from tlswrap.tcpwrappers.patterns import Hooks, client_match, list_match, server_match
+from tlswrap.tcpwrappers.record import Record
+from tlswrap.tcpwrappers.rules import Note
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tlswrap.tcpwrappers.options import Option
+    from tlswrap.tcpwrappers.patterns import ReadPatterns
+    from tlswrap.tcpwrappers.request import Request
+    from tlswrap.tcpwrappers.rules import Rule, Rules
+
+    Warn = Callable[[str], None]
+    OnOption = Callable[[Option, Warn], "str | None"]
 
 __all__ = ["ACLEXEC_FAILED", "Decision", "OnOption", "decide"]
 
 ACLEXEC_FAILED = "\0aclexec-failed"  # on_option result: the aclexec command exited non-zero
 
-Warn = Callable[[str], None]
-OnOption = Callable[[Option, Warn], "str | None"]
 
-
-@dataclass(frozen=True)
-class Decision:
+class Decision(Record):
     """The verdict and what decided it.
 
     ``verdict``: "granted" or "denied". ``file``/``line``: the deciding rule, or None when no
@@ -56,13 +60,19 @@ class Decision:
     ``log``: the lines tcpd would log in verbose mode (``matched:``, ``option:``, warnings).
     """
 
+    __slots__ = _fields = ("verdict", "file", "line", "options", "delegated", "error", "log")
     verdict: str
     file: str | None
     line: int | None
-    options: tuple[Option, ...] = ()
-    delegated: bool = False
-    error: str | None = None
-    log: tuple[str, ...] = ()
+    options: tuple[Option, ...]
+    delegated: bool
+    error: str | None
+    log: tuple[str, ...]
+
+    def __init__(self, verdict: str, file: str | None, line: int | None,
+                 options: tuple[Option, ...] = (), delegated: bool = False,
+                 error: str | None = None, log: tuple[str, ...] = ()) -> None:
+        super().__init__(verdict, file, line, options, delegated, error, log)
 
     @property
     def granted(self) -> bool:

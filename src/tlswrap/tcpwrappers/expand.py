@@ -8,14 +8,18 @@ the template never is. Lookups happen only for the sequences that need them (%n,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tlswrap.tcpwrappers.cstring import equal
-from tlswrap.tcpwrappers.request import UNKNOWN, Host, Request, known
+from tlswrap.tcpwrappers.request import UNKNOWN, known
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tlswrap.tcpwrappers.request import Host, Request
+
+    Warn = Callable[[str], None]
 
 __all__ = ["expand_percent"]
-
-Warn = Callable[[str], None]
 
 _SAFE = frozenset("1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 

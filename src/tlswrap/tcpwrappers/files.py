@@ -27,14 +27,15 @@ from tlswrap.tcpwrappers.request import PARANOID
 from tlswrap.tcpwrappers.rules import Rules, parse_hosts
 
 __all__ = [
-    "HostsFiles", "banner_path_error", "check_option", "find_inet_addr", "hostname_for",
-    "read_hosts", "read_patterns",
+    "HOSTS_MAX_BYTES", "LOOKUP_TIMEOUT", "HostsFiles", "banner_path_error", "check_option",
+    "find_inet_addr", "hostname_for", "read_hosts", "read_patterns",
 ]
 
 log = logging.getLogger("tlswrap.tcpwrappers.files")
 Warn = Callable[[str], None]
 _Identity = tuple[int, int, int, int]
 HOSTS_MAX_BYTES = 1 << 20  # a hosts file, a /path pattern list or a banner: at most 1 MiB
+LOOKUP_TIMEOUT = 5.0  # a decision's host name lookups: after that the names count as unknown
 
 _SockAddr = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
 

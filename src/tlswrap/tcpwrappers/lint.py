@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tlswrap.tcpwrappers.cstring import equal, split_at
 from tlswrap.tcpwrappers.options import Option
 from tlswrap.tcpwrappers.patterns import (
-    ReadPatterns,
     bracketed,
     daemon_or_port,
     dot_quad_addr,
@@ -28,6 +27,9 @@ from tlswrap.tcpwrappers.patterns import (
 )
 from tlswrap.tcpwrappers.request import UNKNOWN
 from tlswrap.tcpwrappers.rules import Rule
+
+if TYPE_CHECKING:
+    from tlswrap.tcpwrappers.patterns import ReadPatterns
 
 __all__ = ["ACLEXEC_NOTE", "DNS", "Emit", "Services", "System", "check_host", "lint_rule",
            "rule_listing"]

@@ -14,9 +14,8 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tlswrap.regularfile import read_regular
 from tlswrap.tcpwrappers import files
@@ -25,8 +24,11 @@ from tlswrap.tcpwrappers.decide import Decision, decide
 from tlswrap.tcpwrappers.expand import expand_percent
 from tlswrap.tcpwrappers.options import Option
 from tlswrap.tcpwrappers.patterns import dot_quad_addr, not_inaddr
-from tlswrap.tcpwrappers.request import UNKNOWN, Lookup, Request, known
+from tlswrap.tcpwrappers.request import UNKNOWN, Request, known
 from tlswrap.tcpwrappers.rules import Rules
+
+if TYPE_CHECKING:
+    from tlswrap.tcpwrappers.request import Lookup
 
 __all__ = ["USAGE", "main", "run"]
 
@@ -118,21 +120,21 @@ def run(argv: list[str], out: TextIO, cwd: str | None = None) -> int:
             name = files.hostname_for(addr, warn)
             if name is None:
                 warn(f"host address {addr}->name lookup failed")
-            base.server_addr, base.server_name, base.server_port = addr, name, 0
+            base = base.replace(server_addr=addr, server_name=name, server_port=0)
         if len(found) > 1:
             sys.stderr.write(f"Error: {server} has more than one address\n"
                              "Please specify an address instead\n")
             return 1
     else:
-        base.server_name = server
+        base = base.replace(server_name=server)
 
     allow = _read(allow_path, where)
     deny = _read(deny_path, where)
     requests: list[Request] = []
     if dot_quad_addr(client) is not None or _inet6_numeric(client):
-        requests.append(replace(base, client_addr=client))
+        requests.append(base.replace(client_addr=client))
     elif not_inaddr(client) and not known(client):
-        requests.append(replace(base, client_name=client))
+        requests.append(base.replace(client_name=client))
     else:
         found = files.find_inet_addr(client, warn)
         if found is None:
@@ -145,7 +147,7 @@ def run(argv: list[str], out: TextIO, cwd: str | None = None) -> int:
                 client_name = files.hostname_for(addr, warn)
                 if client_name is None:
                     warn(f"host address {addr}->name lookup failed")
-            req = replace(base, client_addr=addr, client_name=client_name, client_port=0)
+            req = base.replace(client_addr=addr, client_name=client_name, client_port=0)
             _match(req, allow, deny, say, out, where)
             if i + 1 < len(found):
                 say("")

@@ -9,11 +9,8 @@ banners directory) are left to the caller's ``on_option`` hook.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import NamedTuple
-
-from tlswrap.tcpwrappers.cstring import SPACE, fold, scan_int, split_at
+from tlswrap.tcpwrappers.cstring import SPACE, fold, leading_int, scan_int, split_at
+from tlswrap.tcpwrappers.record import Record
 
 __all__ = ["OPTION_TABLE", "Option", "OptionSpec", "Severity", "parse_options"]
 
@@ -50,16 +47,19 @@ LEVELS = {name: i for i, name in enumerate(
 DEFAULT_NICE = 10
 
 
-class Severity(NamedTuple):
+class Severity(Record):
     """``severity [facility.]level``: ``priority`` is the syslog priority (facility | level)."""
 
+    __slots__ = _fields = ("facility", "level", "priority")
     facility: str | None
     level: str
     priority: int
 
+    def __init__(self, facility: str | None, level: str, priority: int) -> None:
+        super().__init__(facility, level, priority)
 
-@dataclass(frozen=True)
-class Option:
+
+class Option(Record):
     """One processed option of the deciding rule.
 
     ``name``: lower-case keyword; ``keyword``: as written; ``value``: the text tcpd works
@@ -79,20 +79,28 @@ class Option:
     ======================  =========================================================
     """
 
+    __slots__ = _fields = ("name", "keyword", "value", "arg")
     name: str
     keyword: str
     value: str | None
-    arg: object = None
+    arg: object
+
+    def __init__(self, name: str, keyword: str, value: str | None, arg: object = None) -> None:
+        super().__init__(name, keyword, value, arg)
 
 
-@dataclass(frozen=True)
-class OptionSpec:
+class OptionSpec(Record):
     """An option as written in the file, validated as far as that is possible statically."""
 
+    __slots__ = _fields = ("name", "keyword", "value", "error")
     name: str
     keyword: str
     value: str | None
-    error: str | None = None  # a bad value: tcpd reports it after logging the option
+    error: str | None  # a bad value: tcpd reports it after logging the option
+
+    def __init__(self, name: str, keyword: str, value: str | None,
+                 error: str | None = None) -> None:
+        super().__init__(name, keyword, value, error)
 
     @property
     def expand(self) -> bool:
@@ -110,9 +118,10 @@ def _check(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     if name == "umask":
-        m = re.fullmatch(r"[ \t\n\v\f\r]*([+-]?)([0-7]+)", value)
-        mask = int(m.group(2), 8) if m else -1
-        if m and m.group(1) == "-":
+        found = leading_int(value)  # then the digits must all be octal, and end the value
+        octal = found is not None and not found[2] and all(c in "01234567" for c in found[1])
+        mask = int(found[1], 8) if found and octal else -1
+        if found and octal and found[0] == "-":
             mask = -mask % (1 << 32)
         if not 0 <= mask <= 0o777:
             return f'bad umask value: "{value}"'

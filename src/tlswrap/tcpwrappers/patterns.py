@@ -18,13 +18,21 @@ The outside world (``/file`` pattern lists, netgroups, tcpd's warnings) comes in
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from tlswrap.tcpwrappers.cstring import atoi, equal, fold, leading_int, split_at
+from tlswrap.tcpwrappers.record import Record
+from tlswrap.tcpwrappers.request import UNKNOWN, known
 
-from tlswrap.tcpwrappers.cstring import atoi, equal, fold, split_at
-from tlswrap.tcpwrappers.request import UNKNOWN, Host, Request, known
+# ipaddress and re are imported where a pattern needs them ([v6] and wildcard patterns):
+# with typing, they would cost the inetd fast path milliseconds on every connection.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ipaddress
+    import re
+    from collections.abc import Callable, Sequence
+
+    from tlswrap.tcpwrappers.request import Host, Request
+
+    ReadPatterns = Callable[[str], Sequence[str]]
 
 __all__ = [
     "Hooks", "ReadPatterns", "bracketed", "client_match", "daemon_or_port", "dot_quad_addr",
@@ -32,10 +40,7 @@ __all__ = [
     "not_inaddr", "server_match", "string_match",
 ]
 
-ReadPatterns = Callable[[str], Sequence[str]]
-
-
-class Hooks(NamedTuple):
+class Hooks(Record):
     """What a pattern may need from outside, asked only when a pattern needs it.
 
     ``read_patterns(path)``: the whitespace-separated patterns of a ``/path`` list (raise
@@ -44,9 +49,15 @@ class Hooks(NamedTuple):
     NIS). ``warn(message)``: one of tcpd's warnings, located at the rule by the caller.
     """
 
-    read_patterns: ReadPatterns | None = None
-    netgroup: Callable[[str, str], bool] | None = None
-    warn: Callable[[str], None] | None = None
+    __slots__ = _fields = ("read_patterns", "netgroup", "warn")
+    read_patterns: ReadPatterns | None
+    netgroup: Callable[[str, str], bool] | None
+    warn: Callable[[str], None] | None
+
+    def __init__(self, read_patterns: ReadPatterns | None = None,
+                 netgroup: Callable[[str, str], bool] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
+        super().__init__(read_patterns, netgroup, warn)
 
 
 # --- addresses, as the C library reads them ---------------------------------------------------
@@ -64,21 +75,17 @@ def inet_addr(s: str) -> int | None:
         if i >= n or not s[i].isdigit() or not s[i].isascii():
             return None
         if s[i] == "0" and i + 1 < n and s[i + 1] in "xX":
-            m = re.match(r"0[xX]([0-9a-fA-F]*)", s[i:])
-            assert m
-            val = int(m.group(1), 16) if m.group(1) else 0
-            if not m.group(1):  # strtoul stops after the "0"
-                i += 1
+            end = _run(s, i + 2, _HEX)
+            if end == i + 2:  # strtoul stops after the "0"
+                val, i = 0, i + 1
             else:
-                i += m.end()
+                val, i = int(s[i + 2:end], 16), end
         elif s[i] == "0":
-            m = re.match(r"[0-7]*", s[i:])
-            assert m
-            val, i = int(m.group(0), 8), i + m.end()
+            end = _run(s, i, _OCTAL)
+            val, i = int(s[i:end], 8), end
         else:
-            m = re.match(r"[0-9]+", s[i:])
-            assert m
-            val, i = int(m.group(0)), i + m.end()
+            end = _run(s, i, _DECIMAL)
+            val, i = int(s[i:end]), end
         if val > 0xFFFFFFFF:
             return None
         if i < n and s[i] == ".":
@@ -99,6 +106,18 @@ def inet_addr(s: str) -> int | None:
     return None if addr == 0xFFFFFFFF else addr
 
 
+_OCTAL = frozenset("01234567")
+_DECIMAL = frozenset("0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _run(s: str, i: int, chars: frozenset[str]) -> int:
+    """Where the run of ``chars`` starting at ``s[i]`` ends."""
+    while i < len(s) and s[i] in chars:
+        i += 1
+    return i
+
+
 def dot_quad_addr(s: str) -> int | None:
     """misc.c dot_quad_addr(): exactly four runs of non-dots, then inet_addr()."""
     runs = sum(1 for r in s.split(".") if r)
@@ -107,6 +126,8 @@ def dot_quad_addr(s: str) -> int | None:
 
 def inet6(s: str) -> ipaddress.IPv6Address | None:
     """getaddrinfo(AF_INET6, AI_NUMERICHOST), ignoring any %scope."""
+    import ipaddress
+
     try:
         return ipaddress.IPv6Address(s.split("%", 1)[0] if "%" in s else s)
     except ValueError:
@@ -170,6 +191,8 @@ _WILDCARDS: dict[str, re.Pattern[str]] = {}
 def _wildcard(tok: str) -> re.Pattern[str]:
     pat = _WILDCARDS.get(tok)
     if pat is None:
+        import re
+
         body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in tok)
         pat = _WILDCARDS[tok] = re.compile(body, re.IGNORECASE | re.ASCII | re.DOTALL)
     return pat
@@ -221,9 +244,11 @@ def _masked6(net_tok: str, mask_tok: str, string: str) -> bool:
     v4 = _strip_mapped(string)
     if v4 != string:
         return _masked4(net_tok, mask_tok, v4)
+    found = ipv6_net(net_tok, mask_tok)  # first: only a [v6] pattern reads ipaddress
+    if found is None:
+        return False
     addr = inet6(string)
-    found = ipv6_net(net_tok, mask_tok)
-    if addr is None or found is None:
+    if addr is None:
         return False
     net, bits = found
     shift = 128 - bits
@@ -234,10 +259,11 @@ def _masked6(net_tok: str, mask_tok: str, string: str) -> bool:
 
 def daemon_or_port(tok: str, daemon: str, port: int | None) -> bool:
     """A daemon pattern without ``@host``: a port number (Debian) or a process name."""
-    m = re.fullmatch(r"[ \t\n\v\f\r]*([+-]?)(\d+)", tok)
-    if m:
-        number = int(m.group(2))
-        number = min(number, 0xFFFFFFFF) if m.group(1) != "-" else (-number) % (1 << 32)
+    found = leading_int(tok)
+    if found and not found[2]:
+        sign, digits, _ = found
+        number = int(digits)
+        number = min(number, 0xFFFFFFFF) if sign != "-" else (-number) % (1 << 32)
         if number <= 65535:
             return port is not None and number == port
     return string_match(tok, daemon)

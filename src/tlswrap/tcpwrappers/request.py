@@ -8,18 +8,19 @@ that name hosts need a lookup, address patterns do not). A failed lookup reads a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 from tlswrap.tcpwrappers.cstring import equal
+from tlswrap.tcpwrappers.record import Record
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Lookup = Callable[[], "str | None"]
 
 __all__ = ["PARANOID", "UNKNOWN", "Host", "Lookup", "Request", "known"]
 
 UNKNOWN = "unknown"  # tcpd's STRING_UNKNOWN: the lookup failed
 PARANOID = "paranoid"  # tcpd's STRING_PARANOID: the name does not map back to the address
-
-Lookup = Callable[[], "str | None"]
 
 
 def known(name: str) -> bool:
@@ -27,20 +28,24 @@ def known(name: str) -> bool:
     return not equal(name, UNKNOWN) and not equal(name, PARANOID)
 
 
-class Host(NamedTuple):
+class Host(Record):
     """One end of the connection, as the matcher asks about it (tcpd's ``struct host_info``).
 
     ``name_ready()``: the name is at hand without a lookup (given as a string, or looked up
     already); %h and %c print the address until then, as tcpd's eval_hostinfo() does.
     """
 
+    __slots__ = _fields = ("addr", "name", "name_ready")
     addr: Callable[[], str]
     name: Callable[[], str]
     name_ready: Callable[[], bool]
 
+    def __init__(self, addr: Callable[[], str], name: Callable[[], str],
+                 name_ready: Callable[[], bool]) -> None:
+        super().__init__(addr, name, name_ready)
 
-@dataclass
-class Request:
+
+class Request(Record):
     """What is known about one connection; name and user lookups are called lazily, once.
 
     ``client_name``/``server_name``: a name, or a function returning one; the value (or the
@@ -50,16 +55,28 @@ class Request:
     Addresses are strings as printed (``10.0.0.1``, ``2001:db8::1``); ``None`` = unknown.
     """
 
+    _fields = ("daemon", "client_addr", "client_name", "server_addr", "server_name", "user",
+               "client_port", "server_port", "pid")
+    __slots__ = (*_fields, "_cache")  # the looked-up values: not a field
     daemon: str
-    client_addr: str | None = None
-    client_name: Lookup | str | None = None
-    server_addr: str | None = None
-    server_name: Lookup | str | None = None
-    user: Lookup | str | None = None
-    client_port: int | None = None
-    server_port: int | None = None
-    pid: int | None = None
-    _cache: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    client_addr: str | None
+    client_name: Lookup | str | None
+    server_addr: str | None
+    server_name: Lookup | str | None
+    user: Lookup | str | None
+    client_port: int | None
+    server_port: int | None
+    pid: int | None
+    _cache: dict[str, str]
+
+    def __init__(self, daemon: str, client_addr: str | None = None,
+                 client_name: Lookup | str | None = None, server_addr: str | None = None,
+                 server_name: Lookup | str | None = None, user: Lookup | str | None = None,
+                 client_port: int | None = None, server_port: int | None = None,
+                 pid: int | None = None) -> None:
+        super().__init__(daemon, client_addr, client_name, server_addr, server_name, user,
+                         client_port, server_port, pid)
+        object.__setattr__(self, "_cache", {})
 
     def _eval(self, key: str, source: Lookup | str | None) -> str:
         if key not in self._cache:

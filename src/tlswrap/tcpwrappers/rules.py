@@ -16,26 +16,28 @@ tcpd reads it at match time (hosts_access.c table_match() over misc.c xgets()):
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 from tlswrap.tcpwrappers.cstring import split_at
 from tlswrap.tcpwrappers.options import OptionSpec, parse_options
+from tlswrap.tcpwrappers.record import Record
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["BUFLEN", "Note", "Problem", "Rule", "Rules", "parse_hosts"]
 
 BUFLEN = 2048  # tcpd's logical line buffer, newline included
-_SEP = re.compile(r"[, \t\r\n]+")  # list separators (hosts_access.c: sep[])
+_SEP = str.maketrans(",\t\r\n", "    ")  # list separators (hosts_access.c: sep[]) to blanks
 _BLANK = " \t\r\n"
 
 Problem = tuple[str, int, str]  # (filename, lineno, message)
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Record):
     """One rule: ``daemons : clients [: options]`` at ``lineno`` (tcpd's count: last line)."""
 
+    __slots__ = _fields = ("filename", "lineno", "daemons", "clients", "options",
+                           "option_error")
     filename: str
     lineno: int
     daemons: tuple[str, ...]
@@ -43,24 +45,36 @@ class Rule:
     options: tuple[OptionSpec, ...]  # parsed up to the first structural error
     option_error: str | None  # structural error after ``options`` (denies when decisive)
 
+    def __init__(self, filename: str, lineno: int, daemons: tuple[str, ...],
+                 clients: tuple[str, ...], options: tuple[OptionSpec, ...],
+                 option_error: str | None) -> None:
+        super().__init__(filename, lineno, daemons, clients, options, option_error)
 
-@dataclass(frozen=True)
-class Note:
+
+class Note(Record):
     """A line tcpd skips with a warning, or (fatal) where it stops reading the file."""
 
+    __slots__ = _fields = ("lineno", "messages", "fatal")
     lineno: int
     messages: tuple[str, ...]
     fatal: bool
 
+    def __init__(self, lineno: int, messages: tuple[str, ...], fatal: bool) -> None:
+        super().__init__(lineno, messages, fatal)
 
-@dataclass(frozen=True)
-class Rules:
+
+class Rules(Record):
     """A parsed hosts file. ``problems``: every syntax error, as ``(filename, lineno, msg)``."""
 
+    __slots__ = _fields = ("filename", "entries", "problems", "open_error")
     filename: str
-    entries: tuple[Rule | Note, ...] = ()
-    problems: tuple[Problem, ...] = ()
-    open_error: str | None = None  # the file exists but cannot be read (tcpd denies)
+    entries: tuple[Rule | Note, ...]
+    problems: tuple[Problem, ...]
+    open_error: str | None  # the file exists but cannot be read (tcpd denies)
+
+    def __init__(self, filename: str, entries: tuple[Rule | Note, ...] = (),
+                 problems: tuple[Problem, ...] = (), open_error: str | None = None) -> None:
+        super().__init__(filename, entries, problems, open_error)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -136,4 +150,4 @@ def parse_hosts(text: str, filename: str) -> Rules:
 
 
 def _tokens(s: str) -> tuple[str, ...]:
-    return tuple(t for t in _SEP.split(s) if t)
+    return tuple(t for t in s.translate(_SEP).split(" ") if t)
