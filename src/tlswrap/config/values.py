@@ -19,6 +19,7 @@ from .model import (
     SYSLOG_FACILITIES,
     TLS_VERSIONS,
     Address,
+    Secret,
 )
 
 
@@ -174,6 +175,28 @@ def parse_protocol(value: str) -> str:
         raise ValueError(f"{name} is not a mail protocol; tlswrap speaks imap, pop3, smtp "
                          "(STARTTLS) and proxy")
     raise ValueError("unknown protocol: tlswrap speaks imap, pop3, smtp (STARTTLS) and proxy")
+
+
+SMTP_AUTH_MECHANISMS = ("plain", "login")  # stunnel's protocolAuthentication for smtp
+
+
+def parse_protocol_authentication(value: str) -> str:
+    """stunnel's ``protocolAuthentication`` for smtp: ``plain`` (its default) or ``login``;
+    stunnel's connect types (basic, ntlm) said to belong there."""
+    name = value.lower()
+    if name in SMTP_AUTH_MECHANISMS:
+        return name
+    if name in ("basic", "ntlm"):
+        raise ValueError(f"{name} is for protocol = connect, which tlswrap does not speak; "
+                         "protocol = smtp takes plain or login")
+    raise ValueError("expected plain or login (SMTP AUTH with protocol = smtp)")
+
+
+def parse_secret(value: str) -> Secret:
+    """A password: any text but none (the caller never repeats the value in a message)."""
+    if not value:
+        raise ValueError("empty value")
+    return Secret(value)
 
 
 def parse_starttls(value: str) -> str:
