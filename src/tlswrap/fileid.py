@@ -24,8 +24,9 @@ def file_id(path: str) -> FileId:
 
 
 def watched(service: Service) -> tuple[str, ...]:
-    """The files ``service``'s TLS context is built from (cert, key, CAfile), each once."""
-    paths = (service.cert, service.key or service.cert, service.ca_file)
+    """The files ``service``'s TLS context is built from (cert, key, CAfile, CAstore), each
+    once."""
+    paths = (service.cert, service.key or service.cert, service.ca_file, service.ca_store)
     return tuple(dict.fromkeys(p for p in paths if p))
 
 

@@ -141,6 +141,7 @@ def reread_problems(svc: Service, ident: Identity | None) -> list[tuple[str, str
     problems: list[tuple[str, str]] = []
     seen = set()
     files = [("cert", svc.cert), ("key", svc.key), ("CAfile", svc.ca_file),
+             ("CAstore", svc.ca_store),
              ("CRLfile", svc.crl_file), ("OCSPstaple", svc.ocsp_staple),
              ("PSKsecrets", svc.psk_secrets)]
     for cert, key, _ in svc.more_certs:

@@ -127,6 +127,7 @@ class Service:
     verify_peer: bool | None = None
     require_cert: bool | None = None
     ca_path: str | None = None
+    ca_store: str | None = None  # CAstore: a PEM file or a hashed directory (told apart at load)
     crl_file: str | None = None
     crl_path: str | None = None
     check_host: tuple[str, ...] = ()

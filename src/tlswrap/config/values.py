@@ -329,6 +329,41 @@ def parse_check_host(value: str) -> str:
     return value
 
 
+def parse_ca_store(value: str) -> str:
+    """stunnel's ``CAstore = URI`` (OpenSSL's OSSL_STORE), as far as tlswrap can honour it: a
+    path or a ``file:`` URI (``file:/abs``, ``file:///abs``, ``file://localhost/abs``,
+    %-escapes decoded), naming a PEM file or a hashed directory; the path is returned. The
+    binding tlswrap uses has no OSSL_STORE, so other schemes (``pkcs11:``, the Windows store,
+    ``http:``) are refused with what to use instead."""
+    from urllib.parse import unquote
+
+    if not value:
+        raise ValueError("empty value")
+    scheme, colon, rest = value.partition(":")
+    is_uri = colon and scheme[:1].isalpha() and all(
+        c.isalnum() or c in "+-." for c in scheme) and scheme.isascii()
+    if not is_uri:
+        return value  # a path, as CAfile or CApath takes one
+    if scheme.lower() != "file":
+        raise ValueError(f"the {scheme.lower()}: store is not supported: tlswrap reads a PEM "
+                         "file or a hashed directory (a path or a file: URI); use CAfile or "
+                         "CApath (client = yes trusts the system's CAs when none is given)")
+    if rest.startswith("//"):
+        host, slash, path = rest[2:].partition("/")
+        if host.lower() not in ("", "localhost"):
+            raise ValueError(f"a file: URI names a file on this machine, not on {host!r}")
+        rest = slash + path
+    try:
+        path = unquote(rest, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError("its %-escapes are not UTF-8") from None
+    if not path:
+        raise ValueError("a file: URI without a path")
+    if "\0" in path:
+        raise ValueError("a NUL (%00) in the path")
+    return path
+
+
 def parse_text(value: str) -> str:
     if not value:
         raise ValueError("empty value")
