@@ -171,3 +171,66 @@ async def test_backend_down_gets_the_protocol_s_reply(certs):
 
     outcome = await run_one(rt, client, limit=30)
     assert outcome.reason.startswith("backend unavailable: 127.0.0.1:9: ")
+
+
+def _auth_service(extra: str = ""):  # type: ignore[no-untyped-def]
+    from tlswrap.config import parse_config
+
+    return parse_config("[relay]\nclient = yes\nprotocol = smtp\naccept = 2525\n"
+                        "connect = 127.0.0.1:587\nprotocolUsername = me\n"
+                        f"protocolPassword = pw\n{extra}", "t.conf").services[0]
+
+
+async def _auth_over_memory(svc, server_replies: list[bytes]):  # type: ignore[no-untyped-def]
+    """authenticate_with_server over memory streams: the server side answers each line it
+    gets with the next reply (and then says nothing); (what the server got, the local
+    client's end, the error or None, the outcome)."""
+    from tlswrap.outcome import Outcome
+    from tlswrap.preamble import authenticate_with_server
+
+    ours, theirs = trio.testing.memory_stream_pair()
+    local, client_end = trio.testing.memory_stream_pair()
+    got, error = bytearray(), None
+    outcome = Outcome("relay", "127.0.0.1:1")
+
+    async def server() -> None:
+        replies = list(server_replies)
+        while True:
+            data = await theirs.receive_some(1000)
+            if not data:
+                return
+            got.extend(data)
+            if data.endswith(b"\r\n") and replies:
+                await theirs.send_all(replies.pop(0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        try:
+            await authenticate_with_server(svc, ours, local, outcome)  # type: ignore[arg-type]
+        except OSError as exc:
+            error = str(exc)
+        nursery.cancel_scope.cancel()
+    return bytes(got), client_end, error, outcome
+
+
+async def test_auth_without_an_answer_ends_after_timeout_busy(autojump_clock):
+    """A server that goes silent after TLS: TIMEOUTbusy ends it, the local client gets its
+    421, and the reason says so."""
+    svc = _auth_service("TIMEOUTbusy = 30\n")
+    start = trio.current_time()
+    got, client_end, error, _ = await _auth_over_memory(svc, [])
+    assert trio.current_time() - start == pytest.approx(30)
+    assert got == b"EHLO localhost\r\n"
+    assert error == "SMTP AUTH with the server: no answer within 30s"
+    assert await client_end.receive_some(1000) == (
+        b"421 4.7.0 Authentication with the remote server failed, closing\r\n")
+
+
+async def test_auth_success_marks_the_outcome():
+    svc = _auth_service()
+    got, _, error, outcome = await _auth_over_memory(
+        svc, [b"250 AUTH PLAIN\r\n", b"235 ok\r\n"])
+    assert error is None and outcome.auth == "PLAIN"
+    assert got == b"EHLO localhost\r\nAUTH PLAIN AG1lAHB3\r\n"
+    outcome.starttls = "smtp"
+    assert "(smtp STARTTLS, AUTH PLAIN)" in outcome.log_line()

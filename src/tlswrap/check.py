@@ -369,7 +369,7 @@ def _check_key_mode(config: Config, svc: Service, report: Report) -> None:
         ident = target_identity(config)
     except ConfigError:
         ident = None  # _check_globals reports the unknown name
-    for option, problem in key_file_findings(svc, ident):
+    for option, problem in key_file_findings(svc, ident, config.filename):
         report.add(config.filename, svc.line_of(option), "warning", f"[{svc.name}] {problem}")
 
 

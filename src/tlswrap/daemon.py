@@ -496,5 +496,5 @@ def _warn_key_files(config: Config) -> None:
     lines, before the drop."""
     ident = target_identity(config)
     for svc in config.services:
-        for option, problem in key_file_findings(svc, ident):
+        for option, problem in key_file_findings(svc, ident, config.filename):
             log.warning("%s", config.error(problem, option, svc))

@@ -25,12 +25,13 @@ def file_id(path: str) -> FileId:
 
 def watched(service: Service) -> tuple[str, ...]:
     """The files ``service``'s TLS contexts are built from, each once: every cert and key
-    (its secondary ``sni`` sections' too), CAfile and CRLfile, and the CApath and CRLpath
-    directories (an entry added, removed or renamed over changes a directory's times)."""
+    (its secondary ``sni`` sections' too), CAfile, CAstore and CRLfile, and the CApath and
+    CRLpath directories (an entry added, removed or renamed over changes a directory's
+    times)."""
     paths: list[str | None] = []
     for svc in (service, *service.sni_sections):
-        paths += [svc.cert, svc.key or svc.cert, svc.ca_file, svc.crl_file, svc.ca_path,
-                  svc.crl_path]
+        paths += [svc.cert, svc.key or svc.cert, svc.ca_file, svc.ca_store, svc.crl_file,
+                  svc.ca_path, svc.crl_path]
         for cert, key, _ in svc.more_certs:
             paths += [cert, key or cert]
     return tuple(dict.fromkeys(p for p in paths if p))

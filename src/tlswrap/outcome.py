@@ -14,9 +14,10 @@ import time
 class Outcome:
     """One connection's record: who, which service, how it ended, what moved."""
 
-    __slots__ = ("backend_failed", "conn_id", "connect_seconds", "ended", "handshake_seconds",
-                 "peer", "peer_cert", "quiet", "reason", "refused", "service", "stage", "started",
-                 "starttls", "tls", "to_backend", "to_client", "truncated")
+    __slots__ = ("auth", "backend_failed", "conn_id", "connect_seconds", "ended",
+                 "handshake_seconds", "peer", "peer_cert", "quiet", "reason", "refused",
+                 "service", "stage", "started", "starttls", "tls", "to_backend", "to_client",
+                 "truncated")
 
     def __init__(self, service: str, peer: str, started: float | None = None,
                  conn_id: str | None = None) -> None:
@@ -26,6 +27,7 @@ class Outcome:
         self.reason = "closed"
         self.tls = "no TLS"  # protocol, cipher and group once the handshake is done
         self.starttls = ""  # "imap", "pop3" or "smtp": TLS was started by that STARTTLS
+        self.auth = ""  # "PLAIN" or "LOGIN": tlswrap authenticated to the server (client mode)
         self.peer_cert: str | None = None  # the client certificate, when the service asks
         self.to_backend = 0
         self.to_client = 0
@@ -67,7 +69,8 @@ class Outcome:
         reason = self.reason
         if self.truncated and not reason.startswith("client:"):
             reason += " (the client sent no close_notify)"  # fine for mail, worth knowing
-        tls = f"{self.tls} ({self.starttls} STARTTLS)" if self.starttls else self.tls
+        auth = f", AUTH {self.auth}" if self.auth else ""
+        tls = f"{self.tls} ({self.starttls} STARTTLS{auth})" if self.starttls else self.tls
         if self.peer_cert:
             tls = f"{tls}, {self.peer_cert}"
         return (f"{self.who} closed: {tls}, {self.to_backend} bytes to backend, "

@@ -213,6 +213,10 @@ async def serve_one(rt: ServiceRuntime, sock: socket.socket, peer: object,
 
                     await starttls_with_server(svc, backend, client, outcome)
                 backend = await tls_to_backend(rt, backend, outcome)
+                if svc.protocol_password is not None:  # SMTP AUTH inside TLS (smtp only)
+                    from .preamble import authenticate_with_server
+
+                    await authenticate_with_server(svc, backend, client, outcome)
         except (BackendError, OSError) as exc:
             log.warning("%s backend unavailable: %s", outcome.who, exc)
             outcome.end(f"backend unavailable: {exc}")

@@ -13,6 +13,11 @@ until the relay (SMTP: the client's new EHLO), each within TIMEOUTbusy; a client
 starts TLS is closed when the first runs out. The backend connection is opened before any TLS
 (the session starts with its greeting), so on a STARTTLS port an unauthenticated client holds
 one for at most TIMEOUTbusy, where an implicit-TLS client holds none until its handshake.
+
+The client side (``client = yes``) has two steps here, each within TIMEOUTbusy:
+``starttls_with_server`` before the TLS handshake with the remote server, and
+``authenticate_with_server`` (SMTP AUTH, when the service has credentials) after it. What the
+latter sends holds the password: it goes to the TLS stream and nowhere else.
 """
 
 from __future__ import annotations
@@ -192,3 +197,37 @@ async def starttls_with_server(svc: Service, backend: SocketStream, client: Sock
     if neg.state != TLS:
         raise OSError(f"STARTTLS with the server: {neg.reason}")
     outcome.starttls = svc.protocol
+
+
+async def authenticate_with_server(svc: Service, server: TLSStream, client: SocketStream,
+                                   outcome: Outcome) -> None:
+    """``client = yes``, ``protocol = smtp`` with ``protocolUsername`` and ``protocolPassword``:
+    after the TLS handshake with the server, EHLO and AUTH (``starttls.client.Authentication``)
+    within TIMEOUTbusy, before the local client's bytes are relayed. OSError with the reason
+    (the server's reply, never the credentials) when it fails, after the local client's last
+    word (a 421: its MTA keeps the mail queued)."""
+    from .starttls.client import AUTHENTICATED, NEED, Authentication
+
+    assert svc.protocol_username is not None and svc.protocol_password is not None
+    auth = Authentication(svc.protocol_username, svc.protocol_password.reveal(),
+                          svc.protocol_authentication or "plain", svc.protocol_host or "localhost")
+    try:
+        with trio.move_on_after(svc.timeout_busy):  # TIMEOUTbusy
+            while auth.state == NEED:
+                to_server, _ = auth.take()
+                if to_server:
+                    await server.send_all(to_server)
+                auth.receive(await server.receive_some(READ_SIZE))
+        if auth.state == NEED:
+            auth.give_up(f"no answer within {svc.timeout_busy:g}s")
+    except trio.BrokenResourceError as exc:
+        auth.give_up(str(exc))
+    if auth.state != AUTHENTICATED:
+        _, last_word = auth.take()
+        with trio.move_on_after(svc.timeout_busy):  # a client that never reads
+            try:
+                await client.send_all(last_word)
+            except trio.BrokenResourceError:
+                pass  # gone already: the log line says why the session ended
+        raise OSError(f"SMTP AUTH with the server: {auth.reason}")
+    outcome.auth = auth.mechanism.upper()

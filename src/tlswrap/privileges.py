@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 
 from .config import Config, Service
-from .errors import TlswrapError
+from .errors import TlswrapError, located
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,7 @@ def reread_problems(svc: Service, ident: Identity | None) -> list[tuple[str, str
     problems: list[tuple[str, str]] = []
     seen = set()
     files = [("cert", svc.cert), ("key", svc.key), ("CAfile", svc.ca_file),
+             ("CAstore", svc.ca_store),
              ("CRLfile", svc.crl_file), ("OCSPstaple", svc.ocsp_staple_file),
              ("PSKsecrets", svc.psk_secrets)]
     for cert, key, _ in svc.more_certs:
@@ -202,9 +203,11 @@ def key_mode_warning(path: str, ident: Identity | None) -> str | None:
     return warning
 
 
-def key_file_findings(svc: Service, ident: Identity | None) -> list[tuple[str, str]]:
+def key_file_findings(svc: Service, ident: Identity | None,
+                      config_file: str | None = None) -> list[tuple[str, str]]:
     """Every warning about ``svc``'s certificate and key files as ``(option, message)``: a key
-    readable by others, files the dropped user could not re-read."""
+    readable by others, files the dropped user could not re-read; and, given the config's
+    ``config_file``, the file holding a ``protocolPassword`` readable by others."""
     found = []
     pairs = [(svc.cert, svc.key), *((c, k) for c, k, _ in svc.more_certs)]
     keys = [("key" if key else "cert", key or cert) for cert, key in pairs]
@@ -212,4 +215,20 @@ def key_file_findings(svc: Service, ident: Identity | None) -> list[tuple[str, s
         warning = key_mode_warning(path, ident) if path else None
         if warning:
             found.append((option, f"{option} = {warning}"))
+    if config_file is not None and svc.protocol_password is not None:
+        warning = password_file_warning(located(config_file,
+                                                svc.line_of("protocolPassword")), ident)
+        if warning:
+            found.append(("protocolPassword", warning))
     return found + reread_problems(svc, ident)
+
+
+def password_file_warning(path: str, ident: Identity | None) -> str | None:
+    """The warning for a config file that holds a ``protocolPassword`` and that group or
+    others may read, by the rule for private keys (0600, or 0640 with the ``setgid`` group).
+    A warning, not an error: stunnel takes such a file, and a mode is the owner's to set."""
+    if key_mode_warning(path, ident) is None:
+        return None
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    return (f"protocolPassword: {path} holds a password and is readable by group/others "
+            f"(mode {mode:o}); use chmod 600 {path}")

@@ -155,7 +155,7 @@ def kept_across_reload(old: ServiceRuntime, fresh: ServiceRuntime) -> ServiceRun
 
 def _inputs(svc: Service) -> bytes:
     """SHA-256 over the contents of the certificate, key, CA and CRL files of ``svc`` (and
-    its sni sections) and the entries of its CApath/CRLpath directories."""
+    its sni sections) and the entries of its CApath/CRLpath (and CAstore) directories."""
     import hashlib
 
     from .regularfile import read_regular
@@ -168,7 +168,11 @@ def _inputs(svc: Service) -> bytes:
         for path in files:
             if path:
                 digest.update(path.encode() + b"\0" + read_regular(path, PEM_MAX_BYTES))
-        for directory in (section.ca_path, section.crl_path):
+        store = section.ca_store  # CAstore: a file or a directory
+        if store and not os.path.isdir(store):
+            digest.update(store.encode() + b"\0" + read_regular(store, PEM_MAX_BYTES))
+            store = None
+        for directory in (section.ca_path, section.crl_path, store):
             if directory:
                 for entry in sorted(os.scandir(directory), key=lambda e: e.name):
                     st = entry.stat()

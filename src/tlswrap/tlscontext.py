@@ -167,7 +167,8 @@ def client_context(config: Config, service: Service) -> SSL.Context:
     if service.cert:
         with steps.step("cert", f"cert = {service.cert}: OpenSSL refuses it"):
             _use_cert_and_key(steps, ctx, service.cert, service.key, None)
-    if not service.ca_file and not service.ca_path and service.verification.chain:
+    if (not service.ca_file and not service.ca_path and not service.ca_store
+            and service.verification.chain):
         with steps.step("verifyChain", "OpenSSL cannot load the system's CA certificates"):
             ctx.set_default_verify_paths()
     _set_verification(steps, ctx)
@@ -277,6 +278,8 @@ def _set_verification(steps: _Steps, ctx: SSL.Context) -> None:
             if not service.client and policy.request:
                 for cert in anchors:  # named in the certificate request, for clients to choose
                     ctx.add_client_ca(cert)
+    if service.ca_store:
+        anchors += _load_ca_store(steps, ctx, service.ca_store, policy.peer)
     for option, path in (("CApath", service.ca_path), ("CRLpath", service.crl_path)):
         if path:
             with steps.step(option, f"{option} = {path}: OpenSSL refuses it"):
@@ -306,6 +309,32 @@ def _set_verification(steps: _Steps, ctx: SSL.Context) -> None:
     pinned = frozenset(c.fingerprint(hashes.SHA256()) for c in anchors)
     lenient = bool(service.redirect) or not (policy.chain or policy.peer)
     set_verify(ctx, policy, pinned, check, lenient)
+
+
+def _load_ca_store(steps: _Steps, ctx: SSL.Context, path: str,
+                   peer: bool) -> list[x509.Certificate]:
+    """``CAstore``: what stunnel hands OpenSSL's OSSL_STORE, as far as it is a file: a hashed
+    directory is loaded as ``CApath`` is, a PEM file's certificates as ``CAfile``'s are (but
+    not named in the certificate request: stunnel's CAstore does not name them either). The
+    certificates, for ``verifyPeer``."""
+    shown = f"CAstore = {path}"
+    anchors: list[x509.Certificate] = []
+    with steps.step("CAstore", f"{shown}: OpenSSL refuses it"):
+        if os.path.isdir(path):
+            ctx.load_verify_locations(None, path)
+            if peer:
+                anchors = _directory_certificates(path)
+            return anchors
+        if not os.path.exists(path):
+            raise steps.fail("CAstore", f"{shown}: no such file or directory")
+    with steps.step("CAstore", f"{shown}: no certificates could be loaded", reason=False):
+        anchors = _load_certificates(steps, "CAstore", path)
+        store = ctx.get_cert_store()
+        if store is None:
+            raise steps.fail("CAstore", f"{shown}: OpenSSL has no certificate store")
+        for cert in anchors:
+            store.add_cert(crypto.X509.from_cryptography(cert))
+    return anchors
 
 
 def _directory_certificates(path: str) -> list[x509.Certificate]:

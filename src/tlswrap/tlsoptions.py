@@ -133,7 +133,7 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
                             values.get("verify_peer"), values.get("require_cert"))
     verifying = policy.chain or policy.peer or (
         client and values.get("verify_chain") is not False and values.get("verify") is None)
-    anchors = values.get("ca_file") or values.get("ca_path")
+    anchors = values.get("ca_file") or values.get("ca_path") or values.get("ca_store")
     if (policy.chain or policy.peer) and not anchors and not client:
         option = "verifyPeer" if policy.peer and not policy.chain else "verifyChain"
         problems.append((f"{option}: say which CAs or certificates to trust (CAfile or "

@@ -36,6 +36,17 @@ STARTTLS_PROTOCOLS = ("imap", "pop3", "smtp")  # protocol = NAME: STARTTLS, serv
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A password from the config: ``repr`` and ``str`` never show it (a Service may be
+    printed, logged or compared); ``reveal()`` gives it to the one place that sends it."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+
+@dataclass(frozen=True)
 class Address:
     """A TCP endpoint (``host`` may be a name, resolved when used) or a unix socket ``path``."""
 
@@ -99,6 +110,10 @@ class Service:
     psk_secrets: str | None = None  # PSKsecrets: IDENTITY:KEY lines (TLS-PSK, no certificate)
     psk_identity: str | None = None  # PSKidentity: the identity a client sends (client mode)
     protocol_host: str | None = None  # client = yes, protocol = smtp: the name sent in EHLO
+    # client = yes, protocol = smtp: SMTP AUTH to the server inside TLS, before the relay
+    protocol_authentication: str | None = None  # "plain" (None: the default) or "login"
+    protocol_username: str | None = None
+    protocol_password: Secret | None = None
     # proxyProtocol = v2: which TLVs to send (a smaller header for postfix's 536-byte limit)
     proxy_tlvs: tuple[str, ...] = PROXY_TLVS
     # TLS features (tlsoptions): ALPN, SNI, client certificates, client mode, stapling
@@ -112,6 +127,7 @@ class Service:
     verify_peer: bool | None = None
     require_cert: bool | None = None
     ca_path: str | None = None
+    ca_store: str | None = None  # CAstore: a PEM file or a hashed directory (told apart at load)
     crl_file: str | None = None
     crl_path: str | None = None
     check_host: tuple[str, ...] = ()

@@ -24,6 +24,7 @@ from .values import (
     parse_args,
     parse_bool,
     parse_bool_only,
+    parse_ca_store,
     parse_check_host,
     parse_choice,
     parse_connect,
@@ -40,10 +41,12 @@ from .values import (
     parse_only,
     parse_positive_int,
     parse_protocol,
+    parse_protocol_authentication,
     parse_proxy_tlvs,
     parse_proxy_version,
     parse_retry,
     parse_seconds,
+    parse_secret,
     parse_service_name,
     parse_session_timeout,
     parse_set_env,
@@ -65,6 +68,7 @@ class Option:
     repeat: bool = False    # values accumulate into a tuple
     also: tuple[str, ...] = ()  # more fields that get the same value (sslVersion: min and max)
     note: str | None = None  # accepted without effect: what `tlswrap check` says about it
+    secret: bool = False    # its value is never repeated in a message (a password)
 
 
 def no_effect(name: str, scope: str, why: str,
@@ -84,6 +88,8 @@ def refused(why: str) -> Callable[[str], Any]:
 
 _NO_RANDOM = "OpenSSL seeds itself from the kernel (getrandom(2)); no seed file or EGD is read"
 _GUI = "a Windows GUI option"
+_CONNECT_ONLY = ("belongs to protocol = connect (through an HTTP proxy), which tlswrap does not "
+                 "speak; it is a mail STARTTLS proxy (protocol = imap, pop3 or smtp)")
 _ENGINE = ("hardware engines and providers are not supported: keys and certificates are read "
            "from PEM files")
 
@@ -145,6 +151,14 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("PSKsecrets", "service", "psk_secrets", parse_text),
     Option("PSKidentity", "service", "psk_identity", parse_text),
     Option("protocolHost", "service", "protocol_host", parse_host),
+    Option("protocolAuthentication", "service", "protocol_authentication",
+           parse_protocol_authentication),
+    Option("protocolUsername", "service", "protocol_username", parse_text),
+    Option("protocolPassword", "service", "protocol_password", parse_secret, secret=True),
+    # stunnel's protocol = connect (an HTTP proxy) only: its NTLM domain, an extra header
+    Option("protocolDomain", "service", "_protocoldomain", refused(_CONNECT_ONLY)),
+    Option("protocolHeader", "service", "_protocolheader", refused(_CONNECT_ONLY),
+           secret=True),  # it may carry a Proxy-Authorization
     Option("proxyTLVs", "service", "proxy_tlvs", parse_proxy_tlvs),
     Option("reset", "service", "reset", parse_bool),
     Option("logId", "service", "log_id", parse_choice("sequential", "unique", "thread",
@@ -188,6 +202,7 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("verifyPeer", "service", "verify_peer", parse_bool),
     Option("requireCert", "service", "require_cert", parse_bool),
     Option("CApath", "service", "ca_path", parse_text),
+    Option("CAstore", "service", "ca_store", parse_ca_store),
     Option("CRLfile", "service", "crl_file", parse_text),
     Option("CRLpath", "service", "crl_path", parse_text),
     Option("checkHost", "service", "check_host", parse_check_host, repeat=True),

@@ -243,7 +243,8 @@ def _read_option(line: str, lineno: int, section: _Section, is_global: bool,
         else:
             section.set(opt, opt.parse(value), lineno)
     except ValueError as exc:
-        raise fail(f"{opt.name} = {value}: {exc}") from None
+        shown = "(not shown)" if opt.secret else value
+        raise fail(f"{opt.name} = {shown}: {exc}") from None
 
 
 def service_from_options(name: str, options: list[tuple[str, str]],
@@ -255,7 +256,8 @@ def service_from_options(name: str, options: list[tuple[str, str]],
         try:
             sec.set(opt, opt.parse(value), 0)
         except ValueError as exc:
-            raise ConfigError(filename, None, f"{opt.name} = {value}: {exc}", name) from None
+            shown = "(not shown)" if opt.secret else value
+            raise ConfigError(filename, None, f"{opt.name} = {shown}: {exc}", name) from None
     return _build_service(sec, {}, {}, filename)
 
 
@@ -263,6 +265,44 @@ _GLOBAL_FIELDS = {f.name for f in dataclasses.fields(GlobalOptions)} - {"lines"}
 _SERVICE_FIELDS = {f.name for f in dataclasses.fields(Service)} - {"lines", "value_lines",
                                                                   "name"}
 _REPEATED = {o.attr for o in OPTIONS.values() if o.repeat}
+
+
+_AUTH_OPTIONS = {"protocol_authentication": "protocolAuthentication",
+                 "protocol_username": "protocolUsername",
+                 "protocol_password": "protocolPassword"}
+
+
+def _smtp_auth_problem(values: dict[str, Any],
+                       lines: dict[str, int]) -> tuple[str, str] | None:
+    """Why the SMTP AUTH options (stunnel's protocolAuthentication, protocolUsername,
+    protocolPassword) cannot be taken as they stand: (message, option), or None.
+
+    stunnel authenticates only when both the user name and the password are given, and skips
+    authentication in silence when one is missing. Here half a pair (or a mechanism with
+    neither) is an error: nobody writes one without meaning to authenticate, and a session that
+    goes on unauthenticated fails later and elsewhere -- the smarthost refusing to relay at
+    RCPT time, or worse, relaying for a while on an address-based rule until the address
+    changes. The cost is that such a file, which stunnel ran without authenticating, must lose
+    the stray line (or gain the missing one) before tlswrap starts.
+    """
+    given = sorted((lines[name.lower()], name) for attr, name in _AUTH_OPTIONS.items()
+                   if values.get(attr) is not None and name.lower() in lines)
+    if not given:
+        return None
+    first = given[0][1]
+    protocol = values.get("protocol")
+    if not values.get("client") or protocol != "smtp":
+        if protocol in ("imap", "pop3"):
+            return (f"{first}: stunnel supports it only for protocol = smtp and connect, not "
+                    f"{protocol}: the mail client logs in itself, inside TLS", first)
+        return (f"{first}: SMTP AUTH to a remote server: it needs client = yes and "
+                "protocol = smtp", first)
+    if values.get("protocol_username") is None or values.get("protocol_password") is None:
+        missing = " and ".join(name for attr, name in _AUTH_OPTIONS.items()
+                               if attr != "protocol_authentication" and values.get(attr) is None)
+        return (f"{first} without {missing}: SMTP AUTH needs both protocolUsername and "
+                "protocolPassword (stunnel would skip authentication in silence)", first)
+    return None
 
 
 def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[str, int],
@@ -321,6 +361,9 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         raise fail("protocolHost: the name sent in EHLO by client = yes with protocol = smtp "
                    "(stunnel's other protocols that use it, connect and socks, are not "
                    "supported)", "protocolhost")
+    auth_problem = _smtp_auth_problem(values, lines)
+    if auth_problem:
+        raise fail(*auth_problem)
     problems = service_problems(values)
     if problems:
         raise fail(*problems[0])

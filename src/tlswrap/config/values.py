@@ -19,6 +19,7 @@ from .model import (
     SYSLOG_FACILITIES,
     TLS_VERSIONS,
     Address,
+    Secret,
 )
 
 
@@ -187,6 +188,28 @@ def parse_protocol(value: str) -> str:
         raise ValueError(f"{name} is not a mail protocol; tlswrap speaks imap, pop3, smtp "
                          "(STARTTLS) and proxy")
     raise ValueError("unknown protocol: tlswrap speaks imap, pop3, smtp (STARTTLS) and proxy")
+
+
+SMTP_AUTH_MECHANISMS = ("plain", "login")  # stunnel's protocolAuthentication for smtp
+
+
+def parse_protocol_authentication(value: str) -> str:
+    """stunnel's ``protocolAuthentication`` for smtp: ``plain`` (its default) or ``login``;
+    stunnel's connect types (basic, ntlm) said to belong there."""
+    name = value.lower()
+    if name in SMTP_AUTH_MECHANISMS:
+        return name
+    if name in ("basic", "ntlm"):
+        raise ValueError(f"{name} is for protocol = connect, which tlswrap does not speak; "
+                         "protocol = smtp takes plain or login")
+    raise ValueError("expected plain or login (SMTP AUTH with protocol = smtp)")
+
+
+def parse_secret(value: str) -> Secret:
+    """A password: any text but none (the caller never repeats the value in a message)."""
+    if not value:
+        raise ValueError("empty value")
+    return Secret(value)
 
 
 def parse_starttls(value: str) -> str:
@@ -358,6 +381,41 @@ def parse_ocsp_staple(value: str) -> str:
 def parse_check_host(value: str) -> str:
     check_host_name(value)
     return value
+
+
+def parse_ca_store(value: str) -> str:
+    """stunnel's ``CAstore = URI`` (OpenSSL's OSSL_STORE), as far as tlswrap can honour it: a
+    path or a ``file:`` URI (``file:/abs``, ``file:///abs``, ``file://localhost/abs``,
+    %-escapes decoded), naming a PEM file or a hashed directory; the path is returned. The
+    binding tlswrap uses has no OSSL_STORE, so other schemes (``pkcs11:``, the Windows store,
+    ``http:``) are refused with what to use instead."""
+    from urllib.parse import unquote
+
+    if not value:
+        raise ValueError("empty value")
+    scheme, colon, rest = value.partition(":")
+    is_uri = colon and scheme[:1].isalpha() and all(
+        c.isalnum() or c in "+-." for c in scheme) and scheme.isascii()
+    if not is_uri:
+        return value  # a path, as CAfile or CApath takes one
+    if scheme.lower() != "file":
+        raise ValueError(f"the {scheme.lower()}: store is not supported: tlswrap reads a PEM "
+                         "file or a hashed directory (a path or a file: URI); use CAfile or "
+                         "CApath (client = yes trusts the system's CAs when none is given)")
+    if rest.startswith("//"):
+        host, slash, path = rest[2:].partition("/")
+        if host.lower() not in ("", "localhost"):
+            raise ValueError(f"a file: URI names a file on this machine, not on {host!r}")
+        rest = slash + path
+    try:
+        path = unquote(rest, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError("its %-escapes are not UTF-8") from None
+    if not path:
+        raise ValueError("a file: URI without a path")
+    if "\0" in path:
+        raise ValueError("a NUL (%00) in the path")
+    return path
 
 
 def parse_text(value: str) -> str:

@@ -12,41 +12,50 @@ server starts afresh (RFC 3207 section 4.2, RFC 2595 section 3.1).
 
 Bytes the server sends after its "go ahead" and before the handshake would be read inside TLS
 if passed on: they end the negotiation (the response injection CVE-2011-1575 is about).
+
+``Authentication`` is the same kind of machine for what stunnel's ``protocolUsername`` and
+``protocolPassword`` ask of an SMTP server once TLS is up: ``EHLO``, then ``AUTH PLAIN`` (RFC
+4616) or ``AUTH LOGIN``, until ``state`` is ``AUTHENTICATED`` (relay the local client now: its own
+EHLO goes to the server inside TLS) or ``FAILED``. Its ``to_server`` holds the credentials: the
+caller sends it and shows it nowhere; ``reason`` only ever quotes the server.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Generator
 
 from .common import LineBuffer, LineTooLong
 
 NEED = "need"
 TLS = "tls"
+AUTHENTICATED = "authenticated"
 FAILED = "failed"
 IMAP_TAG = b"tw1"
 IMAP_GREETING = b"* OK ready, TLS to the server\r\n"
 
 
-class Negotiation:
-    """One client-side STARTTLS negotiation with a remote server."""
+class _Exchange:
+    """What both machines share: the server's lines in, the queues out, the states. A
+    subclass sets ``_run`` (its generator), ``_done`` (the state it ends in) and ``_extra``
+    (the reason when the server says more than its last reply), then calls ``_advance``."""
 
-    def __init__(self, protocol: str, ehlo_name: str = "localhost") -> None:
-        self.protocol = protocol
-        self.ehlo_name = ehlo_name
+    _done = TLS
+    _extra = "the server sent more before the TLS handshake"
+
+    def __init__(self) -> None:
         self.state = NEED
         self.reason = ""
         self.to_server = bytearray()
         self.to_client = bytearray()
         self._lines = LineBuffer()
-        runs = {"smtp": self._smtp, "imap": self._imap, "pop3": self._pop3}
-        self._run = runs[protocol]()
-        self._advance()
+        self._run: Generator[None, None, None]
 
     def receive(self, data: bytes) -> None:
         """Bytes from the server (``b""``: it closed); then look at ``state`` and the queues."""
         if self.state != NEED:
-            if data and self.state == TLS:
-                self._fail("the server sent more before the TLS handshake")
+            if data and self.state == self._done:
+                self._fail(self._extra)
             return
         self._lines.feed(data)
         self._advance()
@@ -63,9 +72,9 @@ class Negotiation:
             next(self._run)
         except StopIteration:
             if self.state == NEED:
-                self.state = TLS
+                self.state = self._done
                 if self._lines.pending:
-                    self._fail("the server sent more before the TLS handshake")
+                    self._fail(self._extra)
         except LineTooLong as exc:
             self._fail(str(exc))
         except _Refused as exc:
@@ -92,6 +101,18 @@ class Negotiation:
                 raise _Refused(f"the server answered {_shown(line)}")
             if line[3:4] != b"-":
                 return line
+
+
+class Negotiation(_Exchange):
+    """One client-side STARTTLS negotiation with a remote server."""
+
+    def __init__(self, protocol: str, ehlo_name: str = "localhost") -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.ehlo_name = ehlo_name
+        runs = {"smtp": self._smtp, "imap": self._imap, "pop3": self._pop3}
+        self._run = runs[protocol]()
+        self._advance()
 
     def _smtp(self) -> Generator[None, None, None]:
         while True:  # the greeting, every line to the local client
@@ -132,6 +153,88 @@ class Negotiation:
         if not line.startswith(b"+OK"):
             self.to_client += b"-ERR the server refuses STLS\r\n"
             raise _Refused(f"the server answered {_shown(line)}")
+
+
+# The local client's last word when authentication fails: a 4xx, so that its MTA keeps the
+# mail queued until the credentials are fixed, rather than bouncing it (RFC 5321 section 3.8:
+# a server may answer any command with 421 and close).
+AUTH_FAILED_REPLY = b"421 4.7.0 Authentication with the remote server failed, closing\r\n"
+
+
+class Authentication(_Exchange):
+    """SMTP AUTH inside TLS, as a client (stunnel's protocolAuthentication, protocolUsername,
+    protocolPassword): ``EHLO ehlo_name``, then ``mechanism`` (``plain`` or ``login``)."""
+
+    _done = AUTHENTICATED
+    _extra = "the server sent more than its reply to AUTH"
+
+    def __init__(self, username: str, password: str, mechanism: str = "plain",
+                 ehlo_name: str = "localhost") -> None:
+        super().__init__()
+        self.mechanism = mechanism
+        self._offered: list[bytes] | None = None  # AUTH mechanisms the EHLO reply names
+        self._run = self._auth(username.encode(), password.encode(), ehlo_name)
+        self._advance()
+
+    def give_up(self, reason: str) -> None:
+        """End it from outside (the caller's deadline): FAILED, with the local client's last
+        word queued."""
+        if self.state != FAILED:
+            self._fail(reason)
+
+    def _fail(self, reason: str) -> None:
+        super()._fail(reason)
+        self.to_server.clear()
+        self.to_client += AUTH_FAILED_REPLY
+
+    def _auth(self, user: bytes, password: bytes,
+              ehlo_name: str) -> Generator[None, None, None]:
+        self.to_server += b"EHLO " + ehlo_name.encode("idna") + b"\r\n"
+        yield from self._ehlo_reply()
+        if self.mechanism == "login":
+            self.to_server += b"AUTH LOGIN\r\n"
+            yield from self._expect(b"334", "AUTH LOGIN")
+            self.to_server += base64.b64encode(user) + b"\r\n"
+            yield from self._expect(b"334", "the user name (AUTH LOGIN)")
+            self.to_server += base64.b64encode(password) + b"\r\n"
+            yield from self._expect(b"235", "the password (AUTH LOGIN)")
+        else:
+            token = base64.b64encode(b"\0" + user + b"\0" + password)
+            self.to_server += b"AUTH PLAIN " + token + b"\r\n"
+            yield from self._expect(b"235", "AUTH PLAIN")
+
+    def _ehlo_reply(self) -> Generator[None, None, None]:
+        """The EHLO reply (250, one line or many); the AUTH mechanisms it offers noted."""
+        offered: list[bytes] = []
+        while True:
+            line = yield from self._line()
+            if not line.startswith(b"250"):
+                raise _Refused(f"the server answered EHLO with {_shown(line)}")
+            words = line[4:].upper().replace(b"=", b" ").split()
+            if words[:1] == [b"AUTH"]:
+                offered += words[1:]
+                self._offered = offered
+            if line[3:4] != b"-":
+                return
+
+    def _expect(self, code: bytes, what: str) -> Generator[None, None, None]:
+        """The reply to ``what``: its lines up to the last, each with ``code``."""
+        while True:
+            line = yield from self._line()
+            if not line.startswith(code):
+                raise _Refused(f"the server answered {what} with {_shown(line)}"
+                               f"{self._offer_note()}")
+            if line[3:4] != b"-":
+                return
+
+    def _offer_note(self) -> str:
+        """Why the server may have refused: it offers no AUTH, or not this mechanism."""
+        if self._offered is None:
+            return " (its EHLO reply offers no AUTH)"
+        if self.mechanism.upper().encode() not in self._offered:
+            offered = b" ".join(self._offered).decode("ascii", "backslashreplace")
+            return f" (it offers AUTH {offered})"
+        return ""
 
 
 class _Refused(Exception):
