@@ -7,7 +7,6 @@ unless ``OCSPrequire = no``."""
 from __future__ import annotations
 
 import datetime
-import socket
 
 import pytest
 from cryptography import x509
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from conftest import free_port, greet_echo
+from test_e2e_clientmode import through
 from tlsclients import GREETING, needs_openssl, s_client, s_server, wait_log
 
 pytestmark = needs_openssl
@@ -115,21 +115,6 @@ def test_a_refused_client_certificate_goes_to_redirect(world, tlswrap, thread_se
 
 
 # client mode: tlswrap asks about the server's certificate
-
-def through(port: int) -> bytes:
-    data = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"hello tls\n")
-        while not data.endswith(b"\n"):
-            try:
-                chunk = s.recv(1000)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    return data
-
 
 def client_config(ca, port: int, remote: int, extra: str) -> str:
     return (f"foreground = yes\ndebug = info\n[out]\nclient = yes\naccept = 127.0.0.1:{port}\n"
