@@ -131,3 +131,30 @@ def test_a_failed_fetch_keeps_the_good_response_and_waits_to_retry(pki):
     stapler.fetch_once()  # the responder is down now
     assert stapler.response() == first
     assert stapler.next_try == NOW + datetime.timedelta(seconds=60)
+
+
+def test_a_responder_dripping_its_answer_is_cut_off(thread_server):
+    """Each read within the timeout, the whole not: the fetch ends (its thread is freed)."""
+    import threading
+    import time
+
+    from tlswrap.ocspstaple import http_post
+
+    stop = threading.Event()
+
+    def drip(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 60000\r\n\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                return
+            time.sleep(0.02)
+
+    srv = thread_server(drip)
+    try:
+        with pytest.raises(TimeoutError, match="no whole answer"):
+            http_post(f"http://127.0.0.1:{srv.port}/", b"request", timeout=0.2)
+    finally:
+        stop.set()

@@ -37,6 +37,7 @@ log = logging.getLogger("tlswrap.ocspstaple")
 FETCH_TIMEOUT = 10.0  # seconds for one request to the responder
 RESPONSE_MAX = 64 << 10  # a response larger than 64 KiB is not one
 RETRY_SECONDS = 60.0  # after a failed fetch
+EXCHANGE_READS = 3  # the whole exchange: at most this many times the per-read timeout
 MIN_REFRESH = datetime.timedelta(minutes=1)  # never ask more often than this
 
 
@@ -148,18 +149,28 @@ class _Held:
 
 
 def http_post(url: str, body: bytes, timeout: float = FETCH_TIMEOUT) -> bytes:
-    """POST an OCSP request (RFC 6960 appendix A.1); the response body, bounded. ``timeout``
-    bounds the connect and each read."""
+    """POST an OCSP request (RFC 6960 appendix A.1); the response body, bounded in size and
+    in time: ``timeout`` bounds the connect and each read, and the whole exchange takes at most
+    ``EXCHANGE_READS`` times that (a responder dripping bytes cannot hold the thread)."""
     import http.client
+    import time
     import urllib.request
 
+    deadline = time.monotonic() + timeout * EXCHANGE_READS
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/ocsp-request",
                                           "Accept": "application/ocsp-response"})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # direct, as stunnel
+    data = b""
     try:
         with opener.open(req, timeout=timeout) as reply:
-            data: bytes = reply.read(RESPONSE_MAX + 1)
+            while len(data) <= RESPONSE_MAX:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no whole answer within {timeout * EXCHANGE_READS:g}s")
+                chunk: bytes = reply.read1(16384)  # what one recv gives: the clock is seen
+                if not chunk:
+                    break
+                data += chunk
     except http.client.HTTPException as exc:  # a reply that is not HTTP
         raise ValueError(f"not an HTTP reply ({type(exc).__name__})") from None
     if len(data) > RESPONSE_MAX:
