@@ -382,6 +382,17 @@ def test_session_cache_timeout_must_fit(value):
                                "2147483647 seconds")
 
 
+@pytest.mark.parametrize("written,option,attr,value,parsed", [
+    ("curve", "curves", "curves", "prime256v1", "prime256v1"),
+    ("Session", "sessionCacheTimeout", "session_timeout", "600", 600),
+])
+def test_stunnels_older_spellings_set_the_same_option(written, option, attr, value, parsed):
+    """stunnel's options.c still takes curve for curves and session for sessionCacheTimeout."""
+    (svc,) = parse_config(f"{_SVC}{written} = {value}\n", "s.conf").services
+    assert getattr(svc, attr) == parsed
+    assert svc.line_of(option) == 5
+
+
 @pytest.mark.parametrize("text,line", [
     ("cert = /etc/ssl/a\x00b.pem\n", 5),
     ("[ima\x00ps]\n", 5),
