@@ -605,6 +605,17 @@ def test_settings_no_client_can_handshake_with_are_found(config_dir, capsys):
     assert "handshake" not in out
 
 
+@pytest.mark.parametrize("extra", [
+    "verify = 2\nCAfile = imaps.pem\n",  # a client certificate required: the probe has none
+    "client = yes\nverifyChain = no\n",  # cert is what the client shows a server that asks
+])
+def test_the_handshake_probe_does_not_fail_a_working_service(config_dir, capsys, extra):
+    (config_dir / "p.conf").write_text("[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\n"
+                                       f"key = other.key\nlibwrap = no\n{extra}")
+    rc, out, _ = check(capsys, "p.conf")
+    assert "handshake" not in out and rc == 0, out
+
+
 def test_five_different_problems_are_all_reported_in_one_run(config_dir, capsys):
     """A migrated file with five kinds of mistake: each is listed with its line, in one run."""
     (config_dir / "five.conf").write_text(
