@@ -393,6 +393,16 @@ def test_stunnels_older_spellings_set_the_same_option(written, option, attr, val
     assert svc.line_of(option) == 5
 
 
+def test_psk_secrets_in_client_mode_is_refused_not_ignored():
+    with pytest.raises(ConfigError) as info:
+        parse_config("[redis]\nclient = yes\naccept = 6379\nconnect = db:6380\n"
+                     "PSKsecrets = psk.txt\n", "p.conf")
+    assert str(info.value) == (
+        "p.conf:5: [redis] PSKsecrets with client = yes (a pre-shared key towards the server) "
+        "is not supported yet: tlswrap would verify the server's certificate instead and never "
+        "use the key")
+
+
 @pytest.mark.parametrize("text,line", [
     ("cert = /etc/ssl/a\x00b.pem\n", 5),
     ("[ima\x00ps]\n", 5),

@@ -164,6 +164,10 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
                              == "v2" else "protocol"))
         if values.get("more_certs"):
             problems.append(("cert: a client sends one certificate", "cert"))
+        if values.get("psk_secrets"):
+            problems.append(("PSKsecrets with client = yes (a pre-shared key towards the "
+                             "server) is not supported yet: tlswrap would verify the server's "
+                             "certificate instead and never use the key", "PSKsecrets"))
     else:
         problems += [(f"sni = {value}: expected SERVICE:PATTERN (a secondary section of "
                       "SERVICE, for server names matching PATTERN)", "sni")
