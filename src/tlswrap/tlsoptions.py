@@ -157,7 +157,9 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
         if len(values.get("sni", ())) > 1:
             problems.append(("sni: a client sends one server name", "sni"))
         if values.get("exec"):
-            problems.append(("exec: client = yes speaks TLS to a 'connect' server", "exec"))
+            problems.append(("exec with client = yes (stunnel's TLS over the program's stdin "
+                             "and stdout, e.g. a proxy connector) is not supported: tlswrap's "
+                             "client = yes speaks TLS to a 'connect' server", "exec"))
         if values.get("proxy_protocol"):
             problems.append(("a PROXY header towards a TLS server (client = yes) is not "
                              "supported", "proxyProtocol" if values.get("proxy_protocol")
