@@ -393,6 +393,20 @@ def test_stunnels_older_spellings_set_the_same_option(written, option, attr, val
     assert svc.line_of(option) == 5
 
 
+@pytest.mark.parametrize("extra,warned", [
+    ("", True), ("CAfile = ca.pem\n", False), ("verifyChain = yes\n", False),
+])
+def test_client_mode_with_no_verify_line_warns_of_stunnels_other_default(extra, warned):
+    cfg = parse_config(f"client = yes\n[a]\naccept = 1\nconnect = 2\n{extra}[b]\n"
+                       f"accept = 3\nconnect = 4\n{extra}", "c.conf")
+    found = [str(w) for w in config_warnings(cfg) if "no verify line" in str(w)]
+    assert found == (["c.conf:1: client = yes with no verify line: stunnel checks nothing, "
+                      "tlswrap verifies the server's certificate against the system's CAs and "
+                      "its name, so a server with a self-signed or private-CA certificate is "
+                      "refused: name its CA in CAfile, or write verifyChain = no for stunnel's "
+                      "way"] if warned else [])
+
+
 def test_psk_secrets_in_client_mode_is_refused_not_ignored():
     with pytest.raises(ConfigError) as info:
         parse_config("[redis]\nclient = yes\naccept = 6379\nconnect = db:6380\n"

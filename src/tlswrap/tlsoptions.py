@@ -242,4 +242,11 @@ def tls_warnings(svc: Service) -> list[tuple[str, str]]:
         found.append(("client = yes without verifyChain: any server certificate is accepted, "
                       "so anyone on the path can read the traffic", "verifyChain"
                       if svc.verify_chain is not None else "verify"))
+    if (svc.client and svc.verify is None and svc.verify_chain is None
+            and svc.verify_peer is None and not svc.ca_file and not svc.ca_path):
+        found.append(("client = yes with no verify line: stunnel checks nothing, tlswrap "
+                      "verifies the server's certificate against the system's CAs and its "
+                      "name, so a server with a self-signed or private-CA certificate is "
+                      "refused: name its CA in CAfile, or write verifyChain = no for "
+                      "stunnel's way", "client"))
     return found
