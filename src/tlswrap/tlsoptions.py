@@ -136,7 +136,8 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
     anchors = values.get("ca_file") or values.get("ca_path")
     if (policy.chain or policy.peer) and not anchors and not client:
         option = "verifyPeer" if policy.peer and not policy.chain else "verifyChain"
-        problems.append((f"{option}: say which CAs or certificates to trust (CAfile or "
+        said = option if values.get("verify") is None else f"verify = {values['verify']}"
+        problems.append((f"{said}: say which CAs or certificates to trust (CAfile or "
                          "CApath)", "verify" if values.get("verify") is not None else option))
     if client and policy.peer and not anchors:
         problems.append(("verifyPeer: the certificates to accept go in CAfile or CApath",
