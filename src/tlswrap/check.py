@@ -287,7 +287,7 @@ def _check_globals(config: Config, report: Report) -> None:
     if g.chroot is not None and not os.path.isdir(g.chroot):
         _config_findings(report, config.error(f"chroot = {g.chroot}: no such directory",
                                               "chroot"))
-    checks = [("output", g.output, "cannot open log file", False),
+    checks = [("output", g.output and in_jail(config, g.output), "cannot open log file", False),
               ("pid", g.pid and in_jail(config, g.pid), "cannot write the pid file", True)]
     for option, path, what, directory in checks:
         problem = writable_path_problem(path, directory=directory) if path else None
