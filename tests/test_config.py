@@ -407,16 +407,6 @@ def test_client_mode_with_no_verify_line_warns_of_stunnels_other_default(extra, 
                       "way"] if warned else [])
 
 
-def test_psk_secrets_in_client_mode_is_refused_not_ignored():
-    with pytest.raises(ConfigError) as info:
-        parse_config("[redis]\nclient = yes\naccept = 6379\nconnect = db:6380\n"
-                     "PSKsecrets = psk.txt\n", "p.conf")
-    assert str(info.value) == (
-        "p.conf:5: [redis] PSKsecrets with client = yes (a pre-shared key towards the server) "
-        "is not supported yet: tlswrap would verify the server's certificate instead and never "
-        "use the key")
-
-
 @pytest.mark.parametrize("text,line", [
     ("cert = /etc/ssl/a\x00b.pem\n", 5),
     ("[ima\x00ps]\n", 5),

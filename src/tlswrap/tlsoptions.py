@@ -167,10 +167,6 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
                              == "v2" else "protocol"))
         if values.get("more_certs"):
             problems.append(("cert: a client sends one certificate", "cert"))
-        if values.get("psk_secrets"):
-            problems.append(("PSKsecrets with client = yes (a pre-shared key towards the "
-                             "server) is not supported yet: tlswrap would verify the server's "
-                             "certificate instead and never use the key", "PSKsecrets"))
     else:
         problems += [(f"sni = {value}: expected SERVICE:PATTERN (a secondary section of "
                       "SERVICE, for server names matching PATTERN)", "sni")
@@ -244,7 +240,8 @@ def tls_warnings(svc: Service) -> list[tuple[str, str]]:
                       "so anyone on the path can read the traffic", "verifyChain"
                       if svc.verify_chain is not None else "verify"))
     if (svc.client and svc.verify is None and svc.verify_chain is None
-            and svc.verify_peer is None and not svc.ca_file and not svc.ca_path):
+            and svc.verify_peer is None and not svc.ca_file and not svc.ca_path
+            and not svc.psk_secrets):
         found.append(("client = yes with no verify line: stunnel checks nothing, tlswrap "
                       "verifies the server's certificate against the system's CAs and its "
                       "name, so a server with a self-signed or private-CA certificate is "
