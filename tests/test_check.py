@@ -605,6 +605,30 @@ def test_settings_no_client_can_handshake_with_are_found(config_dir, capsys):
     assert "handshake" not in out
 
 
+@pytest.mark.parametrize("extra", [
+    "verify = 2\nCAfile = imaps.pem\n",  # a client certificate required: the probe has none
+    "client = yes\nverifyChain = no\n",  # cert is what the client shows a server that asks
+])
+def test_the_handshake_probe_does_not_fail_a_working_service(config_dir, capsys, extra):
+    (config_dir / "p.conf").write_text("[imaps]\naccept = 993\nconnect = 143\ncert = other.pem\n"
+                                       f"key = other.key\nlibwrap = no\n{extra}")
+    rc, out, _ = check(capsys, "p.conf")
+    assert "handshake" not in out and rc == 0, out
+
+
+def test_output_is_checked_inside_the_chroot_jail(config_dir, capsys):
+    """stunnel opens the output file after entering the jail: /logs/x.log is DIR/logs/x.log."""
+    (config_dir / "jail").mkdir()
+    (config_dir / "logs").mkdir()
+    (config_dir / "j.conf").write_text(
+        f"chroot = {config_dir}/jail\noutput = {config_dir}/logs/x.log\n[imaps]\n"
+        "accept = 993\nconnect = 143\ncert = other.pem\nkey = other.key\nlibwrap = no\n")
+    rc, out, _ = check(capsys, "j.conf")
+    assert rc == 1
+    assert (f"j.conf:2: error: output = {config_dir}/jail{config_dir}/logs/x.log: cannot open "
+            "log file: ") in out, out
+
+
 def test_five_different_problems_are_all_reported_in_one_run(config_dir, capsys):
     """A migrated file with five kinds of mistake: each is listed with its line, in one run."""
     (config_dir / "five.conf").write_text(

@@ -382,6 +382,31 @@ def test_session_cache_timeout_must_fit(value):
                                "2147483647 seconds")
 
 
+@pytest.mark.parametrize("written,option,attr,value,parsed", [
+    ("curve", "curves", "curves", "prime256v1", "prime256v1"),
+    ("Session", "sessionCacheTimeout", "session_timeout", "600", 600),
+])
+def test_stunnels_older_spellings_set_the_same_option(written, option, attr, value, parsed):
+    """stunnel's options.c still takes curve for curves and session for sessionCacheTimeout."""
+    (svc,) = parse_config(f"{_SVC}{written} = {value}\n", "s.conf").services
+    assert getattr(svc, attr) == parsed
+    assert svc.line_of(option) == 5
+
+
+@pytest.mark.parametrize("extra,warned", [
+    ("", True), ("CAfile = ca.pem\n", False), ("verifyChain = yes\n", False),
+])
+def test_client_mode_with_no_verify_line_warns_of_stunnels_other_default(extra, warned):
+    cfg = parse_config(f"client = yes\n[a]\naccept = 1\nconnect = 2\n{extra}[b]\n"
+                       f"accept = 3\nconnect = 4\n{extra}", "c.conf")
+    found = [str(w) for w in config_warnings(cfg) if "no verify line" in str(w)]
+    assert found == (["c.conf:1: client = yes with no verify line: stunnel checks nothing, "
+                      "tlswrap verifies the server's certificate against the system's CAs and "
+                      "its name, so a server with a self-signed or private-CA certificate is "
+                      "refused: name its CA in CAfile, or write verifyChain = no for stunnel's "
+                      "way"] if warned else [])
+
+
 @pytest.mark.parametrize("text,line", [
     ("cert = /etc/ssl/a\x00b.pem\n", 5),
     ("[ima\x00ps]\n", 5),

@@ -72,8 +72,9 @@ def test_debian_mail_config_runs_chrooted_and_dropped(certs, thread_server, tmp_
     backends = {name: thread_server(_greets(name.encode())) for name in ("pop3", "imap", "smtp")}
     ports = {"pop3s": free_port(), "imaps": free_port(), "ssmtps": free_port()}
     conf = tmp_path / "mail.conf"
+    log = jail / "stunnel.log"  # output, like pid, is a path inside the jail (as in stunnel)
     conf.write_text(DEBIAN_MAIL.format(
-        jail=jail, log=tmp_path / "stunnel.log", cert=certs.cert_file, key=certs.key_file,
+        jail=jail, log="/stunnel.log", cert=certs.cert_file, key=certs.key_file,
         **ports, **{name: b.port for name, b in backends.items()}))
     check = subprocess.run([sys.executable, "-m", "tlswrap", "check", str(conf)],
                            capture_output=True, text=True, timeout=60)
@@ -96,10 +97,15 @@ def test_debian_mail_config_runs_chrooted_and_dropped(certs, thread_server, tmp_
         # SIGHUP in a jail reads the config from inside it (stunnel's rule): absent there,
         # the reload fails, says so, and the old configuration goes on serving
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: "reload failed" in (tmp_path / "stunnel.log").read_text(), 15,
-                 "a reload line")
-        assert f"chrooted to {jail}" in (tmp_path / "stunnel.log").read_text()
+        wait_for(lambda: "reload failed" in log.read_text(), 15, "a reload line")
+        assert f"chrooted to {jail}" in log.read_text()
         assert _first_line(certs, ports["imaps"]) == b"imap ready\r\n"
+        # SIGUSR1 (logrotate) opens the output file again at its path inside the jail
+        log.rename(jail / "stunnel.log.1")
+        jail.chmod(0o777)  # nobody may create the new file
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: log.exists() and "log file reopened" in log.read_text(), 15,
+                 "the log file reopened inside the jail")
     finally:
         stop_process(proc, 20)
         if proc.stderr:

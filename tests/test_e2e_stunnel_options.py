@@ -210,11 +210,16 @@ def test_connect_exec_service_connects_out_and_retry_reconnects(certs, tlswrap, 
                 listener.accept()
 
 
-def test_retry_needs_a_connect_exec_service():
-    from tlswrap.config import parse_config
+def test_retry_outside_a_connect_exec_service_is_noted():
+    """stunnel takes retry in any section (and as a default for all) and uses it only in a
+    connect+exec one: so does tlswrap, with a note."""
+    from tlswrap.config import config_notes, parse_config
     from tlswrap.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="retry: only for a connect\\+exec service"):
-        parse_config("[a]\naccept = 1\nconnect = 2\ncert = c\nretry = yes\n", "r.conf")
+    cfg = parse_config("retry = yes\n[a]\naccept = 1\nconnect = 2\ncert = c\n"
+                       "[b]\nconnect = 3\nexec = /bin/cat\ncert = c\n", "r.conf")
+    assert [str(n) for n in config_notes(cfg)] == [
+        "r.conf:1: [a] retry: no effect: only a connect+exec service (connect and exec, no "
+        "accept) reconnects, as in stunnel"]
     with pytest.raises(ConfigError, match="workers = 2: a connect\\+exec service"):
         parse_config("workers = 2\n[a]\nconnect = 2\nexec = /bin/cat\ncert = c\n", "r.conf")

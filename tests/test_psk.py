@@ -63,6 +63,45 @@ def test_psk_clients_are_served_and_others_refused(thread_server, tlswrap, tmp_p
     wait_for(lambda: proc.log().count("TLS handshake failed") >= 2, 10, "two failed handshakes")
 
 
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_a_psk_client_reaches_a_psk_server(thread_server, tlswrap, tmp_path, version):
+    """client = yes with PSKsecrets (stunnel's redis and docker tunnels): it sends PSKidentity's
+    key, or the file's first; a server that knows only another identity refuses it."""
+    import socket
+
+    backend = thread_server(lambda conn: conn.sendall(b"* OK psk backend\r\n"))
+    server_keys, client_keys = tmp_path / "server.txt", tmp_path / "client.txt"
+    server_keys.write_text(f"bob:{KEY_HEX}\n")
+    client_keys.write_text(f"alice:{'ab' * 24}\nbob:{KEY_HEX}\n")
+    for path in (server_keys, client_keys):
+        os.chmod(path, 0o600)
+    server, chosen, first = free_port(), free_port(), free_port()
+    tlswrap(f"foreground = yes\n[in]\naccept = 127.0.0.1:{server}\n"
+            f"connect = 127.0.0.1:{backend.port}\nPSKsecrets = {server_keys}\n"
+            f"[out]\nclient = yes\naccept = 127.0.0.1:{chosen}\nconnect = 127.0.0.1:{server}\n"
+            f"PSKsecrets = {client_keys}\nPSKidentity = bob\nsslVersion = {version}\n"
+            f"[first]\nclient = yes\naccept = 127.0.0.1:{first}\n"
+            f"connect = 127.0.0.1:{server}\nPSKsecrets = {client_keys}\n"
+            f"sslVersion = {version}\n", [server, chosen, first])
+    for port, greeting in ((chosen, b"* OK psk backend\r\n"), (first, b"")):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+            assert plain.recv(100) == greeting
+
+
+def test_psk_identity_must_be_in_the_client_secrets(tmp_path):
+    from tlswrap.config import config_notes, parse_config
+    from tlswrap.snapshot import prepare
+
+    secrets = tmp_path / "secrets.txt"
+    secrets.write_text(f"alice:{KEY_HEX}\n")
+    config = parse_config(f"[c]\nclient = yes\naccept = 127.0.0.1:1\nconnect = 2\n"
+                          f"PSKsecrets = {secrets}\nPSKidentity = bob\nlibwrap = no\n", "p.conf")
+    assert not config_notes(config)  # in a client section it has an effect
+    with pytest.raises(ConfigError) as info:
+        prepare(config)
+    assert str(info.value) == f"p.conf:6: [c] PSKidentity = bob: no such identity in {secrets}"
+
+
 def test_psk_secrets_mistakes_stop_the_start_with_file_and_line(tmp_path):
     from tlswrap.config import parse_config
     from tlswrap.snapshot import prepare

@@ -239,8 +239,10 @@ def _check_handshakes(config: Config, svc: Service, context: SSL.Context,
     from tlswrap.config import TLS_SERVED
     from tlswrap.tlscontext import probe_handshake
 
-    if not svc.cert:
-        return  # PSK only: a client without the key has nothing to agree on, by design
+    if not svc.cert or svc.client:
+        # PSK only: a client without the key has nothing to agree on, by design; client =
+        # yes: the context is a client's (its cert is the one it shows a server that asks)
+        return
     low, high = svc.tls_range
     versions = TLS_SERVED[TLS_SERVED.index(low):TLS_SERVED.index(high) + 1]
     failed = {v: why for v in versions if (why := probe_handshake(context, v)) is not None}
@@ -285,7 +287,7 @@ def _check_globals(config: Config, report: Report) -> None:
     if g.chroot is not None and not os.path.isdir(g.chroot):
         _config_findings(report, config.error(f"chroot = {g.chroot}: no such directory",
                                               "chroot"))
-    checks = [("output", g.output, "cannot open log file", False),
+    checks = [("output", g.output and in_jail(config, g.output), "cannot open log file", False),
               ("pid", g.pid and in_jail(config, g.pid), "cannot write the pid file", True)]
     for option, path, what, directory in checks:
         problem = writable_path_problem(path, directory=directory) if path else None

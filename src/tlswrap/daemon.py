@@ -40,7 +40,7 @@ from .listening import (
     remove_socket_files,
     unused,
 )
-from .logsetup import NOTICE, reopen_log_files, setup_logging
+from .logsetup import NOTICE, log_files_seen_inside_jail, reopen_log_files, setup_logging
 from .metrics import Metrics, render
 from .metricsserver import (
     CertificateDates,
@@ -431,7 +431,9 @@ def run_config(config: Config, config_path: str | None = None) -> int:
     report_w = None
     try:
         syslog = g.syslog if g.syslog is not None else not g.foreground
-        setup_logging(g.debug, stderr=g.foreground, output=g.output, syslog=syslog,
+        # stunnel opens the output file inside the chroot jail: the same file, opened before
+        setup_logging(g.debug, stderr=g.foreground,
+                      output=in_jail(config, g.output) if g.output else None, syslog=syslog,
                       facility=g.facility, ident=g.service or "tlswrap",
                       syslog_address=g.syslog_address, json_lines=g.log_format == "json",
                       overwrite=g.log_mode == "overwrite")
@@ -441,6 +443,8 @@ def run_config(config: Config, config_path: str | None = None) -> int:
         try:
             write_pid(config)  # as root, and the pid of the process that serves
             drop_privileges(config)
+            if g.chroot and g.output:
+                log_files_seen_inside_jail(g.output)
         except BaseException as exc:
             started(report_w, str(exc) if isinstance(exc, TlswrapError) else repr(exc))
             raise

@@ -18,7 +18,7 @@ import trio
 from .config import Config
 from .errors import TlswrapError
 from .logsetup import setup_logging
-from .privileges import drop_privileges
+from .privileges import drop_privileges, in_jail
 from .snapshot import ServiceRuntime
 
 log = logging.getLogger("tlswrap.inetd")
@@ -43,7 +43,8 @@ def serve_connection(config: Config, rt: ServiceRuntime, fd: int) -> int:
     os.close(devnull)
     stderr_ok = g.foreground and not is_socket(2)
     syslog = g.syslog if g.syslog is not None else not stderr_ok
-    setup_logging(g.debug, stderr=stderr_ok, output=g.output, syslog=syslog,
+    setup_logging(g.debug, stderr=stderr_ok,  # the output file is inside a chroot jail
+                  output=in_jail(config, g.output) if g.output else None, syslog=syslog,
                   facility=g.facility, ident=rt.name, syslog_address=g.syslog_address,
                   json_lines=g.log_format == "json", overwrite=g.log_mode == "overwrite")
     drop_privileges(config)

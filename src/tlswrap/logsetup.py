@@ -139,6 +139,14 @@ def reopen_log_files() -> list[str]:
     return problems
 
 
+def log_files_seen_inside_jail(path: str) -> None:
+    """After ``chroot``: the ``output`` file, opened before at its place under the jail, is
+    ``path`` from now on (where SIGUSR1 opens it again)."""
+    for handler in logging.getLogger("tlswrap").handlers:
+        if isinstance(handler, _LogFileHandler):
+            handler.path = path
+
+
 def open_log_file(path: str, overwrite: bool = False) -> TextIO:
     """``path`` opened for appending (created 0640 if missing; emptied first with
     ``overwrite``), line-buffered."""

@@ -96,6 +96,23 @@ def set_psk_server_callback(ctx: SSL.Context, lookup: Callable[[bytes], bytes | 
                             on_psk)
     _PSK_CALLBACKS[ctx] = callback
     lib.SSL_CTX_set_psk_server_callback(context_pointer(ctx), callback)
+
+
+def set_psk_client_callback(ctx: SSL.Context, identity: bytes, key: bytes) -> None:
+    """SSL_CTX_set_psk_client_callback: a client context sends ``identity`` and uses ``key``,
+    in TLS 1.2 PSK suites and as a TLS 1.3 external PSK (the server side's counterpart)."""
+    def on_psk(ssl: Any, hint: Any, out_identity: Any, max_identity: int, psk: Any,
+               max_len: int) -> int:
+        if len(identity) + 1 > max_identity or len(key) > max_len:
+            return 0
+        ffi.memmove(out_identity, identity + b"\0", len(identity) + 1)
+        ffi.memmove(psk, key, len(key))
+        return len(key)
+
+    callback = ffi.callback("unsigned int(SSL *, const char *, char *, unsigned int, "
+                            "unsigned char *, unsigned int)", on_psk)
+    _PSK_CALLBACKS[ctx] = callback
+    lib.SSL_CTX_set_psk_client_callback(context_pointer(ctx), callback)
 def store_certificate(store_ctx: Any) -> x509.Certificate | None:
     """The certificate a verify callback is looking at (``X509_STORE_CTX *``), or None."""
     cert = lib.X509_STORE_CTX_get_current_cert(store_ctx)

@@ -167,6 +167,10 @@ def client_context(config: Config, service: Service) -> SSL.Context:
     if service.cert:
         with steps.step("cert", f"cert = {service.cert}: OpenSSL refuses it"):
             _use_cert_and_key(steps, ctx, service.cert, service.key, None)
+    if service.psk_secrets:
+        with steps.step("PSKsecrets", f"PSKsecrets = {service.psk_secrets}: OpenSSL "
+                                      "refuses it"):
+            _use_psk_identity(steps, ctx, service.psk_secrets, service.psk_identity)
     if (not service.ca_file and not service.ca_path and not service.ca_store
             and service.verification.chain):
         with steps.step("verifyChain", "OpenSSL cannot load the system's CA certificates"):
@@ -504,6 +508,24 @@ def _use_psk_secrets(steps: _Steps, ctx: SSL.Context, path: str) -> None:
     set_psk_server_callback(ctx, keys.get)
 
 
+def _use_psk_identity(steps: _Steps, ctx: SSL.Context, path: str,
+                      identity: str | None) -> None:
+    """``PSKsecrets`` in a client: the key of ``PSKidentity``, or of the file's first identity
+    (stunnel's default), sent to the server."""
+    from .opensslffi import set_psk_client_callback
+    from .psk import parse_secrets
+
+    text = _check_readable(steps, "PSKsecrets", path).decode("utf-8", "surrogateescape")
+    keys = parse_secrets(text, path)
+    if not keys:
+        raise steps.fail("PSKsecrets", f"PSKsecrets = {path}: no IDENTITY:KEY line")
+    name = next(iter(keys)) if identity is None else \
+        identity.encode("utf-8", "surrogateescape")
+    if name not in keys:
+        raise steps.fail("PSKidentity", f"PSKidentity = {identity}: no such identity in {path}")
+    set_psk_client_callback(ctx, name, keys[name])
+
+
 def _weakness(pkey: object) -> str | None:
     """Why a key is too weak to serve with, or None."""
     from cryptography.hazmat.primitives.asymmetric import dsa, rsa
@@ -553,6 +575,9 @@ def probe_handshake(ctx: SSL.Context, version: str) -> str | None:
     client_ctx.set_max_proto_version(_VERSIONS[version])
     client_ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
     server, client = SSL.Connection(ctx, None), SSL.Connection(client_ctx, None)
+    # the probe has no client certificate: a service that requires one (verify = 2) is judged
+    # on what every client must agree on with it, not on the certificate it will ask for
+    server.set_verify(SSL.VERIFY_NONE, lambda *_: True)
     server.set_accept_state()
     client.set_connect_state()
     done = {server: False, client: False}

@@ -136,7 +136,8 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
     anchors = values.get("ca_file") or values.get("ca_path") or values.get("ca_store")
     if (policy.chain or policy.peer) and not anchors and not client:
         option = "verifyPeer" if policy.peer and not policy.chain else "verifyChain"
-        problems.append((f"{option}: say which CAs or certificates to trust (CAfile or "
+        said = option if values.get("verify") is None else f"verify = {values['verify']}"
+        problems.append((f"{said}: say which CAs or certificates to trust (CAfile or "
                          "CApath)", "verify" if values.get("verify") is not None else option))
     if client and policy.peer and not anchors:
         problems.append(("verifyPeer: the certificates to accept go in CAfile or CApath",
@@ -157,7 +158,9 @@ def service_problems(values: dict[str, Any]) -> list[tuple[str, str | None]]:
         if len(values.get("sni", ())) > 1:
             problems.append(("sni: a client sends one server name", "sni"))
         if values.get("exec"):
-            problems.append(("exec: client = yes speaks TLS to a 'connect' server", "exec"))
+            problems.append(("exec with client = yes (stunnel's TLS over the program's stdin "
+                             "and stdout, e.g. a proxy connector) is not supported: tlswrap's "
+                             "client = yes speaks TLS to a 'connect' server", "exec"))
         if values.get("proxy_protocol"):
             problems.append(("a PROXY header towards a TLS server (client = yes) is not "
                              "supported", "proxyProtocol" if values.get("proxy_protocol")
@@ -236,4 +239,12 @@ def tls_warnings(svc: Service) -> list[tuple[str, str]]:
         found.append(("client = yes without verifyChain: any server certificate is accepted, "
                       "so anyone on the path can read the traffic", "verifyChain"
                       if svc.verify_chain is not None else "verify"))
+    if (svc.client and svc.verify is None and svc.verify_chain is None
+            and svc.verify_peer is None and not svc.ca_file and not svc.ca_path and not svc.ca_store
+            and not svc.psk_secrets):
+        found.append(("client = yes with no verify line: stunnel checks nothing, tlswrap "
+                      "verifies the server's certificate against the system's CAs and its "
+                      "name, so a server with a self-signed or private-CA certificate is "
+                      "refused: name its CA in CAfile, or write verifyChain = no for "
+                      "stunnel's way", "client"))
     return found

@@ -102,7 +102,10 @@ def config_notes(config: Config) -> list[ConfigError]:
                 add(line, opt.note, svc.name)
             elif key == "debug":
                 add(line, _SERVICE_DEBUG, svc.name)
-            elif key == "pskidentity":
+            elif key == "retry" and svc.retry is not None and not svc.outbound:
+                add(line, "retry: no effect: only a connect+exec service (connect and exec, no "
+                          "accept) reconnects, as in stunnel", svc.name)
+            elif key == "pskidentity" and not svc.client:
                 add(line, "PSKidentity: no effect in a server section (as in stunnel: it picks "
                           "the identity a client sends)", svc.name)
         flag_lines = svc.value_lines.get("ocsp_flags", ())

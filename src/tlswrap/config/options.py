@@ -228,6 +228,9 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("fips", "global", "_fips", parse_bool_only(
         False, "FIPS mode is not supported")),
 ]}
+# stunnel's older spellings, which its options.c still takes for the same option
+OPTIONS["curve"] = OPTIONS["curves"]
+OPTIONS["session"] = OPTIONS["sessioncachetimeout"]
 
 
 def setter(lines: dict[str, int], attr: str) -> str | None:

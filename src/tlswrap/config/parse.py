@@ -325,9 +325,6 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
         raise fail("use either 'connect' or 'exec', not both (both, and no 'accept', is "
                    "stunnel's connect+exec service: it connects out and runs the program)",
                    "exec")
-    if values.get("retry") is not None and not (values.get("connect") and values.get("exec")):
-        raise fail("retry: only for a connect+exec service (no 'accept'): it reconnects when "
-                   "the connection ends", "retry")
     if not values.get("connect") and not values.get("exec"):
         raise fail("no 'connect' (or 'exec'): where should the plaintext go?")
     if "exec_args" in values and "exec" not in values:
