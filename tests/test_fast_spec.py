@@ -92,6 +92,7 @@ NOT_TAKEN = [
     "cert = /c.pem\nconnect = mail_host:143\n",
     "cert = /c.pem\nconnect = [fe80::1%eth0]:143\n",
     "cert = /c.pem\nconnect = 143\nverify = 0\n",  # asks for a client certificate
+    "cert = /a.pem\ncert = /b.pem\nkey = /k.pem\nconnect = 143\n",  # chosen by server name
 ]
 
 

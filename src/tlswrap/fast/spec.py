@@ -236,6 +236,8 @@ def _set(values: dict[str, object], key: str, raw: str) -> None:
     value = parse(raw)
     if attr is None:
         return
+    if key in ("cert", "key") and attr in values:
+        raise Unsupported  # several certificates in one section: the full path's SNI choice
     if attr == "debug":
         facility, value = value
         if facility:
