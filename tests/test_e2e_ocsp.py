@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 
 import pytest
 from cryptography import x509
@@ -165,6 +166,37 @@ def test_a_responder_that_is_down_never_stops_a_handshake(thread_server, tlswrap
     from tlsclients import wait_log
 
     assert "OCSP fetch failed, retrying in 60s" in wait_log(proxy, "OCSP fetch failed")
+
+
+def test_a_silent_responder_never_holds_a_handshake(thread_server, tlswrap, tmp_path):
+    """The responder takes the connection and never answers: while tlswrap's fetch waits on
+    it, handshakes go on, without a staple (the fetch is off the handshake's path)."""
+    from ocspresponder import CAFiles
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.settimeout(20)
+    ca = CAFiles(tmp_path)
+    cert, key, _ = ca.issue("mail.example.org",
+                            f"http://127.0.0.1:{silent.getsockname()[1]}/")
+    srv = thread_server(greet_echo)
+    port = free_port()
+    with silent:
+        tlswrap(f"foreground = yes\n[imaps]\naccept = 127.0.0.1:{port}\n"
+                f"connect = 127.0.0.1:{srv.port}\ncert = {cert}\nkey = {key}\n", [port])
+        first = s_client(port, "-status", timeout=5)  # asks for a staple: the fetch starts
+        assert b"* OK echo ready" in first.stdout
+        fetch, _ = silent.accept()  # tlswrap's fetch, left waiting for an answer
+        with fetch:
+            for _ in range(3):
+                out = s_client(port, "-status", timeout=5)
+                assert b"* OK echo ready" in out.stdout
+                assert b"OCSP response: no response sent" in out.stdout
+            fetch.settimeout(0)
+            request = b""
+            with pytest.raises(BlockingIOError):  # no EOF: the fetch was waiting all along
+                while chunk := fetch.recv(65536):
+                    request += chunk
+            assert request.startswith(b"POST ")
 
 
 def test_the_stapled_responses_next_update_is_a_metric(certs, thread_server, tlswrap, tmp_path):

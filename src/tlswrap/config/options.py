@@ -228,6 +228,13 @@ OPTIONS: dict[str, Option] = {o.name.lower(): o for o in [
     Option("fips", "global", "_fips", parse_bool_only(
         False, "FIPS mode is not supported")),
 ]}
+# stunnel options tlswrap knows but cannot do yet: the error says why instead of "unknown"
+NOT_YET: dict[str, str] = {name.lower(): f"{name}: not supported yet: {why}" for name, why in [
+    ("ticketKeySecret", "setting session ticket keys needs OpenSSL calls (SSL_CTX_ctrl, a "
+     "ticket-key callback) that the cryptography/pyOpenSSL binding does not expose; tickets "
+     "are shared by every worker of one daemon (see README, Session tickets)"),
+    ("ticketMacSecret", "it goes with ticketKeySecret (see that line's message)"),
+]}
 # stunnel's older spellings, which its options.c still takes for the same option
 OPTIONS["curve"] = OPTIONS["curves"]
 OPTIONS["session"] = OPTIONS["sessioncachetimeout"]

@@ -11,7 +11,7 @@ from ..errors import ConfigError, SourceLine
 from ..tlsoptions import service_problems, sni_problems
 from .checks import version_problem
 from .model import CONFIG_MAX_BYTES, Config, GlobalOptions, Service
-from .options import OPTIONS, Option, setter
+from .options import NOT_YET, OPTIONS, Option, setter
 from .values import WORKERS_AUTO, parse_debug
 
 
@@ -222,7 +222,7 @@ def _read_option(line: str, lineno: int, section: _Section, is_global: bool,
         raise fail(f"expected 'option = value', got {line!r}")
     opt = OPTIONS.get(key.lower())
     if opt is None:
-        raise fail(f"unknown option {key!r}")
+        raise fail(NOT_YET.get(key.lower(), f"unknown option {key!r}"))
     if opt.attr == "debug" and not is_global:
         # stunnel 5.75 takes a service-level debug; tlswrap has one level: noted by check
         try:
