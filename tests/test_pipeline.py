@@ -198,3 +198,17 @@ async def test_an_exception_group_of_resets_is_a_routine_ending(certs, monkeypat
     messages = [r.getMessage() for r in caplog.records]
     assert not any("internal error" in m for m in messages)
     assert any(m.endswith(", peer reset or vanished") for m in messages)
+
+
+def test_each_log_id_kind_gives_stunnels_kind_of_id():
+    import os
+    import threading
+
+    assert pipeline.connection_id(None) is None
+    first, second = (int(pipeline.connection_id("sequential") or 0) for _ in range(2))
+    assert second > first > 0
+    unique = {pipeline.connection_id("unique") for _ in range(50)}
+    assert len(unique) == 50 and all(len(u or "") == 16 for u in unique)
+    assert pipeline.connection_id("process") == str(os.getpid())
+    thread_id, _, number = (pipeline.connection_id("thread") or "").partition(".")
+    assert thread_id == str(threading.get_native_id()) and int(number) > second
