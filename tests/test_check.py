@@ -329,6 +329,19 @@ def test_every_mistake_of_a_config_is_listed(tmp_path, capsys):
         f"checked {conf}: 2 errors, 0 warnings, 0 notes"]
 
 
+def test_every_tls_problem_of_one_section_is_listed(tmp_path, capsys):
+    conf = tmp_path / "tls.conf"
+    conf.write_text("[imaps]\naccept = 9993\nconnect = 143\ncert = c.pem\nverify = 2\n"
+                    "sni = nonsense\n[pop3s]\nclient = yes\naccept = 995\nconnect = 110\n"
+                    "sniStrict = yes\nrequireCert = yes\n")
+    rc, out, _ = check(capsys, str(conf))
+    assert rc == 1
+    lines = out.splitlines()
+    assert [line.split(": error: ")[0] for line in lines[:-1]] == [
+        f"{conf}:{n}" for n in (2, 5, 6, 11, 12)]
+    assert lines[-1] == f"checked {conf}: 5 errors, 0 warnings, 0 notes"
+
+
 @pytest.mark.parametrize("line", ["sslVersion = SSLv3", "sslVersion = TLSv1",
                                   "sslVersionMax = TLSv1.1"])
 def test_an_old_tls_version_is_an_error_at_its_line(config_dir, capsys, line):

@@ -361,9 +361,9 @@ def _build_service(sec: _Section, defaults: dict[str, Any], default_lines: dict[
     auth_problem = _smtp_auth_problem(values, lines)
     if auth_problem:
         raise fail(*auth_problem)
-    problems = service_problems(values)
-    if problems:
-        raise fail(*problems[0])
+    first = ConfigError.of(fail(*problem) for problem in service_problems(values))
+    if first is not None:  # every one of them: they do not follow from each other
+        raise first
     accept = values.get("accept")
     if accept is not None and accept.is_unix:
         for option in values.get("socket_options", ()):
