@@ -179,3 +179,47 @@ async def test_setenv_after_spawn_does_not_reach_it(tmp_path):
     ac = control(tmp_path, allow=f"imapd: ALL: spawn echo x$FOO > {echoed}: setenv FOO bar\n")
     assert (await ac.check("imapd", PEER, LOCAL)).decision.granted
     assert await wait_for_file(echoed) == "x\n"
+
+
+def ident_control(tmp_path, allow: str, deny: str, answers: dict) -> tuple[AccessControl, list]:
+    """AccessControl whose ident server (RFC 931) names ``answers[peer address]``."""
+    (tmp_path / "hosts.allow").write_text(allow)
+    (tmp_path / "hosts.deny").write_text(deny)
+    hosts = HostsFiles(str(tmp_path / "hosts.allow"), str(tmp_path / "hosts.deny"))
+    hosts.load_strict()
+    asked: list = []
+
+    def ident(peer, local, seconds):
+        asked.append((peer, local, seconds))
+        return answers.get(peer[0])
+
+    return AccessControl(hosts, ident=ident), asked
+
+
+async def test_a_user_at_host_pattern_asks_the_ident_server_as_tcpd(tmp_path):
+    ac, asked = ident_control(tmp_path, "imapd: alice@192.0.2.\n", "ALL: ALL\n",
+                              {"192.0.2.7": "alice", "192.0.2.8": "mallory"})
+    verdict = await ac.check("imapd", PEER, LOCAL)
+    assert verdict.decision.granted and verdict.client == "alice@192.0.2.7"
+    assert asked == [(PEER, LOCAL, 10.0)]  # tcpd's RFC931_TIMEOUT
+    refused = await ac.check("imapd", ("192.0.2.8", 40001), LOCAL)
+    assert not refused.decision.granted and refused.client == "mallory@192.0.2.8"
+    silent = await ac.check("imapd", ("192.0.2.9", 40002), LOCAL)  # no answer: "unknown"
+    assert not silent.decision.granted and silent.client == "192.0.2.9"
+    other = await ac.check("imapd", ("198.51.100.1", 40003), LOCAL)
+    assert not other.decision.granted and len(asked) == 3  # host did not match: not asked
+
+
+async def test_rfc931_looks_the_user_up_with_its_timeout_for_percent_u(tmp_path):
+    ac, asked = ident_control(tmp_path, "imapd: ALL: rfc931 3: setenv WHO %u\n", "",
+                              {"192.0.2.7": "alice"})
+    verdict = await ac.check("imapd", PEER, LOCAL)
+    assert verdict.env == {"WHO": "alice"} and verdict.client == "alice@192.0.2.7"
+    assert len(asked) == 1 and 0 < asked[0][2] <= 3
+
+
+async def test_rules_without_users_never_ask_an_ident_server(tmp_path):
+    ac, asked = ident_control(tmp_path, "imapd: 192.0.2.7: setenv WHO %a\n", "ALL: ALL\n",
+                              {"192.0.2.7": "alice"})
+    verdict = await ac.check("imapd", PEER, LOCAL)
+    assert verdict.decision.granted and verdict.client == "192.0.2.7" and asked == []

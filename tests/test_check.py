@@ -74,10 +74,10 @@ def test_hosts_sample(capsys, monkeypatch):
     ("imaps: .10.1", "warning: .10.1: network number begins with dot"),
     ("imaps: mail.", "warning: mail.: domain or host name ends in dot (matches only host "
      "names that begin with it)"),
-    ("imaps: ALL@10.0.0.1", None),
-    ("imaps: unknown@10.0.0.1", None),
-    ("imaps: KNOWN@10.0.0.1", "warning: KNOWN@10.0.0.1: never matches: tlswrap does no "
-     "RFC 931 (ident) lookups, so the user is always unknown"),
+    ("imaps: ALL@10.0.0.1", "note: ALL@10.0.0.1: asks the client's ident server (RFC 931) "
+     "for each connection when the host matches"),
+    ("imaps: KNOWN@10.0.0.1", "note: KNOWN@10.0.0.1: asks the client's ident server (RFC "
+     "931) for each connection when the host matches"),
     ("imaps: ALL EXCEPT", "warning: client list is empty or ends in EXCEPT"),
     # DNS at connection time; %h falls back to the address, %n does not
     ("imaps: LOCAL", "note: LOCAL: needs a DNS lookup per connection"),
@@ -90,9 +90,8 @@ def test_hosts_sample(capsys, monkeypatch):
      "hosts.deny that grants access)"),
     ("imaps: ALL : twist echo %N", "note: twist %N: needs a DNS lookup per connection"),
     ("imaps: [::1]/128", None),
-    # options tlswrap does not carry out
-    ("imaps: ALL : rfc931", "warning: rfc931: tlswrap does no ident lookups; the user stays "
-     "unknown"),
+    ("imaps: ALL : rfc931", "note: rfc931: asks the client's ident server (RFC 931) for "
+     "each connection this rule decides"),
     # daemon names (tcpdchk's checks)
     ("imaps.: ALL", "warning: imaps.: daemon name ends in dot"),
     ("@imaps: ALL", 'warning: @imaps: daemon name begins with "@"'),

@@ -617,6 +617,21 @@ def test_rules_with_options_the_fast_path_leaves_are_served_the_full_way(
     assert "refused" not in s.text()
 
 
+def test_a_rule_wanting_the_user_is_served_the_full_way(certs, thread_server, one_shot,
+                                                       tmp_path):
+    """``ALL@127.0.0.1`` asks the client's ident server (RFC 931) when reached: the fast path
+    hands the connection over; no server answers on 127.0.0.1:113, so the user is
+    unknown, which ALL matches."""
+    (tmp_path / "none.allow").write_text("imaps: ALL@127.0.0.1\n")
+    (tmp_path / "none.deny").write_text("imaps: ALL\n")
+    srv = thread_server(greet_echo)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    with tls_from(certs, "127.0.0.1", s.port) as c:
+        assert c.recv(100) == b"* OK echo ready\r\n"
+    s.wait_done()
+    assert "inetd fast path" not in s.text() and "refused" not in s.text()
+
+
 def test_a_hosts_file_the_full_path_refuses_is_left_to_it(certs, thread_server, one_shot,
                                                           tmp_path):
     """A syntax error: the full path reports it at its line and serves no one; the fast path

@@ -3,12 +3,14 @@
 General theory of operation: the rules are re-read when hosts.allow/hosts.deny change (checked
 at each connection, as tcpd reads them per connection). The decision is first made on the event
 loop with name lookups and commands forbidden; most rule sets only look at addresses, so that is
-the whole cost. Only if a rule needs a host name or runs an ``aclexec`` command is the decision
-made again in a worker thread, where the C resolver and the command may block, bounded by
-``LOOKUP_TIMEOUT`` (plus ``ACLEXEC_TIMEOUT`` when the rules hold an aclexec). A resolver that
-does not answer in time counts as a failed lookup (the client's name is "unknown"), as with
-tcpd when DNS is down; an aclexec command still running at its bound is killed (its whole
-process group) and counts as failed.
+the whole cost. Only if a rule needs a host name or the client's user name, or runs an
+``aclexec`` command, is the decision made again in a worker thread, where the C resolver, the
+RFC 931 (ident) query and the command may block, bounded by ``LOOKUP_TIMEOUT`` (plus
+``ACLEXEC_TIMEOUT`` when the rules hold an aclexec, plus ``IDENT_TIMEOUT`` when they want the
+user). A resolver that does not answer in time counts as a failed lookup (the client's name is
+"unknown"), as with tcpd when DNS is down; so does an ident server (the user is "unknown");
+an aclexec command still running at its bound is killed (its whole process group) and counts
+as failed.
 
 Options (hosts_options(5)) act in order, as tcpd applies them to its own process: setenv,
 umask, nice and user reach every command started after them (aclexec and spawn now, twist and
@@ -18,8 +20,9 @@ runs in the background once the decision is made, at most ``SPAWN_LIMIT`` at onc
 counts until its process group is empty, so ``spawn (...) &`` counts too); more are dropped and
 counted in one log line per ``SPAWN_REPORT_INTERVAL``. twist and banners talk to the client
 inside TLS after the handshake; keepalive and linger set socket options; severity sets the
-level of the log line; rfc931 is reported as unsupported (the user stays "unknown", as when no
-ident server answers).
+level of the log line; rfc931 asks the client's ident server for the user at once (its value,
+if any, is the timeout), as tcpd does, for ``%u`` and the log line (``user@host``); a
+``user@host`` pattern asks too, when it is reached.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any, cast
 import trio
 
 from .addresses import peer_host, peer_port
+from .ident import IdentError, lookup
 from .logtext import TCPD_SEVERITY_LEVELS
 from .regularfile import read_regular_text
 from .tcpwrappers import (
@@ -64,6 +68,7 @@ from .tcpwrappers.files import (
 log = logging.getLogger("tlswrap.access")
 
 ACLEXEC_TIMEOUT = 5.0  # an aclexec command still running then is killed: it failed
+IDENT_TIMEOUT = 10.0  # tcpd's RFC931_TIMEOUT: the ident exchange, unless rfc931 gives one
 SPAWN_LIMIT = 32  # spawn commands running at once; tcpd has no bound (a connect flood forks)
 SPAWN_REPORT_INTERVAL = 10.0
 _SPAWN_POLL = 0.2  # how often a finished spawn's process group is checked for stragglers
@@ -72,7 +77,8 @@ _SHELL = "/bin/sh"
 
 
 class _NeedsThread(Exception):
-    """A rule wants a host name or runs a command: decide again where blocking is allowed."""
+    """A rule wants a host name or the user, or runs a command: decide again where blocking
+    is allowed."""
 
 
 def _forbidden() -> str | None:
@@ -237,6 +243,8 @@ class _Effects:
         self.nice = 0
         self.user: tuple[int, int] | None = None
         self.spawns: list[Command] = []
+        self.ident_seconds = IDENT_TIMEOUT  # rfc931 = N sets it for the lookups after it
+        self.request: Request | None = None  # the connection being decided
 
     def command(self, text: str) -> Command:
         return Command(text, dict(self.env), self.umask, self.nice, self.user, self.base)
@@ -264,7 +272,18 @@ class _Effects:
             self.spawns.append(self.command(str(arg)))
         elif name == "aclexec":
             return self.aclexec(str(arg))
+        elif name == "rfc931":
+            self.rfc931(cast("int | None", arg))
         return None
+
+    def rfc931(self, seconds: int | None) -> None:
+        """tcpd's rfc931_option(): the timeout, then the user looked up now (eval_user)."""
+        if self.mode == _LOOP:
+            raise _NeedsThread
+        if seconds:
+            self.ident_seconds = float(seconds)
+        if self.request is not None:
+            self.request.username()
 
     def aclexec(self, text: str) -> str | None:
         if self.mode == _LOOP:
@@ -282,13 +301,36 @@ def _runs_aclexec(*tables: Rules) -> bool:
                if isinstance(rule, Rule) for spec in rule.options)
 
 
+def _wants_user(*tables: Rules) -> bool:
+    """A rule that may ask the client's ident server: a ``user@host`` client pattern, the
+    rfc931 option, or ``%u`` in an option."""
+    return any("@" in tok[1:] for rules in tables for rule in rules.entries
+               if isinstance(rule, Rule) for tok in rule.clients) or any(
+        spec.name == "rfc931" or "%u" in (spec.value or "") for rules in tables
+        for rule in rules.entries if isinstance(rule, Rule) for spec in rule.options)
+
+
+def ident_user(peer: object, local: object, seconds: float) -> str | None:
+    """tcpd's rfc931(): the user the client's ident server names, None when it names none
+    in ``seconds`` (the user is then "unknown")."""
+    host, server = peer_host(peer), peer_host(local)
+    if seconds <= 0 or host is None or server is None:
+        return None
+    try:
+        return lookup(cast("tuple[Any, ...]", peer), cast("tuple[Any, ...]", local), seconds)
+    except IdentError:
+        return None
+
+
 class AccessControl:
     """hosts.allow/hosts.deny for every service of a daemon."""
 
     def __init__(self, hosts: HostsFiles, resolver=hostname_for,  # type: ignore[no-untyped-def]
-                 child_env: Mapping[str, str] | None = None):
+                 child_env: Mapping[str, str] | None = None,
+                 ident: Callable[[object, object, float], str | None] = ident_user):
         self.hosts = hosts
         self.resolver = resolver  # address -> verified name, PARANOID or None (blocking)
+        self.ident = ident  # (peer, local, seconds) -> the client's user or None (blocking)
         self.child_env = child_env  # the environment commands start from (None: the daemon's)
 
     @classmethod
@@ -306,17 +348,20 @@ class AccessControl:
         _THREAD may block on both, _LATE counts lookups and aclexec as failed."""
         allow, deny = rules
         client_ip, server_ip = peer_host(peer), peer_host(local)
-        client_name = server_name = None
+        client_name = server_name = user = None
         if effects.mode == _THREAD:
-            resolve = self.resolver
+            resolve, ident = self.resolver, self.ident
             client_name = (lambda: resolve(client_ip)) if client_ip else None
             server_name = (lambda: resolve(server_ip)) if server_ip else None
+            user = lambda: ident(peer, local,  # noqa: E731 - one lookup, called lazily
+                                 min(effects.ident_seconds, effects.deadline - time.monotonic()))
         elif effects.mode == _LOOP:
-            client_name = server_name = _forbidden
+            client_name = server_name = user = _forbidden
         request = Request(daemon=daemon, client_addr=client_ip, client_name=client_name,
-                          server_addr=server_ip, server_name=server_name, user=None,
+                          server_addr=server_ip, server_name=server_name, user=user,
                           client_port=peer_port(peer), server_port=peer_port(local),
                           pid=os.getpid())
+        effects.request = request
         decision = decide(allow, deny, request, read_patterns=read_patterns,
                           on_option=effects.on_option)
         banners = decision.option("banners")
@@ -330,6 +375,8 @@ class AccessControl:
             name = request.client_hostname()
             if name and name not in ("unknown", "paranoid"):
                 client = name
+        if user is not None and request.user_ready() and request.username() != "unknown":
+            client = f"{request.username()}@{client}"  # eval_client(): the user if asked
         return decision, client, decision_banner, effects
 
     async def check(self, daemon: str, peer: object, local: object,
@@ -344,15 +391,16 @@ class AccessControl:
         except _NeedsThread:
             result = None  # decided again below, outside the except clause
         if result is None:
-            bound = LOOKUP_TIMEOUT + (ACLEXEC_TIMEOUT if _runs_aclexec(*rules) else 0.0)
+            bound = LOOKUP_TIMEOUT + (ACLEXEC_TIMEOUT if _runs_aclexec(*rules) else 0.0) + (
+                IDENT_TIMEOUT if _wants_user(*rules) else 0.0)
             effects = _Effects(_THREAD, label, time.monotonic() + bound, self.child_env)
             with trio.move_on_after(bound + 1.0):  # aclexec's own bound comes first
                 result = await trio.to_thread.run_sync(
                     self._decide, rules, daemon, peer, local, effects, abandon_on_cancel=True)
                 return self._verdict(label, *result)
-            log.warning("%s deciding for %s took over %gs (host name lookup or aclexec): the "
-                        "name counts as unknown, an aclexec as failed", label, peer_host(peer),
-                        bound)
+            log.warning("%s deciding for %s took over %gs (host name or ident lookup, or "
+                        "aclexec): the name and user count as unknown, an aclexec as failed",
+                        label, peer_host(peer), bound)
             late = _Effects(_LATE, label, 0.0, self.child_env)
             result = self._decide(rules, daemon, peer, local, late)
         return self._verdict(label, *result)
@@ -362,10 +410,6 @@ class AccessControl:
         for cmd in effects.spawns:
             _spawner.start(cmd, label)
         twist = decision.option("twist")
-        for opt in decision.options:
-            if opt.name == "rfc931":
-                log.warning("%s rfc931: ident lookups are not supported; the user is unknown",
-                            label)
         return Verdict(decision, client, env=effects.env, banner=banner,
                        twist=None if twist is None else str(twist.arg), umask=effects.umask,
                        nice=effects.nice or None, user=effects.user)

@@ -7,8 +7,9 @@ caller logs the ``accepted`` line, then ``Verdict.warnings``, then acts on the v
 The fast path honours the options that only change the verdict, the refusal line's level or
 the socket: ``allow``, ``deny``, ``severity``, ``keepalive``, ``linger``. A deciding rule that
 reaches any other option (spawn, twist, banners, setenv, umask, nice, user, group, rfc931,
-aclexec) raises :class:`HandOver`, as does a hosts file the full path would refuse to start
-with (unreadable, a syntax error): nothing has been read from the connection or logged yet,
+aclexec) raises :class:`HandOver`, as does a rule that wants the client's user (a
+``user@host`` pattern reached) and a hosts file the full path would refuse to start with
+(unreadable, a syntax error): nothing has been read from the connection or logged yet,
 so the full path then serves it from the start, deciding again itself.
 
 Host names are looked up only when a rule needs one, as on the full path: the decision is
@@ -87,6 +88,10 @@ def _forbidden() -> str | None:
     raise _NeedsLookup
 
 
+def _user() -> str | None:
+    raise HandOver  # the client's user (RFC 931): the full path asks for it
+
+
 def _decide(allow: Rules, deny: Rules, daemon: str, peer: object, local: object,
             resolve: Callable[[str], str | None] | None) -> tuple[Decision, str]:
     """``access.AccessControl._decide``: ``resolve`` None: names unknown; ``_forbidden``'s
@@ -98,7 +103,7 @@ def _decide(allow: Rules, deny: Rules, daemon: str, peer: object, local: object,
         client_name = (lambda: resolve(client_ip)) if client_ip else None
         server_name = (lambda: resolve(server_ip)) if server_ip else None
     request = Request(daemon=daemon, client_addr=client_ip, client_name=client_name,
-                      server_addr=server_ip, server_name=server_name, user=None,
+                      server_addr=server_ip, server_name=server_name, user=_user,
                       client_port=peer_port(peer), server_port=peer_port(local),
                       pid=os.getpid())
     decision = decide(allow, deny, request, read_patterns=_read_patterns,

@@ -23,7 +23,6 @@ from tlswrap.tcpwrappers.patterns import (
     ipv4_mask,
     ipv6_net,
     not_inaddr,
-    string_match,
 )
 from tlswrap.tcpwrappers.request import UNKNOWN
 from tlswrap.tcpwrappers.rules import Rule
@@ -36,6 +35,7 @@ __all__ = ["ACLEXEC_NOTE", "DNS", "Emit", "Services", "System", "check_host", "l
 
 _MAX_DEPTH = 8  # /path lists naming /path lists: tcpd would recurse; stop somewhere
 DNS = "needs a DNS lookup per connection"
+IDENT = "asks the client's ident server (RFC 931) for each connection"
 ACLEXEC_NOTE = ("aclexec: the command runs for every connection this rule matches, before "
                 "any TLS, and decides: exit 0 and the rule applies; any other status, a "
                 "signal or a time-out and the rule does not match (in hosts.deny that "
@@ -205,15 +205,11 @@ def _check_daemon(tok: str, emit: Emit, services: Services | None,
 
 
 def _check_client(tok: str, emit: Emit, read_patterns: ReadPatterns) -> None:
-    user, host = split_at(tok[1:], "@")
+    _, host = split_at(tok[1:], "@")
     if host is None:
         check_host(tok, emit, read_patterns)
         return
-    user = tok[0] + user
-    if not string_match(user, UNKNOWN):
-        emit("warning", f"{tok}: never matches: tlswrap does no RFC 931 (ident) lookups, "
-                        "so the user is always unknown")
-        return
+    emit("note", f"{tok}: {IDENT} when the host matches")
     check_host(host, emit, read_patterns)
 
 
@@ -244,7 +240,7 @@ def _check_options(rule: Rule, emit: Emit, system: System) -> None:
             if problem:
                 emit("warning", problem)
         elif spec.name == "rfc931":
-            emit("warning", "rfc931: tlswrap does no ident lookups; the user stays unknown")
+            emit("note", f"rfc931: {IDENT} this rule decides")
         elif spec.name == "aclexec" and spec.value:
             emit("note", ACLEXEC_NOTE)
         if spec.expand and spec.value:
