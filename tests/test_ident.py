@@ -63,13 +63,9 @@ class IdentServer:
         self.sock.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="port 113 needs root")
-@pytest.mark.parametrize(("user", "served"), [("alice", True), ("mallory", False)])
-def test_only_the_named_user_is_served(certs, thread_server, tlswrap, user, served):
-    backend = thread_server(lambda conn: conn.sendall(b"* OK\r\n"))
-    port = free_port()
-    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{backend.port}",
-                                  extra="ident = alice"), [port])
+def client_of(certs, proc, port: int, user: str, served: bool, refusal: str) -> None:
+    """A client from 127.0.0.5 whose ident server names ``user``: greeted through TLS, or
+    closed before any TLS byte with ``refusal`` in the log; the server was asked once."""
     responder = IdentServer(user)
     try:
         raw = socket.create_connection(("127.0.0.1", port), timeout=10,
@@ -80,12 +76,21 @@ def test_only_the_named_user_is_served(certs, thread_server, tlswrap, user, serv
                 with certs.client_context().wrap_socket(raw, server_hostname="localhost") as t:
                     assert t.recv(10) == b"* OK\r\n"
             else:
-                assert raw.recv(10) == b""  # closed before any TLS byte
-                wait_for(lambda: "refused by IDENT: user 'mallory'" in proc.log(), 10,
-                         "the refusal in the log")
-        assert responder.queries[-1] == f"{client_port} , {port}\r\n".encode()
+                assert raw.recv(10) == b""
+                wait_for(lambda: refusal in proc.log(), 10, "the refusal in the log")
+        assert responder.queries == [f"{client_port} , {port}\r\n".encode()]
     finally:
         responder.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="port 113 needs root")
+@pytest.mark.parametrize(("user", "served"), [("alice", True), ("mallory", False)])
+def test_only_the_named_user_is_served(certs, thread_server, tlswrap, user, served):
+    backend = thread_server(lambda conn: conn.sendall(b"* OK\r\n"))
+    port = free_port()
+    proc = tlswrap(service_config(certs, port, f"127.0.0.1:{backend.port}",
+                                  extra="ident = alice"), [port])
+    client_of(certs, proc, port, user, served, "refused by IDENT: user 'mallory'")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="port 113 needs root")
@@ -101,19 +106,4 @@ def test_a_user_at_host_rule_asks_the_clients_ident_server(certs, thread_server,
     proc = tlswrap(service_config(certs, port, f"127.0.0.1:{backend.port}", debug="notice",
                                   global_extra=f"hostsAllow = {tmp_path / 'allow'}\n"
                                                f"hostsDeny = {tmp_path / 'deny'}"), [port])
-    responder = IdentServer(user)
-    try:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10,
-                                       source_address=("127.0.0.5", 0))
-        client_port = raw.getsockname()[1]
-        with raw:
-            if served:
-                with certs.client_context().wrap_socket(raw, server_hostname="localhost") as t:
-                    assert t.recv(10) == b"* OK\r\n"
-            else:
-                assert raw.recv(10) == b""  # closed before any TLS byte
-                wait_for(lambda: "refused connect from mallory@127.0.0.5" in proc.log(), 10,
-                         "the refusal in the log")
-        assert responder.queries == [f"{client_port} , {port}\r\n".encode()]
-    finally:
-        responder.close()
+    client_of(certs, proc, port, user, served, "refused connect from mallory@127.0.0.5")
