@@ -293,3 +293,45 @@ def test_a_v2_header_carries_every_tlv_for_a_client_certificate_and_alpn(certs, 
         version=version[1].decode(), cipher=cipher[1].decode(), sig_alg="ecdsa-with-SHA256",
         key_alg=f"EC{key.key_size}", cn="alice")
     assert len(header.tlvs) == 4
+
+
+# -- PROXY in, an exec'd program --------------------------------------------------------------
+_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"  # section 2.2, written out here as the balancer would
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (b"PROXY TCP4 192.0.2.7 198.51.100.1 5555 993\r\n",
+     "192.0.2.7 5555 192.0.2.7 5555 198.51.100.1 993"),
+    (_SIGNATURE + b"\x21\x21\x00\x24" + socket.inet_pton(socket.AF_INET6, "2001:db8::7")
+     + socket.inet_pton(socket.AF_INET6, "2001:db8::1") + b"\x15\xb4\x03\xe1",
+     "2001:db8::7 5556 2001:db8::7 5556 2001:db8::1 993"),
+    # LOCAL, a balancer's health check: its addresses are ignored (section 2.2), the
+    # connection's own are used
+    (_SIGNATURE + b"\x20\x11\x00\x0c" + socket.inet_aton("192.0.2.9")
+     + socket.inet_aton("198.51.100.1") + b"\x15\xb5\x03\xe1",
+     "127.0.0.1 {client} 127.0.0.1 {client} 127.0.0.1 {port}"),
+], ids=["v1", "v2", "v2-local"])
+def test_an_exec_program_sees_the_address_inside_the_header(certs, tlswrap, tmp_path, header,
+                                                            expected):
+    """Behind a trusted balancer, a program run by exec finds the client named in the header
+    in REMOTE_HOST, TCPREMOTEIP and the rest, not the balancer's 127.0.0.1; a LOCAL header
+    leaves it the connection's own endpoints."""
+    from test_e2e_stunnel_options import MemoryTLS
+
+    script = tmp_path / "env.sh"
+    script.write_text('#!/bin/sh\nprintf "* OK %s %s %s %s %s %s\\r\\n" "$REMOTE_HOST" '
+                      '"$REMOTE_PORT" "$TCPREMOTEIP" "$TCPREMOTEPORT" "$TCPLOCALIP" '
+                      '"$TCPLOCALPORT"\n')
+    script.chmod(0o755)
+    port = free_port()
+    tlswrap(f"foreground = yes\n[imaps]\naccept = 127.0.0.1:{port}\nexec = {script}\n"
+            f"cert = {certs.cert_file}\nkey = {certs.key_file}\n"
+            "acceptProxy = any\nproxyTrusted = 127.0.0.1\n", [port])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        client = raw.getsockname()[1]
+        raw.sendall(header)
+        tls = MemoryTLS(certs.client_context(), raw)
+        line = b""
+        while not line.endswith(b"\r\n") and isinstance(data := tls.recv(), bytes):
+            line += data
+    assert line == f"* OK {expected.format(client=client, port=port)}\r\n".encode()
