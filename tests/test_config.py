@@ -673,3 +673,21 @@ def test_workers_auto_is_one_per_usable_cpu(tmp_path):
     assert load_config(str(path)).globals.workers == len(os.sched_getaffinity(0))
     with pytest.raises(ConfigError, match="positive whole number or auto"):
         parse_config(text.replace("auto", "none"), "t.conf")
+
+
+@pytest.mark.parametrize(("value", "address"), [
+    ("/run/syslog.sock", "/run/syslog.sock"),
+    ("loghost.example.org:514", ("loghost.example.org", 514)),
+    ("192.0.2.1:syslog", ("192.0.2.1", 514)),
+    ("[2001:db8::1]:1514", ("2001:db8::1", 1514)),
+])
+def test_syslog_address_is_a_unix_socket_or_a_udp_server(value, address):
+    cfg = parse_config(f"syslogAddress = {value}\n" + _SVC, "s.conf")
+    assert cfg.globals.syslog_address == address
+
+
+@pytest.mark.parametrize("value", ["514", "host:no-such-service", "[::1:514", "host:99999"])
+def test_a_bad_syslog_address_is_an_error_at_its_line(value):
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"syslogAddress = {value}\n" + _SVC, "s.conf")
+    assert str(info.value).startswith("s.conf:1: syslogAddress")

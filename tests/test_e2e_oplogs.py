@@ -48,17 +48,26 @@ def test_sigusr1_reopens_the_output_file_after_a_rename(certs, thread_server, tl
         assert len(_children(proc.proc.pid)) == workers  # SIGUSR1 killed none
 
 
+@pytest.mark.parametrize("transport", ["unix", "udp", "udp6"])
 @pytest.mark.parametrize(("debug", "priority"), [("notice", 3 * 8 + 5), ("mail.notice", 2 * 8 + 5)])
 def test_syslog_to_a_configured_socket_with_the_facility(certs, thread_server, tlswrap, tmp_path,
-                                                         debug, priority):
+                                                         debug, priority, transport):
+    """``syslogAddress`` names a unix socket, or ``HOST:PORT`` of a syslog server over UDP
+    (here a socket the test owns): each line is one datagram, ``<PRI>tag[pid]: text``."""
     srv = thread_server(greet_echo)
     port = free_port()
-    path = tmp_path / "log.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
-        syslogd.bind(str(path))
+    family = {"unix": socket.AF_UNIX, "udp": socket.AF_INET, "udp6": socket.AF_INET6}
+    with socket.socket(family[transport], socket.SOCK_DGRAM) as syslogd:
+        if transport == "unix":
+            syslogd.bind(str(tmp_path / "log.sock"))
+            address = str(tmp_path / "log.sock")
+        else:
+            syslogd.bind(("127.0.0.1" if transport == "udp" else "::1", 0))
+            host, udp_port = syslogd.getsockname()[:2]
+            address = f"{host}:{udp_port}" if transport == "udp" else f"[{host}]:{udp_port}"
         syslogd.settimeout(10)
         proc = tlswrap(f"foreground = yes\nsyslog = yes\ndebug = {debug}\n"
-                       f"syslogAddress = {path}\n[imaps]\naccept = 127.0.0.1:{port}\n"
+                       f"syslogAddress = {address}\n[imaps]\naccept = 127.0.0.1:{port}\n"
                        f"connect = 127.0.0.1:{srv.port}\ncert = {certs.cert_file}\n"
                        f"key = {certs.key_file}\n", [port])
         lines = []
@@ -66,6 +75,19 @@ def test_syslog_to_a_configured_socket_with_the_facility(certs, thread_server, t
             lines.append(syslogd.recv(65536))
         started = next(line for line in lines if b"started with 1 service(s)" in line)
         assert started.startswith(f"<{priority}>tlswrap[{proc.proc.pid}]: tlswrap ".encode())
+
+
+def test_a_syslog_server_whose_name_does_not_resolve_is_said_once(certs, thread_server,
+                                                                  tlswrap):
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proc = tlswrap(f"foreground = yes\nsyslog = yes\nsyslogAddress = syslog.invalid:514\n"
+                   f"[imaps]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{srv.port}\n"
+                   f"cert = {certs.cert_file}\nkey = {certs.key_file}\n", [port])
+    wait_for(lambda: "started with 1 service(s)" in proc.log(), 10, "the start")
+    log = proc.log()
+    assert log.count("syslog at syslog.invalid:514 is unreachable") == 1
+    assert "Traceback" not in log
 
 
 def test_log_format_json_writes_one_object_per_line(certs, thread_server, tlswrap, tmp_path):

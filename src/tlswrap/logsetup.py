@@ -87,7 +87,8 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level: int, *, stderr: bool, output: str | None = None,
                   syslog: bool = False, facility: str = "daemon", ident: str = "tlswrap",
-                  syslog_address: str = SYSLOG_ADDRESS, json_lines: bool = False,
+                  syslog_address: str | tuple[str, int] = SYSLOG_ADDRESS,
+                  json_lines: bool = False,
                   overwrite: bool = False) -> None:
     """Configure the ``tlswrap`` logger tree; ``level`` is stunnel's 0-7. ``overwrite``:
     stunnel's ``log = overwrite``, the output file is emptied when opened (and reopened).
@@ -221,21 +222,27 @@ class SyslogHandler(logging.handlers.SysLogHandler):
     priority_map: ClassVar[dict[str, str]] = {
         **logging.handlers.SysLogHandler.priority_map, "NOTICE": "notice"}
 
-    def __init__(self, address: str, facility: int, instead: str) -> None:
+    def __init__(self, address: str | tuple[str, int], facility: int, instead: str) -> None:
         self.unreachable: str | None = None
         self.instead = instead
         self.dropped = 0
         self._down = False
         self._tried_at = 0.0  # when syslog last failed
         self._failed = False
-        super().__init__(address, facility)  # connects, and keeps quiet if it cannot
-        self.unreachable = _connect_problem(address)
+        try:
+            super().__init__(address, facility)  # connects, and keeps quiet if it cannot
+        except OSError as exc:  # a server's name that does not resolve: emit tries again
+            self.unreachable = exc.strerror or str(exc)
+        else:
+            self.unreachable = _connect_problem(address)
 
     def down(self, why: str) -> None:
         """Syslog failed: warn once (on the other handlers, else stderr), then drop lines."""
         self._down = True
         self._tried_at = time.monotonic()
-        _announce(self, f"syslog at {self.address} is unreachable ({why}): {self.instead}; "
+        where = self.address if isinstance(self.address, str) else (
+            "[{}]:{}" if ":" in self.address[0] else "{}:{}").format(*self.address)
+        _announce(self, f"syslog at {where} is unreachable ({why}): {self.instead}; "
                         f"trying again every {SYSLOG_RETRY_SECONDS:g} s")
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -265,8 +272,11 @@ class SyslogHandler(logging.handlers.SysLogHandler):
             self.down(exc.strerror or str(exc))
 
 
-def _connect_problem(address: str) -> str | None:
-    """Why no unix socket, datagram or stream (as the stdlib tries), connects to ``address``."""
+def _connect_problem(address: str | tuple[str, int]) -> str | None:
+    """Why no unix socket, datagram or stream (as the stdlib tries), connects to ``address``;
+    None for a server over UDP (nothing to connect: a datagram that is lost is lost)."""
+    if not isinstance(address, str):
+        return None
     why = None
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         with socket.socket(socket.AF_UNIX, kind) as probe:

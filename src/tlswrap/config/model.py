@@ -205,7 +205,8 @@ class GlobalOptions:
     syslog: bool | None = None  # None: syslog unless in the foreground (stunnel's default)
     debug: int = 5
     facility: str = "daemon"  # stunnel's default (debug = daemon.notice): rules keep working
-    syslog_address: str = "/dev/log"  # tlswrap's own: the unix socket syslog listens on
+    # tlswrap's own: the unix socket syslog listens on, or (HOST, PORT) of one over UDP
+    syslog_address: str | tuple[str, int] = "/dev/log"
     log_format: str = "text"  # tlswrap's own: "json" writes one JSON object per line
     hosts_allow: str = "/etc/hosts.allow"
     hosts_deny: str = "/etc/hosts.deny"

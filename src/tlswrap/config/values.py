@@ -4,6 +4,7 @@ raises ValueError with the reason (the caller adds FILE:LINE and the option)."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Callable
 
 from .model import (
@@ -474,13 +475,26 @@ def parse_service_name(value: str) -> str:
     return name
 
 
-def parse_syslog_address(value: str) -> str:
-    """``syslogAddress``: the path of syslog's unix socket."""
-    path = parse_address(value, None, True).path
-    if path is None:
-        raise ValueError(f"expected the path of syslog's unix socket (e.g. /dev/log), got "
-                         f"{value!r}")
-    return path
+def parse_syslog_address(value: str) -> str | tuple[str, int]:
+    """``syslogAddress``: the path of syslog's unix socket, or ``HOST:PORT`` of a syslog
+    server taking UDP (RFC 5426; a port may be named, ``syslog`` is 514)."""
+    try:
+        address = parse_address(value, None, True)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (expected the path of syslog's unix socket, e.g. /dev/log, "
+                         "or HOST:PORT of a syslog server over UDP)") from None
+    if address.path is not None:
+        return address.path
+    if address.host is None:
+        raise ValueError(f"expected the path of syslog's unix socket (e.g. /dev/log) or "
+                         f"HOST:PORT of a syslog server over UDP, got {value!r}")
+    port = address.port
+    if isinstance(port, str):
+        try:
+            port = socket.getservbyname(port, "udp")
+        except OSError:
+            raise ValueError(f"no UDP port is named {port!r} (/etc/services)") from None
+    return (address.host, port)
 
 
 def parse_metrics_address(value: str) -> Address:
