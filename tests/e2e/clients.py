@@ -132,9 +132,11 @@ def smtplib_send(port: int, ca_file: Path, sender: str, rcpt: str, message: byte
 
 
 def swaks_send(port: int, ca_file: Path, sender: str, rcpt: str, message_file: Path,
-               starttls: bool = False, login: tuple[str, str] | None = None) -> str:
+               starttls: bool = False, login: tuple[str, str] | None = None,
+               status: int = 0) -> str:
     """swaks with --tls-on-connect, or --tls (STARTTLS, required); with ``login`` (user,
-    password) it sends AUTH LOGIN first."""
+    password) it sends AUTH LOGIN first, once. It must exit with ``status`` (28: AUTH
+    failed); returns what it printed."""
     auth = ["--auth", "LOGIN", "--auth-user", login[0], "--auth-password", login[1]] \
         if login else []
     out = run(["swaks", "--server", HOST, "--port", str(port),
@@ -142,8 +144,9 @@ def swaks_send(port: int, ca_file: Path, sender: str, rcpt: str, message_file: P
                "--tls-verify", "--tls-ca-path", str(ca_file),
                "--from", sender, "--to", rcpt, "--data", f"@{message_file}",
                "--helo", "client.example.test", "--timeout", "20", *auth])
-    assert out.returncode == 0, (out.stdout + out.stderr).decode(errors="replace")
-    return out.stdout.decode(errors="replace")
+    printed = (out.stdout + out.stderr).decode(errors="replace")
+    assert out.returncode == status, printed
+    return printed
 
 
 class BoundIMAP4SSL(imaplib.IMAP4_SSL):

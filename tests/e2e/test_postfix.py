@@ -1,11 +1,13 @@
 """Postfix behind tlswrap: a message submitted by real clients over implicit TLS (465-style)
 or STARTTLS (587-style, protocol = smtp), after SMTP AUTH that Postfix asks Dovecot about, is
-delivered to a maildir and read back through Dovecot over IMAPS, unchanged; with PROXY v2
-Postfix's log names the client, not tlswrap."""
+delivered to a maildir and read back through Dovecot over IMAPS, unchanged; without AUTH, or
+with a wrong password, Postfix takes nothing; with PROXY v2 Postfix's log names the client,
+not tlswrap."""
 
 from __future__ import annotations
 
 import re
+import smtplib
 
 import pytest
 
@@ -135,6 +137,40 @@ def test_mutt_batch_send_over_smtps_then_imaps(mailhost, postfix, certs, tmp_pat
     assert [h for h in headers if h.startswith(b"From: ") and SENDER.encode() in h], headers
     assert f"To: {RCPT}".encode() in headers, headers
     assert b"Subject: mutt through tlswrap" in headers, headers
+
+
+@pytest.mark.parametrize("mode", ["daemon", "starttls"])
+def test_without_auth_postfix_refuses_the_recipient(mailhost, postfix, certs):
+    """smtpd_relay_restrictions = permit_sasl_authenticated, reject: without a login nothing
+    is taken, not even for a local mailbox, though Postfix sees the session come from
+    127.0.0.1 (tlswrap), which is in mynetworks."""
+    smtp, _imaps = mailhost
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        clients.smtplib_send(smtp.port("submission"), certs.ca_file, SENDER, RCPT,
+                             message("no auth"), starttls=smtp.starttls)
+    [(code, text)] = refused.value.recipients.values()
+    assert (code, text) == (554, f"5.7.1 <{RCPT}>: Recipient address rejected: Access denied"
+                            .encode())
+    wait_for(lambda: "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 554" in postfix.log(),
+             10, "postfix's line for the refused recipient")
+
+
+@pytest.mark.parametrize("mode", ["daemon"])
+def test_a_wrong_password_is_refused_by_dovecot_through_postfix(mailhost, dovecot, certs,
+                                                                tmp_path):
+    """One AUTH LOGIN (swaks): Dovecot holds a failure's answer back (auth_failure_delay)
+    and longer for a further try from the same address, which smtplib's login would make
+    with its next mechanism (seconds more)."""
+    need("swaks")
+    smtp, _imaps = mailhost
+    draft = tmp_path / "message.eml"
+    draft.write_bytes(message("wrong password") + b".\r\n")
+    out = clients.swaks_send(smtp.port("submission"), certs.ca_file, SENDER, RCPT, draft,
+                             starttls=smtp.starttls, login=("alice", "not-" + PASSWORD),
+                             status=28)
+    assert "535 5.7.8 Error: authentication failed" in out, out
+    wait_for(lambda: "passwd-file(alice,127.0.0.1): Password mismatch" in dovecot.log(), 10,
+             "dovecot's password mismatch line")
 
 
 @pytest.mark.parametrize("service", ["submissions", "submission"])
