@@ -108,9 +108,11 @@ def fetchmail(proto: str, port: int, ca_file: Path, user: str, password: str,
 
 
 def smtplib_send(port: int, ca_file: Path, sender: str, rcpt: str, message: bytes,
-                 source: str | None = None, starttls: bool = False) -> None:
+                 source: str | None = None, starttls: bool = False,
+                 login: tuple[str, str] | None = None) -> None:
     """SMTP over implicit TLS, or STARTTLS, with Python's smtplib, optionally from a given
-    source address."""
+    source address; with ``login`` (user, password) it sends SMTP AUTH first (smtplib
+    chooses the mechanism: PLAIN here)."""
     address = (source, 0) if source else None
     if starttls:
         s = smtplib.SMTP(HOST, port, timeout=20, source_address=address)
@@ -121,6 +123,8 @@ def smtplib_send(port: int, ca_file: Path, sender: str, rcpt: str, message: byte
                              source_address=address)
     try:
         s.ehlo("client.example.test")
+        if login:
+            assert s.login(*login)[0] == 235
         refused = s.sendmail(sender, [rcpt], message)
         assert not refused
     finally:
@@ -128,15 +132,21 @@ def smtplib_send(port: int, ca_file: Path, sender: str, rcpt: str, message: byte
 
 
 def swaks_send(port: int, ca_file: Path, sender: str, rcpt: str, message_file: Path,
-               starttls: bool = False) -> str:
-    """swaks with --tls-on-connect, or --tls (STARTTLS, required)."""
+               starttls: bool = False, login: tuple[str, str] | None = None,
+               status: int = 0) -> str:
+    """swaks with --tls-on-connect, or --tls (STARTTLS, required); with ``login`` (user,
+    password) it sends AUTH LOGIN first, once. It must exit with ``status`` (28: AUTH
+    failed); returns what it printed."""
+    auth = ["--auth", "LOGIN", "--auth-user", login[0], "--auth-password", login[1]] \
+        if login else []
     out = run(["swaks", "--server", HOST, "--port", str(port),
                "--tls" if starttls else "--tls-on-connect",
                "--tls-verify", "--tls-ca-path", str(ca_file),
                "--from", sender, "--to", rcpt, "--data", f"@{message_file}",
-               "--helo", "client.example.test", "--timeout", "20"])
-    assert out.returncode == 0, (out.stdout + out.stderr).decode(errors="replace")
-    return out.stdout.decode(errors="replace")
+               "--helo", "client.example.test", "--timeout", "20", *auth])
+    printed = (out.stdout + out.stderr).decode(errors="replace")
+    assert out.returncode == status, printed
+    return printed
 
 
 class BoundIMAP4SSL(imaplib.IMAP4_SSL):
@@ -229,11 +239,17 @@ def mutt_read(url: str, ca_file: Path, user: str, password: str, home: Path,
 
 
 def mutt_send(smtp_url: str, ca_file: Path, sender: str, rcpt: str, subject: str,
-              body: bytes, home: Path, starttls: bool = False) -> None:
+              body: bytes, home: Path, starttls: bool = False,
+              login: tuple[str, str] | None = None) -> None:
     """mutt in batch mode (no terminal, body on stdin) sending through SMTPS, or smtp:// with
-    STARTTLS."""
+    STARTTLS; with ``login`` (user, password) it authenticates (mutt takes the user from
+    smtp_url, the password from smtp_pass)."""
+    auth = ""
+    if login:
+        smtp_url = smtp_url.replace("://", f"://{login[0]}@", 1)
+        auth = f'set smtp_pass="{login[1]}"\n'
     rc = muttrc(home, ca_file, "", "", f'set smtp_url="{smtp_url}"\nset from="{sender}"\n'
-                'set use_from=yes\nset send_charset="utf-8"\n', starttls=starttls)
+                'set use_from=yes\nset send_charset="utf-8"\n' + auth, starttls=starttls)
     done = run(["mutt", "-n", "-F", str(rc), "-s", subject, "--", rcpt], input=body,
                env={**os.environ, "HOME": str(home)})
     assert done.returncode == 0, (done.stdout + done.stderr).decode(errors="replace")

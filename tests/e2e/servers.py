@@ -26,6 +26,8 @@ from conftest import EXAMPLES, free_port, port_open, wait_for
 
 MAIL_USER = "nobody"  # owns the maildirs; Dovecot and Postfix deliver and read as this user
 PASSWORD = "secret-Pa55"
+# Dovecot's auth socket for Postfix's SMTP AUTH, in the scratch folder both share
+SASL_SOCKET = "sasl-auth"
 
 
 def adapt(path: Path, subs: Iterable[tuple[str, str]]) -> str:
@@ -198,6 +200,13 @@ mail_location = maildir:{self.mail}/%u
         self.server.stop()
 
 
+def dovecot_sasl(root: Path) -> str:
+    """examples/server-side/dovecot-sasl.conf with the auth socket in ROOT, for the ``extra``
+    of a Dovecot whose passdb a Postfix on the same ROOT asks about SMTP AUTH."""
+    return adapt(EXAMPLES / "server-side" / "dovecot-sasl.conf",
+                 [("/var/spool/postfix/private/auth", str(root / SASL_SOCKET))])
+
+
 def dovecot_binary() -> str:
     return shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -242,7 +251,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 class Postfix:
     """Postfix from a scratch config_directory (``postfix -c DIR start-fg``): its own queue
     and data directories, a log file (maillog_file), loopback only, and virtual delivery of
-    alice@example.test to ROOT/mail/alice/, the maildir a Dovecot on the same ROOT reads."""
+    alice@example.test to ROOT/mail/alice/, the maildir a Dovecot on the same ROOT reads. Its
+    submission service takes mail only after SMTP AUTH, which it asks that Dovecot about
+    (started with ``dovecot_sasl(ROOT)``)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -284,6 +295,7 @@ biff = no
         smtpd = adapt(EXAMPLES / "server-side" / "postfix-master.cf", [
             ("127.0.0.1:587 ", f"127.0.0.1:{self.ports['submission']} "),
             ("127.0.0.1:10587 ", f"127.0.0.1:{self.ports['submission_proxy']} "),
+            ("smtpd_sasl_path=private/auth", f"smtpd_sasl_path={root / SASL_SOCKET}"),
         ])
         (self.config_dir / "master.cf").write_text(POSTFIX_SERVICES + smtpd)
         # Postfix waits (in 0.3 s steps) until its configuration files are older than a

@@ -116,17 +116,28 @@ def test_mutt_reads_the_message(served, certs, tmp_path, scheme):
 # connection "secured".
 CLIENT = "127.0.0.2"
 
+# The headers that must leave cleartext LOGIN refused: v1 (no TLVs at all), and v2 with every
+# TLV of the default but the SSL one (the CN travels inside it), so that against the v2 runs
+# that LOGIN the SSL TLV is the only difference.
+WITHOUT_SSL_TLV = {"v1": ("v1", None), "v2": ("v2", "authority, alpn, unique_id")}
+
+
+def header_subs(version: str, tlvs: str | None) -> list[tuple[str, str]]:
+    """The edits that make an example's ``proxyProtocol = v2`` send VERSION with TLVS."""
+    line = f"proxyProtocol = {version}" + (f"\nproxyTLVs = {tlvs}" if tlvs else "")
+    return [] if line == "proxyProtocol = v2" else [("proxyProtocol = v2", line)]
+
 
 @pytest.fixture
 def proxied(dovecot, front):
-    """``proxied(version)``: tlswrap from examples/dovecot-proxy.conf (PROXY v2) in front of
-    Dovecot's haproxy listeners, or the same with proxyProtocol = v1."""
+    """``proxied(version, tlvs)``: tlswrap from examples/dovecot-proxy.conf (PROXY v2) in
+    front of Dovecot's haproxy listeners, or the same with another proxyProtocol and
+    proxyTLVs."""
     dovecot.deliver(MESSAGE)
     ports = {10143: dovecot.ports["imap_proxy"], 10110: dovecot.ports["pop3_proxy"]}
 
-    def start(version: str):
-        subs = [] if version == "v2" else [("proxyProtocol = v2", f"proxyProtocol = {version}")]
-        return front("daemon", "dovecot-proxy.conf", ports, subs)
+    def start(version: str, tlvs: str | None = None):
+        return front("daemon", "dovecot-proxy.conf", ports, header_subs(version, tlvs))
     return start
 
 
@@ -146,9 +157,10 @@ def test_proxy_v2_dovecot_logs_the_client_and_counts_tls_as_secured(proxied, cer
         login.group(0)
 
 
+@pytest.mark.parametrize("header", WITHOUT_SSL_TLV)
 def test_proxy_header_without_the_ssl_tlv_leaves_cleartext_login_refused(proxied, certs,
-                                                                        dovecot):
-    served = proxied("v1")
+                                                                        dovecot, header):
+    served = proxied(*WITHOUT_SSL_TLV[header])
     imap = clients.imap_from(CLIENT)
     with imap(clients.HOST, served.ports["imaps"], ssl_context=certs.client_context(),
               timeout=20) as m:
@@ -183,20 +195,22 @@ def test_proxy_v2_pop3_logs_the_client(proxied, certs, dovecot):
 # PP2_CLIENT_SSL as "the client uses TLS" (master-service-haproxy.c sets proxy.ssl; the login
 # process then marks the client secured and proxied_ssl): it counts the whole connection as
 # secured from its first byte, offers LOGIN without LOGINDISABLED once the client has done
-# STARTTLS with tlswrap, and logs "secured". With a v1 header (no TLV) the same session is an
-# insecure one from 127.0.0.2 to 127.0.0.1 to Dovecot, which then refuses the cleartext LOGIN
-# even though the client did STARTTLS: the TLV is what counts.
+# STARTTLS with tlswrap, and logs "secured". With a v1 header, or a v2 one without the SSL TLV
+# (proxyTLVs without ssl), the same session is an insecure one from 127.0.0.2 to 127.0.0.1 to
+# Dovecot, which then refuses the cleartext LOGIN even though the client did STARTTLS: the TLV
+# is what counts.
 
 
 @pytest.fixture
 def starttls_proxied(dovecot, front):
-    """``starttls_proxied(version)``: tlswrap from examples/dovecot-starttls-proxy.conf."""
+    """``starttls_proxied(version, tlvs)``: tlswrap from
+    examples/dovecot-starttls-proxy.conf."""
     dovecot.deliver(MESSAGE)
     ports = {10143: dovecot.ports["imap_proxy"], 10110: dovecot.ports["pop3_proxy"]}
 
-    def start(version: str):
-        subs = [] if version == "v2" else [("proxyProtocol = v2", f"proxyProtocol = {version}")]
-        return front("starttls", "dovecot-starttls-proxy.conf", ports, subs)
+    def start(version: str, tlvs: str | None = None):
+        return front("starttls", "dovecot-starttls-proxy.conf", ports,
+                     header_subs(version, tlvs))
     return start
 
 
@@ -231,9 +245,10 @@ def test_starttls_proxy_v2_pop3_logs_the_client(starttls_proxied, certs, dovecot
     assert login["rip"] == CLIENT and "secured" in login["flags"].split(", "), login.group(0)
 
 
-def test_starttls_proxy_v1_without_the_tlv_leaves_login_refused_after_starttls(
-        starttls_proxied, certs, dovecot):
-    served = starttls_proxied("v1")
+@pytest.mark.parametrize("header", WITHOUT_SSL_TLV)
+def test_starttls_proxy_header_without_the_tlv_leaves_login_refused_after_starttls(
+        starttls_proxied, certs, dovecot, header):
+    served = starttls_proxied(*WITHOUT_SSL_TLV[header])
     with clients.imap_starttls_from(CLIENT)(clients.HOST, served.port("imap"),
                                             timeout=20) as m:
         m.starttls(ssl_context=certs.client_context())
