@@ -22,6 +22,7 @@ import pytest
 from OpenSSL import SSL
 
 from conftest import INETD_FAST_MARK, free_port, greet_echo, make_inetd_entry, served_by, wait_for
+from test_e2e_inetd import assert_noise_escaped
 from test_e2e_relay import pyopenssl_client, read_to_close_notify
 
 STDIO_IMAPD = str(Path(__file__).parent / "data" / "stdio_imapd.py")
@@ -311,6 +312,19 @@ def test_exec_program_early_exit_stderr_and_status(certs, one_shot):
     text = s.text()
     assert re.search(r"\[imaps\] imapd pid \d+: a line on stderr", text)
     assert re.search(r"\[imaps\] imapd pid \d+ exited with status 3", text)
+
+
+def test_exec_stderr_control_characters_are_escaped(certs, one_shot):
+    s = one_shot(f"exec = {STDIO_IMAPD}\nexecArgs = imapd")
+    with tls(certs, s.port) as c:
+        assert c.recv(100).startswith(b"* OK stdio imapd ready")
+        c.sendall(b"a0 NOISE\r\n")
+        assert c.recv(100) == b"a0 OK done\r\n"
+        c.sendall(b"a1 LOGOUT\r\n")
+        assert c.recv(100) == b"a1 OK done\r\n"
+    s.wait_done()
+    assert_noise_escaped(s.log.read_bytes())
+    assert served_by(s.text(), one_shot.kind)
 
 
 def test_plaintext_client_fails_the_handshake_alike(certs, one_shot):
