@@ -665,6 +665,22 @@ def test_include_mistakes_are_located_at_the_include_line(tmp_path):
                                "directory: No such file or directory")
 
 
+def test_include_never_waits_on_a_fifo(tmp_path):
+    """A FIFO among the included files is skipped (as stunnel skips what is not a regular
+    file); ``include`` naming a FIFO is an error at its line; neither waits on it."""
+    path, d = _conf_d(tmp_path, {"01-imaps.conf": "[imaps]\naccept = 993\nconnect = 143\n"
+                                                  "cert = /c.pem\n"}, "include = {d}\n")
+    fifo = d / "00-fifo.conf"
+    os.mkfifo(fifo)
+    config = call_unless_blocked(lambda: load_config(str(path)), fifo)
+    assert [s.name for s in config.services] == ["imaps"]
+    path.write_text(f"include = {fifo}\n")
+    with pytest.raises(ConfigError) as info:
+        call_unless_blocked(lambda: load_config(str(path)), fifo)
+    assert str(info.value) == (f"{path}:1: include = {fifo}: cannot read the directory: "
+                               "Not a directory")
+
+
 def test_workers_auto_is_one_per_usable_cpu(tmp_path):
     text = "workers = auto\n[imaps]\naccept = 993\nconnect = 143\ncert = /c.pem\n"
     assert parse_config(text, "t.conf").globals.workers == 0  # resolved when loaded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import os
 import re
 import socket
 import ssl
@@ -147,6 +148,25 @@ def test_banner_for_refused_client_inside_tls(certs, demo_mailserver, tlswrap, h
             except ssl.SSLError:
                 pass
     assert data == b"* BYE access from 127.0.0.1 denied\r\n"
+
+
+def test_a_fifo_as_the_banner_is_not_waited_on(certs, demo_mailserver, tlswrap, hosts,
+                                              tmp_path):
+    """tcpd would wait on it forever: each refused client is closed at once without a banner,
+    the daemon goes on serving, and the log says why."""
+    imap_port, _ = demo_mailserver
+    banners = tmp_path / "banners"
+    banners.mkdir()
+    os.mkfifo(banners / "imaps")
+    hosts[1].write_text(f"imaps: ALL: banners {banners}\n")
+    port = free_port()
+    proc = tlswrap(wrapped(certs, port, imap_port, hosts), [port])
+    assert refused_before_tls(port)
+    assert refused_before_tls(port)
+    wait_for(lambda: proc.log().count("refused by tcp_wrappers") >= 2, 5, "the closing lines")
+    log = proc.log()  # the fixture's port probe is refused too
+    assert log.count(f"[imaps] banners: {banners / 'imaps'}: not a regular file (a FIFO): "
+                     "no banner sent") == log.count("refused by tcp_wrappers"), log
 
 
 def test_syntax_error_in_hosts_file_stops_the_start(certs, tmp_path, hosts):

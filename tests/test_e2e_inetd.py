@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imaplib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -289,6 +290,40 @@ def test_exec_stderr_goes_to_the_log(certs, tlswrap):
         m.xatom("STDERR")
         m.logout()
     wait_for(lambda: "a line on stderr" in proc.log(), 10, "the child's stderr in the log")
+
+
+# stdio_imapd's NOISE on stderr, as the log must show it: every control character escaped
+# (invalid UTF-8 shown as U+FFFD), the line without a newline logged when the program ends
+NOISE_LINES = ["cr\\rmid esc\\x1b[2Jx bel\\x07 nul\\x00 bs\\x08 del\\x7f c1\\x9b ls\\u2028 "
+               "rlo\\u202e tab\\tx bad\ufffd end",
+               "tail\\x1b]0;title\\x07"]
+
+
+def assert_noise_escaped(log: bytes) -> None:
+    """The NOISE lines are in ``log``, escaped, and nothing in it is a raw control."""
+    text = log.decode()  # valid UTF-8
+    for line in NOISE_LINES:
+        assert re.search(r"\[\w+\] imapd pid \d+: " + re.escape(line) + "\n", text), line
+    raw = [c for c in text if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F
+                                              or c in "\u2028\u202e")]
+    assert not raw, text
+
+
+def test_exec_stderr_control_characters_are_escaped_in_the_output_file(certs, tlswrap,
+                                                                        tmp_path):
+    """A program's stderr is written by it, not by tlswrap: CR, ESC, BEL, NUL, DEL, C1,
+    line separators and bidi overrides in it reach the output file escaped, never raw."""
+    port = free_port()
+    log = tmp_path / "tlswrap.log"
+    proc = tlswrap(f"output = {log}\n" + exec_config(certs, port), [port])
+    with imaplib.IMAP4_SSL("localhost", port, ssl_context=certs.client_context(),
+                           timeout=10) as m:
+        m.xatom("NOISE")
+        m.logout()
+    wait_for(lambda: log.exists() and b"exited with status 0" in log.read_bytes(), 10,
+             "the program's end")
+    assert_noise_escaped(log.read_bytes())
+    assert_noise_escaped(proc.log_path.read_bytes())  # foreground: stderr too
 
 
 def test_inetd_with_a_stunnel_style_config_file(certs, inetd, inetd_entry, tmp_path):

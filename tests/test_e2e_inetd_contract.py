@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from OpenSSL import SSL
 
-from conftest import free_port, greet_echo, make_inetd_entry, served_by, wait_for
+from conftest import INETD_FAST_MARK, free_port, greet_echo, make_inetd_entry, served_by, wait_for
+from test_e2e_inetd import assert_noise_escaped
 from test_e2e_relay import pyopenssl_client, read_to_close_notify
 
 STDIO_IMAPD = str(Path(__file__).parent / "data" / "stdio_imapd.py")
@@ -311,6 +312,19 @@ def test_exec_program_early_exit_stderr_and_status(certs, one_shot):
     text = s.text()
     assert re.search(r"\[imaps\] imapd pid \d+: a line on stderr", text)
     assert re.search(r"\[imaps\] imapd pid \d+ exited with status 3", text)
+
+
+def test_exec_stderr_control_characters_are_escaped(certs, one_shot):
+    s = one_shot(f"exec = {STDIO_IMAPD}\nexecArgs = imapd")
+    with tls(certs, s.port) as c:
+        assert c.recv(100).startswith(b"* OK stdio imapd ready")
+        c.sendall(b"a0 NOISE\r\n")
+        assert c.recv(100) == b"a0 OK done\r\n"
+        c.sendall(b"a1 LOGOUT\r\n")
+        assert c.recv(100) == b"a1 OK done\r\n"
+    s.wait_done()
+    assert_noise_escaped(s.log.read_bytes())
+    assert served_by(s.text(), one_shot.kind)
 
 
 def test_plaintext_client_fails_the_handshake_alike(certs, one_shot):
@@ -643,3 +657,36 @@ def test_a_hosts_file_the_full_path_refuses_is_left_to_it(certs, thread_server, 
         assert c.recv(100) == b""
     s.wait_done()
     assert "inetd fast path" not in s.text()
+
+
+def test_keyupdates_during_a_download_keep_the_connection(certs, thread_server, one_shot,
+                                                          keyupdate_client):
+    """As test_e2e_tls's test for the daemon: a client asks for a KeyUpdate every 64 KiB of a
+    download it reads slowly, so the server's writes wait for room. OpenSSL keeps its answer
+    until the pending write is done, but a second request read meanwhile makes SSL_read
+    write that answer at once: the connection fails with "bad length" unless nothing is
+    read while a write waits for its retry."""
+    size = 6 * 1024 * 1024
+    runs = 8
+
+    def download(conn: socket.socket) -> None:
+        chunk = bytes(range(256)) * 256
+        sent = 0
+        while sent < size:
+            conn.sendall(chunk)
+            sent += len(chunk)
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+
+    srv = thread_server(download)
+    s = one_shot(f"connect = 127.0.0.1:{srv.port}")
+    for n in range(1, runs + 1):
+        out = subprocess.run([keyupdate_client, str(s.port), str(size), str(64 * 1024)],
+                             capture_output=True, text=True, timeout=120)
+        s.wait_done(n)
+        assert out.stdout.strip() == f"ok {size}", (n, out.stdout, s.text()[-2000:])
+    text = s.text()
+    assert "TLS error" not in text
+    assert text.count(" closed: ") == runs
+    assert text.count(INETD_FAST_MARK) == (runs if one_shot.kind == "fast" else 0)

@@ -6,11 +6,13 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 from OpenSSL import SSL
 
 from conftest import free_port, greet_echo, service_config
+from tlsclients import s_client, wait_log
 
 
 @pytest.fixture
@@ -134,6 +136,52 @@ def test_the_client_chooses_among_the_aead_suites(proxy_port, tls13, tls12, expe
     conn, sock = _pyopenssl_connect(ctx, proxy_port)
     with sock:
         assert conn.get_cipher_name() == expected
+
+
+AES128, AES256 = "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+@pytest.mark.parametrize(("options", "expected"), [("", AES256),
+                                                   ("options = CIPHER_SERVER_PREFERENCE", AES128)])
+def test_cipher_server_preference_restores_the_servers_order_in_tls12(
+        certs, thread_server, tlswrap, options, expected):
+    """The server lists AES128 first, the client AES256 first: the client's order wins, unless
+    ``options = CIPHER_SERVER_PREFERENCE``."""
+    srv = thread_server(greet_echo)
+    port = free_port()
+    proxy = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}",
+                                   extra=f"ciphers = {AES128}:{AES256}\n{options}"), [port])
+    out = s_client(port, "-tls1_2", "-cipher", f"{AES256}:{AES128}", "-CAfile",
+                   str(certs.ca_file))
+    assert b"* OK echo ready" in out.stdout, out
+    assert f"New, TLSv1.2, Cipher is {expected}\n".encode() in out.stdout, out.stdout
+    assert f"closed: TLSv1.2 {expected} " in wait_log(proxy, " closed: TLSv1.2")
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
+def test_a_tls12_session_is_not_resumed_after_session_cache_timeout(certs, thread_server,
+                                                                      tlswrap, tmp_path):
+    """Two services, sessionCacheTimeout = 1 and the default (300 s): two seconds after each
+    issued a session (id and ticket), the second resumes its own and the first refuses."""
+    srv = thread_server(greet_echo)
+    short, default = free_port(), free_port()
+    config = service_config(certs, short, f"127.0.0.1:{srv.port}", name="short",
+                            extra="sessionCacheTimeout = 1")
+    config += (f"[default]\naccept = 127.0.0.1:{default}\nconnect = 127.0.0.1:{srv.port}\n"
+               f"cert = {certs.cert_file}\nkey = {certs.key_file}\n")
+    tlswrap(config, [short, default])
+    issued = {}
+    for port in (short, default):
+        session = tmp_path / f"{port}.sess"
+        first = s_client(port, "-tls1_2", "-sess_out", str(session))
+        assert b"New, TLSv1.2" in first.stdout and session.stat().st_size > 0, first
+        issued[port] = (session, time.monotonic())
+    time.sleep(max(0.0, issued[short][1] + 2.0 - time.monotonic()))  # the timeout is past
+    again = {port: s_client(port, "-tls1_2", "-sess_in", str(session)).stdout
+             for port, (session, _) in issued.items()}
+    assert b"Reused, TLSv1.2" in again[default], again[default]
+    assert b"New, TLSv1.2" in again[short] and b"* OK echo ready" in again[short], again[short]
 
 
 def test_keyupdates_during_a_download_keep_the_connection(certs, thread_server, tlswrap,

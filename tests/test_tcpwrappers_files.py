@@ -152,3 +152,31 @@ def test_tlswrap_match_and_check_do_not_hang_on_a_fifo(tmp_path, capsys):
                                             "imaps", "10.0.0.1"]), fifo)
     call_unless_blocked(lambda: check_main(["-a", str(fifo), "-D", str(fifo)]), fifo)
     assert "not a regular file (a FIFO)" in capsys.readouterr().out
+
+
+def test_a_fifo_as_a_banner_is_an_error_at_its_rule_not_a_hang(tmp_path, capsys):
+    """``banners DIR`` sends DIR/DAEMON: tcpd would wait on a FIFO there forever. check
+    reports it at the rule's line (a regular banner beside it is fine); match says why it
+    shows no banner; neither waits on it."""
+    from tlswrap.check import main as check_main
+    from tlswrap.tcpwrappers.matchcli import main as match_main
+
+    banners = tmp_path / "banners"
+    banners.mkdir()
+    fifo = banners / "imaps"
+    os.mkfifo(fifo)
+    (banners / "pop3s").write_text("* BYE not here\n")
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    write(allow, f"# banners for refused clients\nimaps pop3s: ALL: banners {banners}: DENY\n")
+    write(deny, "")
+    rc = call_unless_blocked(lambda: check_main(["-a", str(allow), "-D", str(deny)]), fifo)
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 1
+    assert [line for line in out if ": error: " in line] == [
+        f"{allow}:2: error: {fifo}: not a regular file (a FIFO): no banner "
+        "is sent from it (tcpd would wait on it forever)"]
+    call_unless_blocked(lambda: match_main(["--allow", str(allow), "--deny", str(deny),
+                                            "imaps", "10.0.0.1"]), fifo)
+    out = capsys.readouterr().out
+    assert f"warning: {allow}, line 2: {fifo}: not a regular file (a FIFO)" in out, out
+    assert "access:   denied" in out

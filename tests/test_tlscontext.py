@@ -119,7 +119,8 @@ def test_problems_come_in_line_order(certs, tmp_path):
 
 # --- files: regular, bounded; values that OpenSSL or the OS would refuse (issue 17) ----------
 
-@pytest.mark.parametrize("option", ["cert", "key", "CAfile"])
+@pytest.mark.parametrize("option", ["cert", "key", "CAfile", "CRLfile", "PSKsecrets",
+                                    "OCSPstaple"])
 def test_a_fifo_is_refused_without_blocking(certs, tmp_path, option):
     import os
 
@@ -127,13 +128,15 @@ def test_a_fifo_is_refused_without_blocking(certs, tmp_path, option):
     os.mkfifo(fifo)
     text = (f"[imaps]\naccept = 993\nconnect = 143\ncert = {certs.cert_file}\n"
             f"key = {certs.key_file}\n")
-    if option == "CAfile":
-        text += f"CAfile = {fifo}\n"
-    else:
+    if option in ("cert", "key"):
         text = text.replace(str(certs.cert_file if option == "cert" else certs.key_file),
                             str(fifo))
+    elif option == "CRLfile":  # checked with the chain it applies to
+        text += f"CAfile = {certs.ca_file}\nverifyChain = yes\nCRLfile = {fifo}\n"
+    else:
+        text += f"{option} = {fifo}\n"
     cfg = parse_config(text, "s.conf")
-    line = {"cert": 4, "key": 5, "CAfile": 6}[option]
+    line = {"cert": 4, "key": 5, "CRLfile": 8}.get(option, 6)
     with pytest.raises(ConfigError) as info:
         call_unless_blocked(lambda: server_context(cfg, cfg.services[0]), fifo)
     assert str(info.value) == (

@@ -27,6 +27,7 @@ if any, is the timeout), as tcpd does, for ``%u`` and the log line (``user@host`
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -366,7 +367,7 @@ class AccessControl:
                           on_option=effects.on_option)
         banners = decision.option("banners")
         if banners is not None:
-            decision_banner = _banner(str(banners.arg), daemon, request)
+            decision_banner = _banner(str(banners.arg), daemon, request, effects.label)
         else:
             decision_banner = None
         client = client_ip or "unknown"
@@ -436,11 +437,15 @@ def _user_ids(arg: tuple[str, str | None]) -> tuple[int, int]:
     return pw.pw_uid, gid
 
 
-def _banner(directory: str, daemon: str, request: Request) -> bytes | None:
-    """banners.c: the file named as the daemon, each line %-expanded, CRLF line ends."""
+def _banner(directory: str, daemon: str, request: Request, label: str) -> bytes | None:
+    """banners.c: the file named as the daemon, each line %-expanded, CRLF line ends; none
+    when it cannot be read (a FIFO is refused and logged: tcpd would wait on it forever)."""
+    path = os.path.join(directory, daemon)
     try:
-        text = read_regular_text(os.path.join(directory, daemon), HOSTS_MAX_BYTES)
-    except OSError:
+        text = read_regular_text(path, HOSTS_MAX_BYTES)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # not a regular file
+            log.warning("%s banners: %s: %s: no banner sent", label, path, exc.strerror)
         return None
     lines = [expand_percent(line, request) for line in text.splitlines()]
     return "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")

@@ -11,8 +11,10 @@ path (:func:`tlswrap.snapshot.prepare`).
   files; a config, certificate, key or cipher problem, found by running the daemon's
   ``prepare`` on each service without binding anything; an ``output`` log file or ``pid``
   file it could not write; a ``setuid``/``setgid`` that names nobody), an unknown
-  ``user``/``group`` in an option (tcpd denies when the rule decides), an expired or not yet
-  valid certificate. Every mistake of the config is listed, not only the first.
+  ``user``/``group`` in an option (tcpd denies when the rule decides), a file in a
+  ``banners`` directory that is not a regular file (tcpd would wait on a FIFO there forever;
+  tlswrap sends no banner from it), an expired or not yet valid certificate. Every mistake
+  of the config is listed, not only the first.
 - warning: tcpdchk's warnings; daemon names that match no ``[service]``; patterns that can
   never match; rules shadowed by an earlier rule of the same file; a certificate expiring
   within ``EXPIRY_DAYS``; a private key readable by group or others (except 640 with the
@@ -182,7 +184,7 @@ def check_verdicts(config: Config, allow_path: str, deny_path: str, report: Repo
 
 
 _SYSTEM = System(hostsfiles.read_patterns, hostsfiles.check_option,
-                 hostsfiles.banner_path_error)
+                 hostsfiles.banner_path_error, hostsfiles.banner_file_errors)
 
 
 def _read_lines(path: str) -> list[str]:

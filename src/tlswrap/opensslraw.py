@@ -14,9 +14,12 @@ the caller then falls back to the full path, which reports the problem at its co
 General theory of the connection: OpenSSL reads and writes the non-blocking socket itself.
 Each call returns a count, or ``None`` with ``wants`` set to ``READ`` or ``WRITE`` (what to
 poll for before calling again with the same arguments), or ``b""`` at EOF; errors raise
-TLSFailure with OpenSSL's reason. As in ``tlsstream``: SSL_OP_IGNORE_UNEXPECTED_EOF makes a
-bare FIN look like close_notify, so an info callback notes a close_notify actually read and
-``truncated`` tells the two apart; every call starts with a clean error queue.
+TLSFailure with OpenSSL's reason. A write that had to wait owns the connection until it is
+retried through: nothing is read meanwhile (SSL_read may write a TLS 1.3 KeyUpdate answer
+then, and OpenSSL fails a write retried after another write: "bad length"). As in
+``tlsstream``: SSL_OP_IGNORE_UNEXPECTED_EOF makes a bare FIN look like close_notify, so an
+info callback notes a close_notify actually read and ``truncated`` tells the two apart; every
+call starts with a clean error queue.
 """
 
 from __future__ import annotations
@@ -206,7 +209,8 @@ _INFO_CALLBACK = ffi.callback(ffi.typeof(lib.SSL_set_info_callback).args[1], _on
 class Connection:
     """The server side of TLS on the connected non-blocking socket ``fd``."""
 
-    __slots__ = ("_buf", "_key", "eof_sent", "handshake_done", "ssl", "truncated", "wants")
+    __slots__ = ("_buf", "_key", "_write_waits", "eof_sent", "handshake_done", "ssl",
+                 "truncated", "wants")
 
     def __init__(self, ctx: Any, fd: int) -> None:
         ssl = lib.SSL_new(ctx)
@@ -222,6 +226,7 @@ class Connection:
         self.eof_sent = False
         self.truncated = False  # the peer closed TCP without close_notify
         self.wants = READ
+        self._write_waits = False  # SSL_write had to wait: it is retried before any read
 
     def _failed(self, n: int, errno: int, reading: bool) -> bytes | None:
         err = lib.SSL_get_error(self.ssl, n)
@@ -274,7 +279,10 @@ class Connection:
         return f"TLS error: {why}" if why else "TLS protocol error"
 
     def recv(self) -> bytes | None:
-        """One record's plaintext, ``b""`` at EOF, None: wait for ``wants``."""
+        """One record's plaintext, ``b""`` at EOF, None: wait for ``wants`` (while a write
+        waits for its retry, None at once: what the write waits for)."""
+        if self._write_waits:
+            return None
         lib.ERR_clear_error()
         n = lib.SSL_read(self.ssl, self._buf, RECORD)
         if n > 0:
@@ -289,8 +297,10 @@ class Connection:
         with ffi.from_buffer(data) as buf:
             n: int = lib.SSL_write(self.ssl, buf, len(buf))
         if n > 0:
+            self._write_waits = False
             return n
-        self._failed(n, ffi.errno, False)
+        self._failed(n, ffi.errno, False)  # raises unless the write waits for ``wants``
+        self._write_waits = True
         return None
 
     def send_close_notify(self) -> bool:

@@ -2,7 +2,8 @@
 """A little IMAP on stdin/stdout, for exec tests: it reports the environment it was given.
 
 Commands: ENV (one untagged line per variable), FDS (open descriptors), SLEEP (never reads
-again), EXIT (exits at once without answering), BIG n (writes n bytes), LOGOUT.
+again), EXIT (exits at once without answering), BIG n (writes n bytes), STDERR (a line on
+stderr), NOISE (control characters on stderr: a line, then one without a newline), LOGOUT.
 """
 import os
 import sys
@@ -35,6 +36,11 @@ for line in sys.stdin.buffer:
         sys.exit(3)
     elif word == b"BIG":
         out.write(b"x" * int(arg))
+    elif word == b"NOISE":  # what a terminal or log viewer would act on, were it shown raw
+        sys.stderr.buffer.write(b"cr\rmid esc\x1b[2Jx bel\x07 nul\x00 bs\x08 del\x7f "
+                                b"c1\xc2\x9b ls\xe2\x80\xa8 rlo\xe2\x80\xae tab\tx bad\xff end\n"
+                                b"tail\x1b]0;title\x07")
+        sys.stderr.flush()
     elif word == b"STDERR":
         sys.stderr.write("a line on stderr\n")
         sys.stderr.flush()

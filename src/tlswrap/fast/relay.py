@@ -17,7 +17,10 @@ slows its writer, as in the daemon. The rest is the daemon's contract, point for
 - A failed read or write ends it; ``broken`` names the side and ``reason`` says
   ``client: ...`` or ``backend: ...`` (a TLS error read after data is kept until that data is
   passed on).
-- OpenSSL's rule for a write that had to wait: it is retried with the same bytes.
+- OpenSSL's rule for a write that had to wait: it is retried with the same bytes, and nothing
+  is read from the client before (``opensslraw.Connection.recv`` waits with it). A client that
+  sends without reading while the backend floods it therefore waits with its upload until it
+  reads; mail clients read the replies to what they send.
 """
 
 from __future__ import annotations

@@ -20,15 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 from tlswrap.errors import ConfigError
-from tlswrap.regularfile import read_regular_text
+from tlswrap.regularfile import irregular_kind, read_regular_text
 from tlswrap.tcpwrappers.cstring import fold, split_at
 from tlswrap.tcpwrappers.options import Option
 from tlswrap.tcpwrappers.request import PARANOID
 from tlswrap.tcpwrappers.rules import Rules, parse_hosts
 
 __all__ = [
-    "HOSTS_MAX_BYTES", "LOOKUP_TIMEOUT", "HostsFiles", "banner_path_error", "check_option",
-    "find_inet_addr", "hostname_for", "read_hosts", "read_patterns",
+    "HOSTS_MAX_BYTES", "LOOKUP_TIMEOUT", "HostsFiles", "banner_file_errors", "banner_path_error",
+    "check_option", "find_inet_addr", "hostname_for", "read_hosts", "read_patterns",
 ]
 
 log = logging.getLogger("tlswrap.tcpwrappers.files")
@@ -288,3 +288,23 @@ def banner_path_error(directory: str) -> str | None:
     except OSError as exc:
         return f"{directory}: {os.strerror(exc.errno or errno.EIO)}"
     return None
+
+
+def banner_file_errors(directory: str) -> list[str]:
+    """The files of a banners directory that are not regular files (a FIFO, a device, a
+    socket): tcpd would wait on one forever, tlswrap sends no banner from it. Followed as
+    the read follows them (a symbolic link to a FIFO is one); nothing is opened."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError:
+        return []  # banner_path_error says why
+    found = []
+    for entry in entries:
+        try:
+            kind = irregular_kind(entry.stat().st_mode)
+        except OSError:
+            continue  # a dangling link: no file, no banner, as tcpd
+        if kind:
+            found.append(f"{entry.path}: not a regular file ({kind}): no banner is sent from "
+                         "it (tcpd would wait on it forever)")
+    return found

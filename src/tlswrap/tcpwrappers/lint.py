@@ -51,6 +51,7 @@ class System(NamedTuple):
     read_patterns: ReadPatterns  # the words of a /path list
     check_option: Callable[[Option], str | None]  # unknown user/group: tcpd's message
     banner_path_error: Callable[[str], str | None]  # a banners directory that is missing
+    banner_file_errors: Callable[[str], list[str]]  # its files that are not regular files
 
 
 # --- host patterns (hosts_access.c host_match, as patterns.host_match does it) ----------
@@ -227,7 +228,8 @@ def _list_tokens(tokens: Sequence[str], what: str, emit: Emit) -> list[str]:
 
 
 def _check_options(rule: Rule, emit: Emit, system: System) -> None:
-    """What tcpd checks only when the option runs: users, groups, banner directories."""
+    """What tcpd checks only when the option runs: users, groups, banner directories (and
+    what it would wait on there forever)."""
     for spec in rule.options:
         if spec.error:
             continue  # already among the syntax problems
@@ -239,6 +241,8 @@ def _check_options(rule: Rule, emit: Emit, system: System) -> None:
             problem = system.banner_path_error(spec.value)
             if problem:
                 emit("warning", problem)
+            for problem in system.banner_file_errors(spec.value):
+                emit("error", problem)
         elif spec.name == "rfc931":
             emit("note", f"rfc931: {IDENT} this rule decides")
         elif spec.name == "aclexec" and spec.value:

@@ -9,6 +9,7 @@ name that cannot be looked up. Imports nothing heavy (no trio, no OpenSSL) so it
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -185,9 +186,13 @@ def _match(req: Request, allow: Rules, deny: Rules, say: Callable[[str], None], 
 def _banner(directory: str, req: Request, out: TextIO, warn: Callable[[str], None],
             where: Callable[[str], str]) -> None:
     """options.c banners_option(): copy DIR/DAEMON, newlines as CRLF, %-sequences expanded."""
+    path = f"{directory}/{req.daemon}"
     try:
-        data = read_regular(where(f"{directory}/{req.daemon}"), files.HOSTS_MAX_BYTES)
-    except OSError:
+        data = read_regular(where(path), files.HOSTS_MAX_BYTES)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # not a regular file: tcpd would wait on a FIFO forever
+            warn(f"{path}: {exc.strerror}")
+            return
         problem = files.banner_path_error(where(directory))
         if problem:
             warn(problem.replace(where(directory), directory, 1))
