@@ -4,7 +4,6 @@ raises ValueError with the reason (the caller adds FILE:LINE and the option)."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Callable
 
 from .model import (
@@ -477,7 +476,7 @@ def parse_service_name(value: str) -> str:
 
 def parse_syslog_address(value: str) -> str | tuple[str, int]:
     """``syslogAddress``: the path of syslog's unix socket, or ``HOST:PORT`` of a syslog
-    server taking UDP (RFC 5426; a port may be named, ``syslog`` is 514)."""
+    server taking UDP (RFC 5426), the port a number."""
     try:
         address = parse_address(value, None, True)
     except ValueError as exc:
@@ -488,13 +487,10 @@ def parse_syslog_address(value: str) -> str | tuple[str, int]:
     if address.host is None:
         raise ValueError(f"expected the path of syslog's unix socket (e.g. /dev/log) or "
                          f"HOST:PORT of a syslog server over UDP, got {value!r}")
-    port = address.port
-    if isinstance(port, str):
-        try:
-            port = socket.getservbyname(port, "udp")
-        except OSError:
-            raise ValueError(f"no UDP port is named {port!r} (/etc/services)") from None
-    return (address.host, port)
+    if isinstance(address.port, str):
+        raise ValueError(f"the port of a syslog server is a number (syslog's is 514), got "
+                         f"{address.port!r}")
+    return (address.host, address.port)
 
 
 def parse_metrics_address(value: str) -> Address:
