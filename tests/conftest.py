@@ -147,6 +147,21 @@ def keyupdate_client(tmp_path_factory) -> str:
     return str(out)
 
 
+def download_of(size: int) -> Callable[[socket.socket], None]:
+    """A backend handler that sends ``size`` bytes (a 64 KiB pattern over and over), then EOF,
+    and reads until the other side ends: the far end of the KeyUpdate client's download."""
+    def download(conn: socket.socket) -> None:
+        chunk = bytes(range(256)) * 256
+        sent = 0
+        while sent < size:
+            conn.sendall(chunk)
+            sent += len(chunk)
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
+    return download
+
+
 @pytest.fixture
 def thread_server():
     servers: list[ThreadServer] = []

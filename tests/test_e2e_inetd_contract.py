@@ -21,7 +21,15 @@ from pathlib import Path
 import pytest
 from OpenSSL import SSL
 
-from conftest import INETD_FAST_MARK, free_port, greet_echo, make_inetd_entry, served_by, wait_for
+from conftest import (
+    INETD_FAST_MARK,
+    download_of,
+    free_port,
+    greet_echo,
+    make_inetd_entry,
+    served_by,
+    wait_for,
+)
 from test_e2e_inetd import assert_noise_escaped
 from test_e2e_relay import pyopenssl_client, read_to_close_notify
 
@@ -668,18 +676,7 @@ def test_keyupdates_during_a_download_keep_the_connection(certs, thread_server, 
     read while a write waits for its retry."""
     size = 6 * 1024 * 1024
     runs = 8
-
-    def download(conn: socket.socket) -> None:
-        chunk = bytes(range(256)) * 256
-        sent = 0
-        while sent < size:
-            conn.sendall(chunk)
-            sent += len(chunk)
-        conn.shutdown(socket.SHUT_WR)
-        while conn.recv(65536):
-            pass
-
-    srv = thread_server(download)
+    srv = thread_server(download_of(size))
     s = one_shot(f"connect = 127.0.0.1:{srv.port}")
     for n in range(1, runs + 1):
         out = subprocess.run([keyupdate_client, str(s.port), str(size), str(64 * 1024)],

@@ -11,7 +11,7 @@ import time
 import pytest
 from OpenSSL import SSL
 
-from conftest import free_port, greet_echo, service_config
+from conftest import download_of, free_port, greet_echo, service_config
 from tlsclients import s_client, wait_log
 
 
@@ -190,18 +190,7 @@ def test_keyupdates_during_a_download_keep_the_connection(certs, thread_server, 
     the server's KeyUpdate reply (written from SSL_read) must wait for the pending write, or
     OpenSSL fails the connection ("bad length" / "bad write retry")."""
     size = 6 * 1024 * 1024
-
-    def download(conn: socket.socket) -> None:
-        chunk = bytes(range(256)) * 256
-        sent = 0
-        while sent < size:
-            conn.sendall(chunk)
-            sent += len(chunk)
-        conn.shutdown(socket.SHUT_WR)
-        while conn.recv(65536):
-            pass
-
-    srv = thread_server(download)
+    srv = thread_server(download_of(size))
     port = free_port()
     proc = tlswrap(service_config(certs, port, f"127.0.0.1:{srv.port}"), [port])
     for _ in range(8):
