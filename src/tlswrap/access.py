@@ -35,7 +35,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -297,18 +297,20 @@ class _Effects:
         return None if run_aclexec(self.command(text), timeout, self.label) else ACLEXEC_FAILED
 
 
+def _rules(tables: tuple[Rules, ...]) -> Iterator[Rule]:
+    return (rule for rules in tables for rule in rules.entries if isinstance(rule, Rule))
+
+
 def _runs_aclexec(*tables: Rules) -> bool:
-    return any(spec.name == "aclexec" for rules in tables for rule in rules.entries
-               if isinstance(rule, Rule) for spec in rule.options)
+    return any(spec.name == "aclexec" for rule in _rules(tables) for spec in rule.options)
 
 
 def _wants_user(*tables: Rules) -> bool:
     """A rule that may ask the client's ident server: a ``user@host`` client pattern, the
     rfc931 option, or ``%u`` in an option."""
-    return any("@" in tok[1:] for rules in tables for rule in rules.entries
-               if isinstance(rule, Rule) for tok in rule.clients) or any(
-        spec.name == "rfc931" or "%u" in (spec.value or "") for rules in tables
-        for rule in rules.entries if isinstance(rule, Rule) for spec in rule.options)
+    return any(any("@" in tok[1:] for tok in rule.clients)
+               or any(spec.name == "rfc931" or "%u" in (spec.value or "")
+                      for spec in rule.options) for rule in _rules(tables))
 
 
 def ident_user(peer: object, local: object, seconds: float) -> str | None:
@@ -370,15 +372,7 @@ class AccessControl:
             decision_banner = _banner(str(banners.arg), daemon, request, effects.label)
         else:
             decision_banner = None
-        client = client_ip or "unknown"
-        if request.client().name_ready() and client_name is not None:
-            # as tcpd's eval_client(): the name if a rule looked it up, else the address
-            name = request.client_hostname()
-            if name and name not in ("unknown", "paranoid"):
-                client = name
-        if user is not None and request.user_ready() and request.username() != "unknown":
-            client = f"{request.username()}@{client}"  # eval_client(): the user if asked
-        return decision, client, decision_banner, effects
+        return decision, request.seen_as(), decision_banner, effects
 
     async def check(self, daemon: str, peer: object, local: object,
                     label: str | None = None) -> Verdict:

@@ -27,6 +27,7 @@ import time
 from typing import ClassVar, TextIO
 
 from . import logtext
+from .addresses import format_sockaddr
 from .errors import TlswrapError
 from .logtext import STUNNEL_LEVELS, escape_controls, syslog_tag
 
@@ -240,10 +241,8 @@ class SyslogHandler(logging.handlers.SysLogHandler):
         """Syslog failed: warn once (on the other handlers, else stderr), then drop lines."""
         self._down = True
         self._tried_at = time.monotonic()
-        where = self.address if isinstance(self.address, str) else (
-            "[{}]:{}" if ":" in self.address[0] else "{}:{}").format(*self.address)
-        _announce(self, f"syslog at {where} is unreachable ({why}): {self.instead}; "
-                        f"trying again every {SYSLOG_RETRY_SECONDS:g} s")
+        _announce(self, f"syslog at {format_sockaddr(self.address)} is unreachable ({why}): "
+                        f"{self.instead}; trying again every {SYSLOG_RETRY_SECONDS:g} s")
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._down and time.monotonic() - self._tried_at < SYSLOG_RETRY_SECONDS:

@@ -263,7 +263,8 @@ class TLSStream(SocketStream):
         wbio = self._wbio
         taken = filled = 0
         with ffi.from_buffer(data) as buf:
-            size = min(len(buf), self._records_with_room() * RECORD)
+            size = len(buf) if len(buf) <= RECORD else min(
+                len(buf), self._records_with_room() * RECORD)  # (one record: no room asked)
             while taken < size:  # each record's ciphertext straight out of the write BIO
                 _ERR_clear_error()
                 n: int = _SSL_write(ssl, buf + taken, min(size - taken, RECORD))

@@ -25,7 +25,7 @@ import os
 from ..addresses import peer_host, peer_port
 from ..regularfile import read_regular_text
 from ..tcpwrappers.decide import Decision, decide
-from ..tcpwrappers.request import PARANOID, UNKNOWN, Request
+from ..tcpwrappers.request import Request
 from ..tcpwrappers.rules import Rules, parse_hosts
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
@@ -108,12 +108,7 @@ def _decide(allow: Rules, deny: Rules, daemon: str, peer: object, local: object,
                       pid=os.getpid())
     decision = decide(allow, deny, request, read_patterns=_read_patterns,
                       on_option=_on_option)
-    client = client_ip or UNKNOWN
-    if request.client().name_ready() and client_name is not None:
-        name = request.client_hostname()  # tcpd's eval_client(): the name if looked up
-        if name and name not in (UNKNOWN, PARANOID):
-            client = name
-    return decision, client
+    return decision, request.seen_as()
 
 
 def check(daemon: str, allow_path: str, deny_path: str, peer: object, local: object,

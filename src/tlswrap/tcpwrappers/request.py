@@ -103,6 +103,18 @@ class Request(Record):
     def client_hostaddr(self) -> str:
         return self.client_addr or UNKNOWN
 
+    def seen_as(self) -> str:
+        """The client as tcpd's eval_client() names it in log lines, asking nothing: the host
+        name if a rule looked it up (and it is a name), else the address; ``user@`` before
+        it if a rule asked the user and the client's ident server named one."""
+        client = self.client_hostaddr()
+        if self._ready("cn", self.client_name) and (
+                name := self.client_hostname()) not in (UNKNOWN, PARANOID):
+            client = name
+        if self.user_ready() and (user := self.username()) != UNKNOWN:
+            client = f"{user}@{client}"
+        return client
+
     def server_hostaddr(self) -> str:
         return self.server_addr or UNKNOWN
 
