@@ -62,6 +62,7 @@ from .tcpwrappers.files import (
     banner_path_error,
     check_option,
     hostname_for,
+    late_decision,
     read_patterns,
     shared_hosts_files,
 )
@@ -393,9 +394,7 @@ class AccessControl:
                 result = await trio.to_thread.run_sync(
                     self._decide, rules, daemon, peer, local, effects, abandon_on_cancel=True)
                 return self._verdict(label, *result)
-            log.warning("%s deciding for %s took over %gs (host name or ident lookup, or "
-                        "aclexec): the name and user count as unknown, an aclexec as failed",
-                        label, peer_host(peer), bound)
+            log.warning("%s", late_decision(label, peer_host(peer), bound))
             late = _Effects(_LATE, label, 0.0, self.child_env)
             result = self._decide(rules, daemon, peer, local, late)
         return self._verdict(label, *result)

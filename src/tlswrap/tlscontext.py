@@ -501,11 +501,16 @@ def _use_psk_secrets(steps: _Steps, ctx: SSL.Context, path: str) -> None:
     """``PSKsecrets``: the identities and keys, read now (a reload re-reads them), and the
     callback that gives OpenSSL the key for the identity a client names."""
     from .opensslffi import set_psk_server_callback
+
+    set_psk_server_callback(ctx, _psk_keys(steps, path).get)
+
+
+def _psk_keys(steps: _Steps, path: str) -> dict[bytes, bytes]:
+    """The identities and keys of the ``PSKsecrets`` file ``path``."""
     from .psk import parse_secrets
 
     text = _check_readable(steps, "PSKsecrets", path).decode("utf-8", "surrogateescape")
-    keys = parse_secrets(text, path)
-    set_psk_server_callback(ctx, keys.get)
+    return parse_secrets(text, path)
 
 
 def _use_psk_identity(steps: _Steps, ctx: SSL.Context, path: str,
@@ -513,10 +518,8 @@ def _use_psk_identity(steps: _Steps, ctx: SSL.Context, path: str,
     """``PSKsecrets`` in a client: the key of ``PSKidentity``, or of the file's first identity
     (stunnel's default), sent to the server."""
     from .opensslffi import set_psk_client_callback
-    from .psk import parse_secrets
 
-    text = _check_readable(steps, "PSKsecrets", path).decode("utf-8", "surrogateescape")
-    keys = parse_secrets(text, path)
+    keys = _psk_keys(steps, path)
     if not keys:
         raise steps.fail("PSKsecrets", f"PSKsecrets = {path}: no IDENTITY:KEY line")
     name = next(iter(keys)) if identity is None else \

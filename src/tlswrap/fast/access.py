@@ -123,7 +123,7 @@ def check(daemon: str, allow_path: str, deny_path: str, peer: object, local: obj
         pass
     import threading
 
-    from ..tcpwrappers.files import LOOKUP_TIMEOUT, hostname_for
+    from ..tcpwrappers.files import LOOKUP_TIMEOUT, hostname_for, late_decision
 
     warnings: list[str] = []
     found: list[tuple[Decision, str] | BaseException] = []
@@ -145,7 +145,5 @@ def check(daemon: str, allow_path: str, deny_path: str, peer: object, local: obj
         if isinstance(result, BaseException):
             raise result
         return Verdict(*result, list(warnings))
-    late = [*warnings,  # as the full path says it
-            f"{label} deciding for {peer_host(peer)} took over {LOOKUP_TIMEOUT:g}s (host name "
-            "lookup or aclexec): the name counts as unknown, an aclexec as failed"]
+    late = [*warnings, late_decision(label, peer_host(peer), LOOKUP_TIMEOUT)]
     return Verdict(*_decide(allow, deny, daemon, peer, local, None), late)

@@ -37,6 +37,12 @@ _Identity = tuple[int, int, int, int]
 HOSTS_MAX_BYTES = 1 << 20  # a hosts file, a /path pattern list or a banner: at most 1 MiB
 LOOKUP_TIMEOUT = 5.0  # a decision's host name lookups: after that the names count as unknown
 
+
+def late_decision(label: str, client: str | None, seconds: float) -> str:
+    """The line said when a decision outlives its bound (both access paths say it)."""
+    return (f"{label} deciding for {client} took over {seconds:g}s (host name or ident "
+            "lookup, or aclexec): the name and user count as unknown, an aclexec as failed")
+
 _SockAddr = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope_id)
 
 
