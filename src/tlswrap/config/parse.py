@@ -243,8 +243,12 @@ def _read_option(line: str, lineno: int, section: _Section, is_global: bool,
         else:
             section.set(opt, opt.parse(value), lineno)
     except ValueError as exc:
-        shown = "(not shown)" if opt.secret else value
-        raise fail(f"{opt.name} = {shown}: {exc}") from None
+        raise fail(_value_error(opt, value, exc)) from None
+
+
+def _value_error(opt: Option, value: str, exc: ValueError) -> str:
+    """What is wrong with ``opt = value``; a secret's value is never shown."""
+    return f"{opt.name} = {'(not shown)' if opt.secret else value}: {exc}"
 
 
 def service_from_options(name: str, options: list[tuple[str, str]],
@@ -256,8 +260,7 @@ def service_from_options(name: str, options: list[tuple[str, str]],
         try:
             sec.set(opt, opt.parse(value), 0)
         except ValueError as exc:
-            shown = "(not shown)" if opt.secret else value
-            raise ConfigError(filename, None, f"{opt.name} = {shown}: {exc}", name) from None
+            raise ConfigError(filename, None, _value_error(opt, value, exc), name) from None
     return _build_service(sec, {}, {}, filename)
 
 
