@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 
 from ..addresses import peer_host, peer_port
-from ..regularfile import read_regular_text
+from ..regularfile import HOSTS_MAX_BYTES, read_regular_text
 from ..tcpwrappers.decide import Decision, decide
 from ..tcpwrappers.request import Request
 from ..tcpwrappers.rules import Rules, parse_hosts
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from ..tcpwrappers.options import Option
 
-HOSTS_MAX_BYTES = 1 << 20  # tcpwrappers.files.HOSTS_MAX_BYTES
 HONOURED = frozenset({"allow", "deny", "severity", "keepalive", "linger"})
 
 

@@ -33,7 +33,7 @@ from ..execenv import exec_environment
 from ..logtext import NOTICE, TCPD_SEVERITY_LEVELS
 from ..opensslraw import READ, Connection, RawTLSError, TLSFailure, server_context
 from ..outcome import Outcome
-from ..regularfile import read_regular
+from ..regularfile import HOSTS_MAX_BYTES, read_regular
 from . import spec as specs
 from .backend import BackendFailure, Program, open_backend
 from .log import DEBUG, ERROR, WARNING, Log
@@ -44,7 +44,6 @@ TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are st
 if TYPE_CHECKING:
     from .access import Verdict
 
-HOSTS_MAX_BYTES = 1 << 20  # tcpwrappers.files.HOSTS_MAX_BYTES
 SHORT_LINE = 1000  # well below tcpd's line buffer (tcpwrappers.rules.BUFLEN)
 _LINGER_ZERO = (1).to_bytes(4, sys.byteorder) + (0).to_bytes(4, sys.byteorder)  # linger {1, 0}
 

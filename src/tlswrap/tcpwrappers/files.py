@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tlswrap.errors import ConfigError
-from tlswrap.regularfile import irregular_kind, read_regular_text
+from tlswrap.regularfile import HOSTS_MAX_BYTES, irregular_kind, read_regular_text
 from tlswrap.tcpwrappers.cstring import fold, split_at
 from tlswrap.tcpwrappers.options import Option
 from tlswrap.tcpwrappers.request import PARANOID
@@ -34,7 +34,6 @@ __all__ = [
 log = logging.getLogger("tlswrap.tcpwrappers.files")
 Warn = Callable[[str], None]
 _Identity = tuple[int, int, int, int]
-HOSTS_MAX_BYTES = 1 << 20  # a hosts file, a /path pattern list or a banner: at most 1 MiB
 LOOKUP_TIMEOUT = 5.0  # a decision's host name lookups: after that the names count as unknown
 
 
