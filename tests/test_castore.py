@@ -66,6 +66,38 @@ def _hashed_dir(tmp: Path, ca_pem: Path) -> Path:
     return directory
 
 
+def _pyopenssl_side(ctx: SSL.Context, peer: ssl.SSLContext, *, server: bool) -> str | None:
+    """One handshake over a socketpair: ``ctx`` (pyOpenSSL, the server or the client) against
+    Python ssl's ``peer`` in a thread; None when it completed, else OpenSSL's reason on the
+    ``ctx`` side."""
+    a, b = socket.socketpair()
+    with a, b:
+        def other_side() -> None:
+            try:
+                with (peer.wrap_socket(b, server_hostname="localhost") if server
+                      else peer.wrap_socket(a, server_side=True)) as tls:
+                    if not server:
+                        tls.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+        thread = threading.Thread(target=other_side)
+        thread.start()
+        ours = SSL.Connection(ctx, a if server else b)
+        (ours.set_accept_state if server else ours.set_connect_state)()
+        try:
+            ours.do_handshake()
+            if not server:
+                ours.shutdown()
+            reason = None
+        except SSL.Error as exc:
+            reason = str(exc)
+        finally:
+            (a if server else b).shutdown(socket.SHUT_RDWR)
+            thread.join(10)
+        return reason
+
+
 def _handshake(certs, ca_store: str) -> str | None:
     """A client context from ``CAstore = ca_store`` against a TLS server with the test's
     certificate, over a socketpair: None when the chain verified, else OpenSSL's reason."""
@@ -73,29 +105,7 @@ def _handshake(certs, ca_store: str) -> str | None:
     ctx = client_context(cfg, cfg.services[0])
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(certs.cert_file, certs.key_file)
-    a, b = socket.socketpair()
-    with a, b:
-        def serve() -> None:
-            try:
-                with server_ctx.wrap_socket(a, server_side=True) as tls:
-                    tls.recv(1)
-            except (ssl.SSLError, OSError):
-                pass
-
-        thread = threading.Thread(target=serve)
-        thread.start()
-        client = SSL.Connection(ctx, b)
-        client.set_connect_state()
-        try:
-            client.do_handshake()
-            client.shutdown()
-            reason = None
-        except SSL.Error as exc:
-            reason = str(exc)
-        finally:
-            b.shutdown(socket.SHUT_RDWR)
-            thread.join(10)
-        return reason
+    return _pyopenssl_side(ctx, server_ctx, server=False)
 
 
 @pytest.mark.parametrize("form", ["path", "file:", "file:///"])
@@ -168,25 +178,4 @@ def _client_handshake(ctx: SSL.Context, certs, client: tuple[str, str]) -> str |
     client_ctx = ssl.create_default_context(cafile=str(certs.ca_file))
     client_ctx.load_cert_chain(*client)
     client_ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the verdict within the handshake
-    a, b = socket.socketpair()
-    with a, b:
-        def connect() -> None:
-            try:
-                with client_ctx.wrap_socket(b, server_hostname="localhost"):
-                    pass
-            except (ssl.SSLError, OSError):
-                pass
-
-        thread = threading.Thread(target=connect)
-        thread.start()
-        server = SSL.Connection(ctx, a)
-        server.set_accept_state()
-        try:
-            server.do_handshake()
-            reason = None
-        except SSL.Error as exc:
-            reason = str(exc)
-        finally:
-            a.shutdown(socket.SHUT_RDWR)
-            thread.join(10)
-        return reason
+    return _pyopenssl_side(ctx, client_ctx, server=True)
